@@ -1,0 +1,4 @@
+export const hostLocalConfigSchema = {
+  $id: "host-local",
+  allOf: [{ $ref: "netconf" }],
+} as const;

@@ -1,0 +1,4 @@
+export const bridgeConfigSchema = {
+  $id: "bridge",
+  allOf: [{ $ref: "netconf" }],
+} as const;

@@ -1,0 +1,139 @@
+import { CniError, ErrorCode } from "./errors.js";
+import { NAME_PATTERN } from "./env.js";
+import { parseResult, type DNS, type Result } from "./result.js";
+import { DEFAULT_CONFIG_VERSION, isSupportedVersion, SUPPORTED_VERSIONS, type SpecVersion } from "./version.js";
+
+/** The keys every plugin config shares (netconf.schema.ts); each plugin's config extends it. */
+export interface NetConf {
+  cniVersion?: string;
+  name: string;
+  type?: string;
+  capabilities?: Record<string, boolean>;
+  ipam?: { type?: string; [key: string]: unknown };
+  dns?: DNS;
+  runtimeConfig?: Record<string, unknown>;
+  args?: Record<string, unknown>;
+  prevResult?: Record<string, unknown>;
+}
+
+/** A validator compiled from a JSON Schema at build time (ajv standalone code, gen/validators.js). */
+export interface CompiledValidator {
+  (data: unknown): boolean;
+  errors?: ValidationError[] | null;
+}
+
+interface ValidationError {
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+  keyword: string;
+}
+
+export interface ParsedConfig<C extends NetConf> {
+  /** The config after validation, with the schema's defaults filled in. */
+  config: C;
+  /** The config exactly as it arrived, for delegates that must see the caller's bytes. */
+  bytes: Buffer;
+  version: SpecVersion;
+  prevResult?: Result;
+}
+
+function decode(bytes: Buffer): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString("utf8"));
+  } catch (err) {
+    throw new CniError(ErrorCode.DecodingFailure, `error decoding network config from stdin: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new CniError(ErrorCode.DecodingFailure, "error decoding network config from stdin: expected a JSON object");
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Decodes stdin and checks the network name, as the Go skel does before anything else. */
+export function decodeConfig(bytes: Buffer): Record<string, unknown> {
+  const raw = decode(bytes);
+  const name = raw.name;
+  if (name === undefined || name === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "missing network name");
+  if (typeof name !== "string") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `network name must be a string, got ${JSON.stringify(name)}`);
+  }
+  if (!NAME_PATTERN.test(name)) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "invalid characters found in network name",
+      `name ${JSON.stringify(name)} must match ${NAME_PATTERN.source}`,
+    );
+  }
+  return raw;
+}
+
+/** The config's cniVersion, checked against what weft supports (code 1 for an unknown one). */
+export function configVersion(raw: Record<string, unknown>): SpecVersion {
+  const version = raw.cniVersion ?? DEFAULT_CONFIG_VERSION;
+  if (typeof version !== "string") {
+    throw new CniError(ErrorCode.DecodingFailure, `cniVersion must be a string, got ${JSON.stringify(version)}`);
+  }
+  const effective = version === "" ? DEFAULT_CONFIG_VERSION : version;
+  if (!isSupportedVersion(effective)) {
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      "incompatible CNI versions",
+      `config is ${JSON.stringify(effective)}, plugin supports [${SUPPORTED_VERSIONS.map((v) => JSON.stringify(v)).join(" ")}]`,
+    );
+  }
+  return effective;
+}
+
+/** "/ipam/ranges/0/1/subnet" -> "ipam.ranges[0][1].subnet" */
+function fieldName(instancePath: string, extra?: string): string {
+  const parts = instancePath.split("/").slice(1);
+  if (extra !== undefined) parts.push(extra);
+  let out = "";
+  for (const part of parts) {
+    const key = part.replace(/~1/g, "/").replace(/~0/g, "~");
+    out += /^\d+$/.test(key) ? `[${key}]` : out === "" ? key : `.${key}`;
+  }
+  return out === "" ? "the config" : out;
+}
+
+function valueAt(data: unknown, instancePath: string): unknown {
+  let v = data;
+  for (const part of instancePath.split("/").slice(1)) {
+    if (typeof v !== "object" || v === null) return undefined;
+    v = (v as Record<string, unknown>)[part.replace(/~1/g, "/").replace(/~0/g, "~")];
+  }
+  return v;
+}
+
+function describe(error: ValidationError, data: unknown): string {
+  if (error.keyword === "required") {
+    return `${fieldName(error.instancePath, String(error.params.missingProperty))} is required`;
+  }
+  if (error.keyword === "additionalProperties") {
+    return `${fieldName(error.instancePath, String(error.params.additionalProperty))} is not a known key`;
+  }
+  const value = JSON.stringify(valueAt(data, error.instancePath));
+  const shown = value === undefined ? "" : ` (got ${value.length > 80 ? `${value.slice(0, 77)}...` : value})`;
+  return `${fieldName(error.instancePath)} ${error.message ?? "is invalid"}${shown}`;
+}
+
+/** Runs a build-time compiled schema over the config; a mismatch is code 7 naming the field. */
+export function validateWith<C>(validate: CompiledValidator, raw: Record<string, unknown>, what = "network config"): C {
+  if (!validate(raw)) {
+    const errors = validate.errors ?? [];
+    const first = errors[0];
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `invalid ${what}: ${first ? describe(first, raw) : "does not match its schema"}`,
+    );
+  }
+  return raw as C;
+}
+
+/** Parses the prevResult of a chained plugin into the 1.1.0 shape (libcni fills a missing version). */
+export function readPrevResult(raw: Record<string, unknown>, version: SpecVersion): Result | undefined {
+  if (raw.prevResult === undefined || raw.prevResult === null) return undefined;
+  return parseResult(raw.prevResult, "invalid prevResult", version);
+}

@@ -1,0 +1,127 @@
+import { spawn } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { join } from "node:path";
+import type { CniEnv, Verb } from "./env.js";
+import { CniError, ErrorCode } from "./errors.js";
+import { parseResult, type Result } from "./result.js";
+
+/** Finds a plugin executable named `type` in the CNI_PATH directories (pkg/invoke FindInPath). */
+export function findInPath(type: string, paths: readonly string[]): string {
+  if (type === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "no plugin name provided");
+  if (type.includes("/") || type === "." || type === "..") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid plugin name ${JSON.stringify(type)}: it must not be a path`);
+  }
+  if (paths.length === 0) throw new CniError(ErrorCode.InvalidEnvironment, "CNI_PATH is empty: cannot find plugins");
+  for (const dir of paths) {
+    const candidate = join(dir, type);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  throw new CniError(ErrorCode.InvalidEnvironment, `failed to find plugin ${JSON.stringify(type)} in path [${paths.join(" ")}]`);
+}
+
+export interface DelegateOptions {
+  /** Overrides the command the delegate sees; the rest of the environment is the caller's. */
+  verb: Verb;
+  /** The delegate's stdin: the config it should act on. */
+  stdin: Buffer | string;
+  env: NodeJS.ProcessEnv;
+  /** A delegate that does not answer in time is killed; the caller gets code 11 (try again). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_DELEGATE_TIMEOUT_MS = 120_000;
+
+export interface ExecOutput {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+}
+
+function execFile(path: string, options: DelegateOptions): Promise<ExecOutput> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path, [], {
+      env: { ...options.env, CNI_COMMAND: options.verb },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    const chunks: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS);
+    child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk));
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new CniError(ErrorCode.Internal, `failed to run plugin ${path}: ${err.message}`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(
+          new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS} ms and was killed`),
+        );
+      } else {
+        resolve({ code, signal, stdout: Buffer.concat(chunks) });
+      }
+    });
+    // A delegate that exits without reading stdin closes the pipe: that is its answer, not ours to fail on.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(options.stdin);
+  });
+}
+
+/** The delegate's error JSON as a CniError; a delegate that printed none is described by its exit. */
+function delegateError(path: string, output: ExecOutput): CniError {
+  const text = output.stdout.toString("utf8").trim();
+  try {
+    const parsed = JSON.parse(text) as { code?: unknown; msg?: unknown; details?: unknown };
+    if (typeof parsed.code === "number" && typeof parsed.msg === "string") {
+      return new CniError(parsed.code, parsed.msg, typeof parsed.details === "string" ? parsed.details : undefined);
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  const how = output.signal ? `was killed by ${output.signal}` : `exited with status ${output.code}`;
+  return new CniError(ErrorCode.Internal, `netplugin failed: plugin ${path} ${how}${text ? `: ${JSON.stringify(text)}` : ""}`);
+}
+
+/** Runs a delegate plugin binary; returns its stdout, or throws its error. */
+export async function execPlugin(path: string, options: DelegateOptions): Promise<Buffer> {
+  const output = await execFile(path, options);
+  if (output.code !== 0) throw delegateError(path, output);
+  return output.stdout;
+}
+
+/** The environment a delegate gets: the caller's, as pkg/invoke DelegateArgs does. */
+export function delegateEnv(env: CniEnv, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    ...base,
+    CNI_CONTAINERID: env.containerId,
+    CNI_NETNS: env.netns,
+    CNI_IFNAME: env.ifName,
+    CNI_ARGS: env.args,
+    CNI_PATH: env.path.join(":"),
+  };
+}
+
+/**
+ * Delegates a verb to the plugin named `type` found in CNI_PATH (IPAM, or flannel's delegate).
+ * ADD returns the delegate's result in the 1.1.0 shape; the other verbs return nothing.
+ */
+export async function delegate(type: string, options: DelegateOptions & { paths: readonly string[] }): Promise<Result | undefined> {
+  const path = findInPath(type, options.paths);
+  const stdout = await execPlugin(path, options);
+  if (options.verb !== "ADD") return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout.toString("utf8"));
+  } catch (err) {
+    throw new CniError(ErrorCode.DecodingFailure, `plugin ${type} printed a result that is not JSON: ${(err as Error).message}`);
+  }
+  return parseResult(parsed, `result of plugin ${type}`);
+}

@@ -1,0 +1,204 @@
+import { fstatSync, readSync } from "node:fs";
+import { parseCniArgs } from "./args.js";
+import { configVersion, decodeConfig, readPrevResult, validateWith, type CompiledValidator, type NetConf } from "./config.js";
+import { readCommand, readEnvironment, validateAttachment, type CniEnv, type EnvLookup, type Verb } from "./env.js";
+import { asCniError, CniError, ErrorCode } from "./errors.js";
+import { formatResult, marshalIndent, type Result } from "./result.js";
+import { CURRENT_VERSION, isSupportedVersion, SUPPORTED_VERSIONS, versionAtLeast, type SpecVersion } from "./version.js";
+
+/** Everything a verb handler gets: the validated config and the runtime's parameters. */
+export interface Request<C extends NetConf> {
+  verb: Verb;
+  config: C;
+  /** stdin as received, for delegating to another plugin unchanged. */
+  configBytes: Buffer;
+  /** stdin decoded but before schema defaults were applied. */
+  rawConfig: Record<string, unknown>;
+  version: SpecVersion;
+  env: CniEnv;
+  cniArgs: Map<string, string>;
+  prevResult?: Result;
+  log: (message: string) => void;
+}
+
+export interface Attachment {
+  containerID: string;
+  ifname: string;
+}
+
+export interface GcRequest<C extends NetConf> extends Request<C> {
+  /** cni.dev/valid-attachments (or the older cni.dev/attachments): everything else may be removed. */
+  validAttachments: Attachment[];
+}
+
+/** A plugin: its schema, and one handler per verb. Handlers throw CniError to fail. */
+export interface Plugin<C extends NetConf> {
+  /** The CNI type, e.g. "bridge". */
+  type: string;
+  validate: CompiledValidator;
+  /** CNI_ARGS keys the plugin understands (others need IgnoreUnknown=1). */
+  argsKeys?: readonly string[];
+  add(request: Request<C>): Promise<Result>;
+  del(request: Request<C>): Promise<void>;
+  check(request: Request<C>): Promise<void>;
+  gc?(request: GcRequest<C>): Promise<void>;
+  status?(request: Request<C>): Promise<void>;
+}
+
+/** Where the dispatcher reads and writes: the process in production, buffers in tests and in-process delegation. */
+export interface PluginIO {
+  getenv: EnvLookup;
+  readStdin: () => Buffer;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+export const ABOUT = "weft CNI plugin";
+
+/** Minimum config version for each verb (the Go skel's rules: CHECK needs 0.4.0, GC and STATUS 1.1.0). */
+const MIN_VERSION: Partial<Record<Verb, SpecVersion>> = { CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0" };
+
+function errorJson(err: CniError, version: string): string {
+  const body: Record<string, unknown> = { cniVersion: version, code: err.code, msg: err.message };
+  if (err.details) body.details = err.details;
+  return marshalIndent(body);
+}
+
+function versionReply(stdin: Buffer): string {
+  let requested: unknown;
+  try {
+    requested = stdin.length ? (JSON.parse(stdin.toString("utf8")) as { cniVersion?: unknown }).cniVersion : undefined;
+  } catch {
+    requested = undefined;
+  }
+  // The spec says VERSION echoes the requested version; Go always answers its newest one.
+  const version = typeof requested === "string" && isSupportedVersion(requested) ? requested : CURRENT_VERSION;
+  return `${JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS })}\n`;
+}
+
+function validAttachments(raw: Record<string, unknown>): Attachment[] {
+  const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"] ?? [];
+  if (!Array.isArray(list)) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid network config: cni.dev/valid-attachments must be a list");
+  }
+  return list.map((entry, i) => {
+    const e = entry as Record<string, unknown> | null;
+    if (typeof e !== "object" || e === null || typeof e.containerID !== "string" || typeof e.ifname !== "string") {
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `invalid network config: cni.dev/valid-attachments[${i}] must be {"containerID": string, "ifname": string}`,
+      );
+    }
+    return { containerID: e.containerID, ifname: e.ifname };
+  });
+}
+
+/**
+ * Runs one CNI invocation: reads the environment and stdin, validates them, calls the verb's
+ * handler and prints its result or its error. Returns the exit code.
+ */
+export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginIO): Promise<number> {
+  let version: string = CURRENT_VERSION;
+  try {
+    const command = readCommand(io.getenv);
+    if (command === undefined) {
+      io.stderr(`${ABOUT} ${plugin.type}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}\n`);
+      return 0;
+    }
+    const env = readEnvironment(io.getenv);
+    if (env.command === "VERSION") {
+      io.stdout(versionReply(io.readStdin()));
+      return 0;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = io.readStdin();
+    } catch (err) {
+      throw new CniError(ErrorCode.IOFailure, `error reading from stdin: ${(err as Error).message}`);
+    }
+    const rawConfig = decodeConfig(bytes);
+    if (env.command === "ADD" || env.command === "DEL" || env.command === "CHECK") validateAttachment(env);
+    const specVersion = configVersion(rawConfig);
+    version = specVersion;
+    const minimum = MIN_VERSION[env.command];
+    if (minimum && !versionAtLeast(specVersion, minimum)) {
+      throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${env.command}`);
+    }
+    const config = validateWith<C>(plugin.validate, structuredClone(rawConfig));
+    const request: Request<C> = {
+      verb: env.command,
+      config,
+      configBytes: bytes,
+      rawConfig,
+      version: specVersion,
+      env,
+      cniArgs: parseCniArgs(env.args, plugin.argsKeys ?? []),
+      prevResult: readPrevResult(rawConfig, specVersion),
+      log: (message) => io.stderr(`${plugin.type}: ${message}\n`),
+    };
+    switch (env.command) {
+      case "ADD": {
+        const result = await plugin.add(request);
+        io.stdout(formatResult(result, specVersion));
+        return 0;
+      }
+      case "DEL":
+        await plugin.del(request);
+        return 0;
+      case "CHECK":
+        await plugin.check(request);
+        return 0;
+      case "GC":
+        // A plugin with nothing to collect succeeds, as the spec allows.
+        await plugin.gc?.({ ...request, validAttachments: validAttachments(rawConfig) });
+        return 0;
+      case "STATUS":
+        await plugin.status?.(request);
+        return 0;
+    }
+  } catch (err) {
+    const cniError = asCniError(err);
+    if (!(err instanceof CniError)) io.stderr(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    io.stdout(errorJson(cniError, version));
+    return 1;
+  }
+}
+
+/** stdin of the process; a terminal is never waited on (VERSION from a shell). */
+function readProcessStdin(): Buffer {
+  if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  const chunk = Buffer.allocUnsafe(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, chunk, 0, chunk.length, null);
+    } catch (err) {
+      // A runtime may hand over a non-blocking pipe: wait for it briefly rather than fail.
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      continue;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(chunk.subarray(0, n)));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The process entry: dispatch with the real environment and stdio, then exit with its code. */
+export function runPlugin<C extends NetConf>(plugin: Plugin<C>): void {
+  const fail = (err: unknown) => {
+    process.stderr.write(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stdout.write(errorJson(asCniError(err), CURRENT_VERSION));
+    process.exit(1);
+  };
+  process.on("uncaughtException", fail);
+  process.on("unhandledRejection", fail);
+  const io: PluginIO = {
+    getenv: (name) => process.env[name],
+    readStdin: readProcessStdin,
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+  };
+  dispatch(plugin, io).then((code) => process.exit(code), fail);
+}

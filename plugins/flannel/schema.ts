@@ -1,0 +1,4 @@
+export const flannelConfigSchema = {
+  $id: "flannel",
+  allOf: [{ $ref: "netconf" }],
+} as const;

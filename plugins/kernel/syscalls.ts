@@ -1,0 +1,22 @@
+import * as weftAddon from "weft-native:weft";
+import { loadEmbeddedAddon } from "./native.js";
+
+/** weft's own native addon (native/weft.c): the system calls Node.js lacks. */
+export interface WeftSyscalls {
+  setns(fd: number, nstype: number): void;
+  flock(fd: number, operation: number): void;
+  flockAsync(fd: number, operation: number): Promise<void>;
+}
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const CLONE_NEWNET = 0x40000000;
+
+let syscalls: WeftSyscalls | undefined;
+
+export function weftSyscalls(): WeftSyscalls {
+  syscalls ??= loadEmbeddedAddon<WeftSyscalls>(weftAddon);
+  return syscalls;
+}

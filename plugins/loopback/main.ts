@@ -1,0 +1,5 @@
+import { loopback } from "../../gen/validators.js";
+import { pendingPlugin } from "../cni/pending.js";
+import { runPlugin } from "../cni/skel.js";
+
+runPlugin(pendingPlugin("loopback", loopback));

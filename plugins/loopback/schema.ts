@@ -1,0 +1,4 @@
+export const loopbackConfigSchema = {
+  $id: "loopback",
+  allOf: [{ $ref: "netconf" }],
+} as const;

@@ -1,0 +1,4 @@
+export const portmapConfigSchema = {
+  $id: "portmap",
+  allOf: [{ $ref: "netconf" }],
+} as const;
