@@ -147,9 +147,9 @@ class ResultReader {
 export function parseResult(raw: Json, what = "result", fallbackVersion?: string): Result {
   const r = new ResultReader(what);
   const o = r.object(raw, "the result");
-  let version = o.cniVersion ?? fallbackVersion ?? DEFAULT_CONFIG_VERSION;
-  if (typeof version !== "string") r.fail("cniVersion", "must be a string");
-  if (version === "") version = fallbackVersion ?? DEFAULT_CONFIG_VERSION;
+  const declared = o.cniVersion ?? "";
+  if (typeof declared !== "string") r.fail("cniVersion", "must be a string");
+  const version = declared === "" ? (fallbackVersion ?? DEFAULT_CONFIG_VERSION) : declared;
   if (!isSupportedVersion(version)) r.fail("cniVersion", `${JSON.stringify(version)} is not a supported version`);
 
   const result: Result = { cniVersion: version };
