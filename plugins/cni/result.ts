@@ -145,7 +145,7 @@ class ResultReader {
  * prevResult's missing version from the config's), and a 0.x one without it is 0.1.0.
  */
 export function parseResult(raw: Json, what = "result", fallbackVersion?: string): Result {
-  const r = new ResultReader(what);
+  const r: ResultReader = new ResultReader(what);
   const o = r.object(raw, "the result");
   const declared = o.cniVersion ?? "";
   if (typeof declared !== "string") r.fail("cniVersion", "must be a string");
