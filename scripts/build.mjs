@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
-import { addonPaths, embeddedAddonSource } from "./native-addons.mjs";
+import { esbuildNativeAddons } from "./native-addons.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -85,22 +85,6 @@ function buildNativeAddon() {
   );
 }
 
-/** Resolves `weft-native:<name>` to a module embedding that addon, and netlink's loader to ours. */
-const nativeAddonsPlugin = {
-  name: "weft-native",
-  setup(build) {
-    const paths = addonPaths(root);
-    build.onResolve({ filter: /^weft-native:/ }, (args) => ({ path: args.path.slice("weft-native:".length), namespace: "weft-native" }));
-    build.onLoad({ filter: /.*/, namespace: "weft-native" }, (args) => {
-      const path = paths[args.path];
-      if (!path) throw new Error(`unknown native addon ${args.path}`);
-      return { contents: embeddedAddonSource(args.path, path), loader: "js" };
-    });
-    // netlink loads its binding with require('node-gyp-build')(dir): hand it the embedded one.
-    build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
-  },
-};
-
 async function buildExecutables() {
   const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
   mkdirSync(join(root, "bin"), { recursive: true });
@@ -121,7 +105,7 @@ async function buildExecutables() {
         banner: { js: `#!/usr/bin/env node\n// weft ${version} ${type}` },
         define: { WEFT_VERSION: JSON.stringify(version) },
         outfile: `${outfile}.${process.pid}.tmp`,
-        plugins: [nativeAddonsPlugin],
+        plugins: [esbuildNativeAddons(root)],
         logLevel: "error",
       });
       chmodSync(`${outfile}.${process.pid}.tmp`, 0o755);

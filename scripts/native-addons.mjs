@@ -22,3 +22,21 @@ export function embeddedAddonSource(name, path) {
     `export function bytes() { return Buffer.from(base64, "base64"); }`,
   ].join("\n");
 }
+
+/** esbuild plugin: `weft-native:<name>` becomes a module embedding that addon, and netlink's loader ours. */
+export function esbuildNativeAddons(root) {
+  const paths = addonPaths(root);
+  return {
+    name: "weft-native",
+    setup(build) {
+      build.onResolve({ filter: /^weft-native:/ }, (args) => ({ path: args.path.slice("weft-native:".length), namespace: "weft-native" }));
+      build.onLoad({ filter: /.*/, namespace: "weft-native" }, (args) => {
+        const path = paths[args.path];
+        if (!path) throw new Error(`unknown native addon ${args.path}`);
+        return { contents: embeddedAddonSource(args.path, path), loader: "js" };
+      });
+      // netlink loads its binding with require("node-gyp-build")(dir): hand it the embedded one.
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
+    },
+  };
+}

@@ -119,7 +119,7 @@ class ResultReader {
     if (domain !== undefined) dns.domain = domain;
     if (search) dns.search = search;
     if (options) dns.options = options;
-    return dns;
+    return Object.keys(dns).length ? dns : undefined;
   }
 
   route(v: Json, field: string): Route {

@@ -1,0 +1,62 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const PLUGINS = ["flannel", "bridge", "host-local", "portmap", "loopback"];
+const ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/** Runs an executable the way a kubelet does: a clean environment with PATH and the CNI_ variables. */
+function runPlugin(type: string, env: Record<string, string>, stdin: string) {
+  const out = spawnSync(join(process.cwd(), "bin", type), [], {
+    env: { PATH: "/usr/local/bin:/usr/bin:/bin", ...env },
+    input: stdin,
+    encoding: "utf8",
+  });
+  return { status: out.status, stdout: out.stdout, stderr: out.stderr };
+}
+
+const ADD = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "exec-test", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/nonexistent" };
+
+describe.each(PLUGINS)("bin/%s", (type) => {
+  it("is one self-contained file: no require of anything but Node's own modules", () => {
+    const source = readFileSync(join(process.cwd(), "bin", type), "utf8");
+    expect(source.startsWith("#!/usr/bin/env node\n")).toBe(true);
+    const required = [...source.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1]);
+    expect(required.filter((name) => !name!.startsWith("node:") && !/^[a-z_]+$/.test(name!))).toEqual([]);
+  });
+
+  it("answers VERSION with all seven versions", () => {
+    const out = runPlugin(type, { CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.1.0"}');
+    expect(out.status).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual({ cniVersion: "1.1.0", supportedVersions: ALL_VERSIONS });
+  });
+
+  it("answers garbage on stdin with a code 6 error JSON and exit 1", () => {
+    const out = runPlugin(type, ADD, "this is not json");
+    expect(out.status).toBe(1);
+    expect(JSON.parse(out.stdout)).toMatchObject({ code: 6, msg: expect.stringContaining("error decoding network config") });
+  });
+
+  it("answers cniVersion 9.9.9 with code 1", () => {
+    const out = runPlugin(type, ADD, JSON.stringify({ cniVersion: "9.9.9", name: "n", type }));
+    expect(out.status).toBe(1);
+    expect(JSON.parse(out.stdout)).toMatchObject({ code: 1, msg: "incompatible CNI versions" });
+  });
+
+  it("names every missing variable with code 4", () => {
+    const out = runPlugin(type, { CNI_COMMAND: "ADD" }, JSON.stringify({ cniVersion: "1.0.0", name: "n", type }));
+    expect(out.status).toBe(1);
+    expect(JSON.parse(out.stdout)).toMatchObject({
+      code: 4,
+      msg: "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing",
+    });
+  });
+
+  it("prints its name and versions on stderr when run bare", () => {
+    const out = runPlugin(type, {}, "");
+    expect(out.status).toBe(0);
+    expect(out.stdout).toBe("");
+    expect(out.stderr).toContain(`weft CNI plugin ${type}`);
+  });
+});
