@@ -4,7 +4,7 @@ BINDIR  ?= $(PREFIX)/bin
 CONFDIR ?= /etc/cni/net.d
 PLUGINS := flannel bridge host-local portmap loopback
 
-.PHONY: all build install install-conf test unit conformance bench demo typecheck clean
+.PHONY: all build install install-conf check test unit conformance bench demo typecheck clean
 
 all: build
 
@@ -36,6 +36,10 @@ unit: build
 	npx vitest run
 
 test: typecheck unit
+
+# README's test command and CI's: everything, ending in one "N passed, N failed" line.
+check: build
+	bash scripts/check
 
 conformance: build
 	bash conformance/run
