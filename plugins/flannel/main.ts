@@ -1,5 +1,7 @@
-import { flannel } from "../../gen/validators.js";
-import { pendingPlugin } from "../cni/pending.js";
 import { runPlugin } from "../cni/skel.js";
+import { weftPlugins } from "./in-process.js";
+import { flannelPlugin } from "./plugin.js";
 
-runPlugin(pendingPlugin("flannel", flannel));
+declare const WEFT_VERSION: string;
+
+runPlugin(flannelPlugin({ inProcess: weftPlugins(WEFT_VERSION) }));

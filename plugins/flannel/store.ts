@@ -1,0 +1,113 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { CniError, ErrorCode } from "../cni/errors.js";
+import type { JsonObject } from "./delegate-config.js";
+
+/** A delegate config saved at ADD, read back by DEL, CHECK and GC. */
+export type SavedConfig =
+  | { state: "saved"; bytes: Buffer; config: JsonObject & { type: string } }
+  | { state: "missing" }
+  /** Unreadable JSON or no delegate type: a crash before flannel wrote with fsync, or a hand edit. */
+  | { state: "corrupt"; problem: string };
+
+/**
+ * The rendered delegate configs, one file per container id named after it, holding exactly the
+ * bytes sent to the delegate: the Go plugin's layout (saveScratchNetConf), so either plugin deletes a
+ * pod the other added. Written to a temporary name, fsynced and renamed, so a reader sees a whole
+ * file or none.
+ */
+export class SavedConfigStore {
+  constructor(readonly dataDir: string) {}
+
+  path(containerId: string): string {
+    return join(this.dataDir, containerId);
+  }
+
+  save(containerId: string, bytes: string): void {
+    const path = this.path(containerId);
+    // Container ids start with a letter or digit, so a dot-name never collides with one.
+    const tmp = join(this.dataDir, `.${containerId}.${process.pid}.tmp`);
+    try {
+      mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+      const fd = openSync(tmp, "w", 0o600);
+      try {
+        const data = Buffer.from(bytes);
+        let offset = 0;
+        while (offset < data.length) offset += writeSync(fd, data, offset);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      syncDirectory(this.dataDir);
+    } catch (err) {
+      removeQuietly(tmp);
+      throw new CniError(ErrorCode.IOFailure, `failed to save the delegate config to ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  load(containerId: string): SavedConfig {
+    const path = this.path(containerId);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "missing" };
+      throw new CniError(ErrorCode.IOFailure, `failed to read the saved delegate config ${path}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(bytes.toString("utf8"));
+    } catch (err) {
+      return { state: "corrupt", problem: `${path} is not JSON: ${(err as Error).message}` };
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      return { state: "corrupt", problem: `${path} does not hold a JSON object` };
+    }
+    const config = parsed as JsonObject;
+    if (typeof config.type !== "string" || config.type === "") {
+      return { state: "corrupt", problem: `${path} has no delegate type` };
+    }
+    return { state: "saved", bytes, config: config as JsonObject & { type: string } };
+  }
+
+  /** Removes a container's file; one already gone is fine. */
+  remove(containerId: string): void {
+    const path = this.path(containerId);
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw new CniError(ErrorCode.IOFailure, `failed to remove the saved delegate config ${path}: ${(err as Error).message}`);
+    }
+    syncDirectory(this.dataDir);
+  }
+
+  /** The container ids that have a file. */
+  containerIds(): string[] {
+    try {
+      return readdirSync(this.dataDir).filter((name) => !name.startsWith("."));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new CniError(ErrorCode.IOFailure, `failed to list ${this.dataDir}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** A rename or unlink is durable only once its directory is synced. */
+function syncDirectory(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // never created, or already gone
+  }
+}
