@@ -1,9 +1,11 @@
 import { spawn } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, closeSync, constants, openSync, readSync } from "node:fs";
 import { join } from "node:path";
+import type { NetConf } from "./config.js";
 import type { CniEnv, Verb } from "./env.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { parseResult, type Result } from "./result.js";
+import { dispatch, type Plugin } from "./skel.js";
 
 /** Finds a plugin executable named `type` in the CNI_PATH directories (pkg/invoke FindInPath). */
 export function findInPath(type: string, paths: readonly string[]): string {
@@ -32,6 +34,17 @@ export interface DelegateOptions {
   env: NodeJS.ProcessEnv;
   /** A delegate that does not answer in time is killed; the caller gets code 11 (try again). */
   timeoutMs?: number;
+  /** weft's own plugins this bundle carries: a delegate that is one of them runs in this process. */
+  inProcess?: InProcessPlugins;
+}
+
+/**
+ * The weft plugins a bundle can run in its own process, by CNI type, each loaded only when used,
+ * and the version of the build they come from.
+ */
+export interface InProcessPlugins {
+  version: string;
+  plugins: Readonly<Record<string, () => Promise<Plugin<NetConf>>>>;
 }
 
 export const DEFAULT_DELEGATE_TIMEOUT_MS = 120_000;
@@ -90,9 +103,75 @@ function delegateError(path: string, output: ExecOutput): CniError {
   return new CniError(ErrorCode.Internal, `netplugin failed: plugin ${path} ${how}${text ? `: ${JSON.stringify(text)}` : ""}`);
 }
 
-/** Runs a delegate plugin binary; returns its stdout, or throws its error. */
+const BANNER = /^#![^\n]*\n\/\/ weft (\S+) (\S+)\n/;
+
+/** The version and type of a weft executable (line 2 of every bin file, from scripts/build.mjs). */
+export function readWeftBanner(path: string): { version: string; type: string } | undefined {
+  const head = Buffer.alloc(128);
+  let length: number;
+  try {
+    const fd = openSync(path, "r");
+    try {
+      length = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  const m = BANNER.exec(head.toString("latin1", 0, length));
+  return m ? { version: m[1]!, type: m[2]! } : undefined;
+}
+
+/**
+ * The plugin to run in-process for the executable at `path`: only when it is weft's, of the very
+ * version this bundle was built as, and of a type the bundle carries. The banner's type is what the
+ * file would run whatever name it is installed under.
+ */
+async function inProcessPlugin(path: string, inProcess: InProcessPlugins | undefined): Promise<Plugin<NetConf> | undefined> {
+  if (!inProcess) return undefined;
+  const banner = readWeftBanner(path);
+  if (!banner || banner.version !== inProcess.version) return undefined;
+  const load = Object.hasOwn(inProcess.plugins, banner.type) ? inProcess.plugins[banner.type] : undefined;
+  return load?.();
+}
+
+/**
+ * What executing the plugin would do, without a new process: the same dispatcher reads the same
+ * environment (the caller's plus CNI_COMMAND) and stdin, stdout is collected, stderr goes where the
+ * child's would (inherited), and the exit code is dispatch's.
+ */
+async function runInProcess(plugin: Plugin<NetConf>, path: string, options: DelegateOptions): Promise<ExecOutput> {
+  const env: NodeJS.ProcessEnv = { ...options.env, CNI_COMMAND: options.verb };
+  const stdin = Buffer.from(options.stdin);
+  const chunks: string[] = [];
+  const run = dispatch(plugin, {
+    getenv: (name) => env[name],
+    readStdin: () => stdin,
+    stdout: (text) => chunks.push(text),
+    stderr: (text) => process.stderr.write(text),
+  });
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`)),
+      timeoutMs,
+    );
+    timer.unref();
+  });
+  try {
+    const code = await Promise.race([run, timeout]);
+    return { code, signal: null, stdout: Buffer.from(chunks.join("")) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs a delegate plugin (in this process when it is weft's own, see DelegateOptions.inProcess); returns its stdout, or throws its error. */
 export async function execPlugin(path: string, options: DelegateOptions): Promise<Buffer> {
-  const output = await execFile(path, options);
+  const plugin = await inProcessPlugin(path, options.inProcess);
+  const output = plugin ? await runInProcess(plugin, path, options) : await execFile(path, options);
   if (output.code !== 0) throw delegateError(path, output);
   return output.stdout;
 }
