@@ -172,6 +172,35 @@ drv_err() {
 
 out() { cat "$SCN_DIR/out"; }
 
+# Defects of Debian's reference plugins (1.1.1) that the suite meets; each is in DIFFERENCES.md.
+KNOWN_REF_BUGS=(
+  'Expected Route \{Dst:\{IP:[0-9.]+ Mask:[0-9a-f]+\} GW:(<nil>|\\u003cnil\\u003e)\} not found in routing table'
+  'could not check ipv6 dnat: chain CNI-DN-[0-9a-f]+ not found in iptables table nat'
+)
+
+# known_ref_bug: did the last driver call fail with one of KNOWN_REF_BUGS, on the reference set?
+known_ref_bug() {
+  local re
+  [ "$TARGET" = ref ] || return 1
+  for re in "${KNOWN_REF_BUGS[@]}"; do
+    grep -Eq "$re" "$SCN_DIR/out" && return 0
+  done
+  return 1
+}
+
+# drv_check <node> <args...>: CHECK must pass; on the reference set a known defect is tolerated
+# (logged) so the rest of the scenario still runs.
+drv_check() {
+  local node=$1
+  shift
+  drv "$node" check "$@" && return 0
+  if known_ref_bug; then
+    echo "known reference defect, tolerated: $(jq -r .error "$SCN_DIR/out")" >&2
+    return 0
+  fi
+  fail "driver check $1 $2: $(jq -r '.error // empty' "$SCN_DIR/out" 2>/dev/null | head -c 300)"
+}
+
 # jq_true <json-file-or-"-"> <filter> <description>: FAIL unless the filter is true.
 jq_true() {
   jq -e "$2" "$1" >/dev/null 2>&1 || fail "$3 (got: $(jq -c . "$1" 2>/dev/null | head -c 400))"
