@@ -36,7 +36,8 @@ eventually() {
   done
 }
 
-no_veth() { [ -z "$(ip -n "$1" -br link show type veth)" ]; }
+# no_veth <node>: no pod veth left on the node (its underlay eth0 excepted).
+no_veth() { [ -z "$(ip -n "$1" -br link show type veth | grep -v '^eth0@')" ]; }
 
 # --- cleanup -------------------------------------------------------------------------------------
 
@@ -137,10 +138,10 @@ supports() { # supports <dir> <plugin> <version>
 
 # conflist <name> <cniVersion> <plugins-json-array>: write $SCN_DIR/conf/<name>.conflist.
 conflist() {
-  mkdir -p "$SCN_DIR/conf"
+  mkdir -p "${NODE_DIR:-$SCN_DIR}/conf"
   jq -e 'type == "array" and length > 0 and all(.[]; type == "object")' >/dev/null 2>&1 <<<"$3" ||
     fail "conflist $1: bad plugin list '$3'"
-  jq -n --arg n "$1" --arg v "$2" --argjson p "$3" '{cniVersion:$v,name:$n,plugins:$p}' >"$SCN_DIR/conf/$1.conflist"
+  jq -n --arg n "$1" --arg v "$2" --argjson p "$3" '{cniVersion:$v,name:$n,plugins:$p}' >"${NODE_DIR:-$SCN_DIR}/conf/$1.conflist"
 }
 
 # drv <node-netns> <verb> <args...>: run the driver inside a node namespace against $CNI_BIN, the
@@ -149,7 +150,7 @@ conflist() {
 drv() {
   local node=$1 rc=0
   shift
-  ip netns exec "$node" env NETCONFPATH="$SCN_DIR/conf" CNI_PATH="$CNI_BIN" CNI_CACHE_DIR="$SCN_DIR/cache" \
+  ip netns exec "$node" env NETCONFPATH="${NODE_DIR:-$SCN_DIR}/conf" CNI_PATH="$CNI_BIN" CNI_CACHE_DIR="${NODE_DIR:-$SCN_DIR}/cache" \
     CAP_ARGS="${CAP_ARGS:-}" CNI_ARGS="${DRV_CNI_ARGS:-}" DRIVER_DIRECT="${DRIVER_DIRECT:-}" DRIVER_LIBCNI="${DRIVER_LIBCNI:-}" \
     "$DRIVER" "$@" >"$SCN_DIR/out" 2>"$SCN_DIR/err" || rc=$?
   { echo "+ driver $* (rc=$rc)"; cat "$SCN_DIR/out" "$SCN_DIR/err"; } >&2
@@ -213,14 +214,14 @@ jq_true() {
 bridge_plugin() { # <subnet> [mtu] [routes-json]
   local routes='[{"dst":"10.244.0.0/16"}]'
   [ -z "${3:-}" ] || routes=$3
-  jq -nc --arg data "$SCN_DIR/ipam" --arg s "$1" --argjson mtu "${2:-1450}" --argjson routes "$routes" \
+  jq -nc --arg data "${NODE_DIR:-$SCN_DIR}/ipam" --arg s "$1" --argjson mtu "${2:-1450}" --argjson routes "$routes" \
     '{type:"bridge",bridge:"cni0",mtu:$mtu,isGateway:true,isDefaultGateway:true,hairpinMode:true,ipMasq:false,
       ipam:{type:"host-local",dataDir:$data,ranges:[[{subnet:$s}]],routes:$routes}}'
 }
 
 # weft's stock conflist (conf/10-flannel.conflist) with its files moved into the scenario's dir.
 flannel_plugins() { # <subnet.env path>
-  jq -c --arg env "$1" --arg data "$SCN_DIR/flannel" --arg ipam "$SCN_DIR/ipam" '.plugins
+  jq -c --arg env "$1" --arg data "${NODE_DIR:-$SCN_DIR}/flannel" --arg ipam "${NODE_DIR:-$SCN_DIR}/ipam" '.plugins
     | map(if .type == "flannel" then . + {subnetFile:$env, dataDir:$data, ipam:{dataDir:$ipam}} else . end)' \
     "$ROOT/conf/10-flannel.conflist"
 }
@@ -230,7 +231,7 @@ subnet_env() { # <file> <subnet ip/len> [mtu]
 }
 
 # reserved <network> <ip>: does host-local hold <ip>?
-reserved() { [ -e "$SCN_DIR/ipam/$1/$2" ]; }
+reserved() { [ -e "${NODE_DIR:-$SCN_DIR}/ipam/$1/$2" ]; }
 
 # --- kernel state --------------------------------------------------------------------------------
 
