@@ -1,0 +1,216 @@
+import { createNetlink, type NetlinkSocket } from "netlink/dist/netlink.js";
+import type { NetlinkMessage } from "netlink/dist/structs.js";
+import { KernelError, kernelError } from "./errors.js";
+import type { Netns } from "./netns.js";
+
+/**
+ * An rtnetlink socket bound to one network namespace, and the small attribute codec weft needs.
+ * The netlink package carries the messages (sequence numbers, ACKs, multipart dumps); the rtnetlink
+ * structures are encoded here rather than with its rt modules, which cost about 4 ms to load and
+ * cannot express the nested attributes used below (veth peer, bridge port flags, VLANs).
+ */
+
+const NETLINK_ROUTE = 0;
+
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_DUMP_INTR = 0x10;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+export const NLA_F_NESTED = 0x8000;
+
+export const RTM = {
+  NEWLINK: 16,
+  DELLINK: 17,
+  GETLINK: 18,
+  SETLINK: 19,
+  NEWADDR: 20,
+  DELADDR: 21,
+  GETADDR: 22,
+  NEWROUTE: 24,
+  DELROUTE: 25,
+  GETROUTE: 26,
+} as const;
+
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+export const AF_INET6 = 10;
+
+/** Retries of a dump the kernel marked inconsistent (NLM_F_DUMP_INTR), as pkg/netlinksafe does. */
+const DUMP_ATTEMPTS = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+export type Attr = [type: number, value: Buffer];
+
+export function attr(type: number, value: Buffer): Attr {
+  return [type, value];
+}
+
+export function u8(v: number): Buffer {
+  return Buffer.from([v & 0xff]);
+}
+
+export function u16(v: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return b;
+}
+
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+}
+
+export function s32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v);
+  return b;
+}
+
+export function cstring(s: string): Buffer {
+  return Buffer.concat([Buffer.from(s, "utf8"), Buffer.alloc(1)]);
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [type, value] of attrs) {
+    const header = Buffer.alloc(4);
+    header.writeUInt16LE(4 + value.length, 0);
+    header.writeUInt16LE(type, 2);
+    parts.push(header, value, Buffer.alloc(align4(value.length) - value.length));
+  }
+  return Buffer.concat(parts);
+}
+
+export function nested(type: number, attrs: readonly Attr[]): Attr {
+  return [type | NLA_F_NESTED, encodeAttrs(attrs)];
+}
+
+/** Attributes by type (the last one wins; flags stripped). */
+export function decodeAttrs(buf: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  let off = 0;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    const type = buf.readUInt16LE(off + 2) & 0x3fff;
+    if (len < 4 || off + len > buf.length) break;
+    out.set(type, buf.subarray(off + 4, off + len));
+    off += align4(len);
+  }
+  return out;
+}
+
+/** All attributes in order, for lists of repeated types. */
+export function decodeAttrList(buf: Buffer): Attr[] {
+  const out: Attr[] = [];
+  let off = 0;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    const type = buf.readUInt16LE(off + 2) & 0x3fff;
+    if (len < 4 || off + len > buf.length) break;
+    out.push([type, buf.subarray(off + 4, off + len)]);
+    off += align4(len);
+  }
+  return out;
+}
+
+export function readCString(buf: Buffer | undefined): string | undefined {
+  if (!buf) return undefined;
+  const nul = buf.indexOf(0);
+  return buf.toString("utf8", 0, nul < 0 ? buf.length : nul);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The socket
+
+function errnoOf(msg: NetlinkMessage): number {
+  return msg.data.length >= 4 ? msg.data.readInt32LE(0) : 0;
+}
+
+export class Rtnl {
+  private constructor(private socket: NetlinkSocket | undefined) {}
+
+  /**
+   * Opens a socket in netns (the current namespace when absent). The socket stays bound to the
+   * namespace it was created in, so only its creation happens inside.
+   */
+  static open(netns?: Netns): Rtnl {
+    const create = () => createNetlink(NETLINK_ROUTE);
+    return new Rtnl(netns ? netns.run(create) : create());
+  }
+
+  private get sock(): NetlinkSocket {
+    if (!this.socket) throw new Error("rtnetlink socket is closed");
+    return this.socket;
+  }
+
+  private async exchange(type: number, body: Buffer, flags: number, operation: string): Promise<NetlinkMessage[]> {
+    let messages: NetlinkMessage[];
+    try {
+      [messages] = await this.sock.request(type, body, { flags, checkError: false });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { errno?: number };
+      if (typeof e.errno === "number") throw kernelError(e.errno, operation);
+      throw err;
+    }
+    for (const msg of messages) {
+      if (msg.type === NLMSG_ERROR || msg.type === NLMSG_DONE) {
+        const errno = errnoOf(msg);
+        if (errno < 0) throw kernelError(-errno, operation);
+      }
+    }
+    return messages;
+  }
+
+  /** A request that changes something; resolves on the kernel's ACK, throws its refusal. */
+  async change(type: number, body: Buffer, flags: number, operation: string): Promise<void> {
+    await this.exchange(type, body, flags, operation);
+  }
+
+  /** A single GET: the payload of the reply. */
+  async get(type: number, body: Buffer, operation: string): Promise<Buffer> {
+    const messages = await this.exchange(type, body, 0, operation);
+    const reply = messages.find((m) => m.type !== NLMSG_ERROR && m.type !== NLMSG_DONE);
+    if (!reply) throw new KernelError("ENODATA", 61, operation);
+    return reply.data;
+  }
+
+  /**
+   * A dump: every payload. A dump the kernel interrupted because the table changed meanwhile
+   * (NLM_F_DUMP_INTR, common while pods come and go) is asked again.
+   */
+  async dump(type: number, body: Buffer, operation: string): Promise<Buffer[]> {
+    for (let attempt = 1; ; attempt++) {
+      const messages = await this.exchange(type, body, NLM_F_DUMP, operation);
+      const interrupted = messages.some((m) => (m.flags & NLM_F_DUMP_INTR) !== 0);
+      if (!interrupted) {
+        return messages.filter((m) => m.type !== NLMSG_DONE && m.type !== NLMSG_ERROR).map((m) => m.data);
+      }
+      if (attempt >= DUMP_ATTEMPTS) throw new KernelError("EINTR", 4, `${operation}: dump interrupted ${attempt} times`);
+    }
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}
+
+/** Runs fn with a socket in netns and closes it afterwards. */
+export async function withRtnl<T>(netns: Netns | undefined, fn: (nl: Rtnl) => Promise<T>): Promise<T> {
+  const nl = Rtnl.open(netns);
+  try {
+    return await fn(nl);
+  } finally {
+    nl.close();
+  }
+}

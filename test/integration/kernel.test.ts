@@ -1,0 +1,299 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../../plugins/kernel/addr.js";
+import { isKernelError, KernelError } from "../../plugins/kernel/errors.js";
+import {
+  createVethPair,
+  delLink,
+  ensureBridge,
+  linkByIndex,
+  linkByName,
+  listLinks,
+  moveLinkToNetns,
+  setHairpin,
+  setLinkDown,
+  setLinkMaster,
+  setLinkMtu,
+  setLinkUp,
+  setPortIsolated,
+  setPromisc,
+  waitOperUp,
+} from "../../plugins/kernel/link.js";
+import { addMasquerade, attachmentKey, gcMasquerade, listMasquerade, nftAddScript, removeMasquerade } from "../../plugins/kernel/masquerade.js";
+import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
+import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
+import { Rtnl, withRtnl } from "../../plugins/kernel/rtnl.js";
+import { readSysctl, writeSysctl } from "../../plugins/kernel/sysctl.js";
+import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
+
+const pool = netnsPool();
+const opened: Array<{ close(): void }> = [];
+
+afterEach(() => {
+  for (const o of opened.splice(0)) o.close();
+  pool.cleanup();
+});
+
+function open(ns: TestNetns): { netns: Netns; nl: Rtnl } {
+  const netns = Netns.open(ns.path);
+  const nl = Rtnl.open(netns);
+  opened.push(nl, netns);
+  return { netns, nl };
+}
+
+describe("namespaces", () => {
+  it("refuse a missing path and a file that is not nsfs, and recognise the plugin's own namespace", () => {
+    expect(() => Netns.open("/run/netns/weft-does-not-exist")).toThrow(expect.objectContaining({ reason: "missing" }));
+    const dir = mkdtempSync(join(tmpdir(), "weft-netns-"));
+    try {
+      writeFileSync(join(dir, "stale"), "");
+      expect(() => Netns.open(join(dir, "stale"))).toThrow(NetnsPathError);
+      expect(() => Netns.open(join(dir, "stale"))).toThrow(/not a network namespace .*magic/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    const own = Netns.open("/proc/self/ns/net");
+    opened.push(own);
+    expect(isOwnNetns(own)).toBe(true);
+    const other = Netns.open(pool.create().path);
+    opened.push(other);
+    expect(isOwnNetns(other)).toBe(false);
+  });
+
+  it("refuse a namespace file of another kind when entering it", () => {
+    const mnt = Netns.open("/proc/self/ns/uts");
+    opened.push(mnt);
+    const before = ownNetnsInode();
+    expect(() => mnt.run(() => 1)).toThrow(expect.objectContaining({ reason: "not-netns" }));
+    expect(ownNetnsInode()).toBe(before);
+  });
+
+  it("return the thread to the host namespace after run, even when the function throws", () => {
+    const ns = pool.create();
+    const netns = Netns.open(ns.path);
+    opened.push(netns);
+    const host = ownNetnsInode();
+    const inside = netns.run(() => ownNetnsInode());
+    expect(inside).not.toBe(host);
+    expect(ownNetnsInode()).toBe(host);
+    expect(() =>
+      netns.run(() => {
+        expect(ownNetnsInode()).toBe(inside);
+        throw new Error("boom");
+      }),
+    ).toThrow("boom");
+    expect(ownNetnsInode()).toBe(host);
+    expect(() => netns.run(() => Promise.resolve(1))).toThrow(/synchronous/);
+    expect(ownNetnsInode()).toBe(host);
+  });
+
+  it("keep a socket opened inside bound to that namespace after the thread returned", async () => {
+    const ns = pool.create();
+    ns.exec("ip", ["link", "add", "weftdummy0", "type", "bridge"]);
+    const host = ownNetnsInode();
+    const { nl } = open(ns);
+    expect(ownNetnsInode()).toBe(host);
+    expect(await linkByName(nl, "weftdummy0")).toMatchObject({ name: "weftdummy0" });
+    const other = open(pool.create()).nl;
+    expect(await linkByName(other, "weftdummy0")).toBeUndefined();
+    // A failing request from inside a namespace leaves the thread where it was too.
+    await expect(setLinkMtu(nl, 999_999, 1400)).rejects.toBeInstanceOf(KernelError);
+    expect(ownNetnsInode()).toBe(host);
+  });
+});
+
+describe("links", () => {
+  it("ensureBridge creates a bridge up with the MTU, reuses it, and refuses a non-bridge of that name", async () => {
+    const { nl } = open(pool.create());
+    const first = await ensureBridge(nl, { name: "br-test", mtu: 1450 });
+    expect(first.created).toBe(true);
+    expect(first.link).toMatchObject({ name: "br-test", kind: "bridge", mtu: 1450, up: true, promisc: false });
+    await setLinkMtu(nl, first.link.index, 1500);
+    const again = await ensureBridge(nl, { name: "br-test", mtu: 1450, promisc: true });
+    expect(again.created).toBe(false);
+    expect(again.link).toMatchObject({ index: first.link.index, mtu: 1450, promisc: true, mac: first.link.mac });
+    await setPromisc(nl, first.link.index, false);
+    expect((await linkByIndex(nl, first.link.index))?.promisc).toBe(false);
+
+    await createVethPair(nl, { name: "notabridge", peerName: "notabridge-p" });
+    await expect(ensureBridge(nl, { name: "notabridge" })).rejects.toThrow('"notabridge" already exists but is not a bridge');
+  });
+
+  it("createVethPair puts the peer straight into another namespace with its MTU and MAC, enslaved near end", async () => {
+    const node = open(pool.create());
+    const pod = open(pool.create());
+    const { link: br } = await ensureBridge(node.nl, { name: "br0", mtu: 1450 });
+    const host = uniqueName("veth", 12);
+    await createVethPair(node.nl, { name: host, peerName: "eth0", mtu: 1450, peerMac: "0a:58:0a:f4:01:02", peerNetns: pod.netns, master: br.index });
+    const near = await linkByName(node.nl, host);
+    const far = await linkByName(pod.nl, "eth0");
+    expect(near).toMatchObject({ kind: "veth", mtu: 1450, master: br.index, peerIndex: far?.index });
+    expect(far).toMatchObject({ kind: "veth", mtu: 1450, mac: "0a:58:0a:f4:01:02", peerIndex: near?.index });
+    expect(await linkByName(node.nl, "eth0")).toBeUndefined();
+
+    await expect(createVethPair(node.nl, { name: uniqueName("veth", 12), peerName: "eth0", peerNetns: pod.netns })).rejects.toSatisfy(
+      (err) => isKernelError(err, "EEXIST"),
+    );
+  });
+
+  it("moveLinkToNetns, setLinkUp/Down, setLinkMtu, setLinkMaster, hairpin and isolation, delLink", async () => {
+    const node = open(pool.create());
+    const pod = open(pool.create());
+    const { link: br } = await ensureBridge(node.nl, { name: "br1" });
+    await createVethPair(node.nl, { name: "vh", peerName: "vc" });
+    const vc = await linkByName(node.nl, "vc");
+    await moveLinkToNetns(node.nl, vc!.index, pod.netns);
+    expect(await linkByName(node.nl, "vc")).toBeUndefined();
+    const moved = await linkByName(pod.nl, "vc");
+    expect(moved).toBeDefined();
+
+    const vh = (await linkByName(node.nl, "vh"))!;
+    await setLinkMtu(node.nl, vh.index, 1400);
+    await setLinkMaster(node.nl, vh.index, br.index);
+    await setLinkUp(node.nl, vh.index);
+    await setLinkUp(pod.nl, moved!.index);
+    await setHairpin(node.nl, vh.index, true);
+    await setPortIsolated(node.nl, vh.index, true);
+    let port = (await linkByIndex(node.nl, vh.index))!;
+    expect(port).toMatchObject({ mtu: 1400, master: br.index, up: true, hairpin: true, isolated: true });
+    expect((await waitOperUp(node.nl, vh.index)).operState).toBe("up");
+    await setHairpin(node.nl, vh.index, false);
+    await setLinkDown(node.nl, vh.index);
+    port = (await linkByIndex(node.nl, vh.index))!;
+    expect(port).toMatchObject({ hairpin: false, isolated: true, up: false });
+
+    expect(await delLink(pod.nl, moved!.index)).toBe(true);
+    expect(await linkByName(node.nl, "vh")).toBeUndefined();
+    expect(await delLink(pod.nl, moved!.index)).toBe(false);
+    expect((await listLinks(node.nl)).map((l) => l.name).sort()).toEqual(["br1", "lo"]);
+  });
+});
+
+describe("addresses and routes", () => {
+  it("addAddress adds v4 with broadcast and v6 without DAD, typed EEXIST, listAddresses and delAddress", async () => {
+    const ns = pool.create();
+    const { nl, netns } = open(ns);
+    await createVethPair(nl, { name: "a0", peerName: "a1" });
+    const a0 = (await linkByName(nl, "a0"))!;
+    writeSysctl("net/ipv6/conf/a0/accept_dad", "1", netns);
+    await setLinkUp(nl, a0.index);
+    await setLinkUp(nl, (await linkByName(nl, "a1"))!.index);
+    await addAddress(nl, a0.index, "10.9.0.2/24");
+    await addAddress(nl, a0.index, "fd09::2/64", { noDad: true });
+    await addAddress(nl, a0.index, "fd0a::2/64");
+    await expect(addAddress(nl, a0.index, "10.9.0.2/24")).rejects.toSatisfy((e) => isKernelError(e, "EEXIST"));
+
+    const addrs = await listAddresses(nl, { index: a0.index });
+    expect(addrs.find((a) => a.cidr === "10.9.0.2/24")).toMatchObject({ family: 4, scope: "global", tentative: false });
+    expect(addrs.find((a) => a.cidr === "fd09::2/64")).toMatchObject({ family: 6, tentative: false });
+    // With DAD on, a fresh v6 address is tentative: it cannot be used yet.
+    expect(addrs.find((a) => a.cidr === "fd0a::2/64")?.tentative).toBe(true);
+    const brd = ns.ipJson<Array<{ addr_info: Array<{ local: string; broadcast?: string }> }>>("addr", "show", "dev", "a0");
+    expect(brd[0]!.addr_info.find((a) => a.local === "10.9.0.2")?.broadcast).toBe("10.9.0.255");
+
+    expect(await listAddresses(nl, { index: a0.index, family: 4 })).toHaveLength(1);
+    expect(await delAddress(nl, a0.index, "10.9.0.2/24")).toBe(true);
+    expect(await delAddress(nl, a0.index, "10.9.0.2/24")).toBe(false);
+  });
+
+  it("addRoute with and without a gateway, listRoutes, typed EEXIST, delRoute", async () => {
+    const { nl } = open(pool.create());
+    await createVethPair(nl, { name: "r0", peerName: "r1" });
+    const r0 = (await linkByName(nl, "r0"))!;
+    await setLinkUp(nl, r0.index);
+    await setLinkUp(nl, (await linkByName(nl, "r1"))!.index);
+    await addAddress(nl, r0.index, "10.8.0.2/24");
+    await addAddress(nl, r0.index, "fd08::2/64", { noDad: true });
+    await addRoute(nl, { dst: "10.244.0.0/16", gw: "10.8.0.1", index: r0.index });
+    await addRoute(nl, { dst: "0.0.0.0/0", gw: "10.8.0.1", index: r0.index });
+    await addRoute(nl, { dst: "192.168.7.0/24", index: r0.index, priority: 7 });
+    await addRoute(nl, { dst: "fd00:10::/56", gw: "fd08::1", index: r0.index });
+    await expect(addRoute(nl, { dst: "10.244.0.0/16", gw: "10.8.0.1", index: r0.index })).rejects.toSatisfy((e) => isKernelError(e, "EEXIST"));
+
+    const v4 = await listRoutes(nl, { family: 4, index: r0.index });
+    expect(v4).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ dst: "10.244.0.0/16", gw: "10.8.0.1" }),
+        expect.objectContaining({ dst: "0.0.0.0/0", gw: "10.8.0.1" }),
+        expect.objectContaining({ dst: "192.168.7.0/24", priority: 7, scope: 253 }),
+        expect.objectContaining({ dst: "10.8.0.0/24" }),
+      ]),
+    );
+    expect((await listRoutes(nl, { family: 6, index: r0.index })).find((r) => r.dst === "fd00:10::/56")).toMatchObject({ gw: "fd08::1" });
+    expect(await delRoute(nl, { dst: "10.244.0.0/16", gw: "10.8.0.1", index: r0.index })).toBe(true);
+    expect(await delRoute(nl, { dst: "10.244.0.0/16", gw: "10.8.0.1", index: r0.index })).toBe(false);
+  });
+
+  it("prefixesOverlap compares networks", () => {
+    expect(prefixesOverlap("fd00::1/64", "fd00::/48")).toBe(true);
+    expect(prefixesOverlap("fd00:0:0:1::1/64", "fd00::1/64")).toBe(false);
+    expect(prefixesOverlap("10.0.0.1/24", "10.0.1.1/24")).toBe(false);
+  });
+});
+
+describe("sysctl", () => {
+  it("writes /proc/sys/net inside a pod namespace without touching the host's", () => {
+    const netns = Netns.open(pool.create().path);
+    opened.push(netns);
+    const hostValue = readSysctl("net/ipv4/conf/lo/arp_notify");
+    const next = hostValue === "1" ? "0" : "1";
+    writeSysctl("net/ipv4/conf/lo/arp_notify", next, netns);
+    expect(readSysctl("net/ipv4/conf/lo/arp_notify", netns)).toBe(next);
+    expect(readSysctl("net/ipv4/conf/lo/arp_notify")).toBe(hostValue);
+  });
+});
+
+describe("masquerade (nftables)", () => {
+  it("adds tagged rules in one transaction and removes exactly one attachment's, without its addresses", async () => {
+    const ns = pool.create();
+    const netns = Netns.open(ns.path);
+    opened.push(netns);
+    const ctx = { netns };
+    const a = { network: "cbr0", containerId: "c1", ifName: "eth0" };
+    const b = { network: "cbr0", containerId: "c2", ifName: "eth0" };
+    const other = { network: "other", containerId: "c1", ifName: "eth0" };
+    await addMasquerade(a, ["10.244.1.2/24", "fd00:10:244:1::2/64"], "nftables", ctx);
+    await addMasquerade(b, ["10.244.1.3/24"], "nftables", ctx);
+    await addMasquerade(other, ["10.99.0.2/24"], "nftables", ctx);
+    const ruleset = ns.exec("nft", ["list", "table", "inet", "weft_masquerade"]);
+    expect(ruleset).toContain("ip saddr 10.244.1.2 ip daddr != 10.244.1.0/24 ip daddr != 224.0.0.0/4 masquerade");
+    expect(ruleset).toContain("ip6 saddr fd00:10:244:1::2 ip6 daddr != fd00:10:244:1::/64 ip6 daddr != ff00::/8 masquerade");
+    expect(await listMasquerade("cbr0", ctx)).toHaveLength(3);
+
+    expect(await removeMasquerade(a, ["nftables"], ctx)).toBe(2);
+    expect(await removeMasquerade(a, ["nftables"], ctx)).toBe(0);
+    const left = await listMasquerade("cbr0", ctx);
+    expect(left).toHaveLength(1);
+    expect(left[0]!.startsWith(attachmentKey(b))).toBe(true);
+    expect(await listMasquerade("other", ctx)).toHaveLength(1);
+
+    // GC keeps the valid attachments of its own network only.
+    expect(await gcMasquerade("cbr0", [], ctx)).toBe(1);
+    expect(await listMasquerade("cbr0", ctx)).toHaveLength(0);
+    expect(await listMasquerade("other", ctx)).toHaveLength(1);
+  });
+
+  it("renders the comment within nft's 128-byte limit", () => {
+    const script = nftAddScript({ network: "n".repeat(100), containerId: "c".repeat(64), ifName: "eth0" }, ["10.1.0.2/24"]);
+    const comment = /comment "([^"]*)"/.exec(script)![1]!;
+    expect(comment.length).toBeLessThanOrEqual(127);
+    expect(comment.startsWith("weft ")).toBe(true);
+  });
+});
+
+describe("rtnetlink sockets", () => {
+  it("close through withRtnl even when the body throws", async () => {
+    const netns = Netns.open(pool.create().path);
+    opened.push(netns);
+    let socket: Rtnl | undefined;
+    await expect(
+      withRtnl(netns, async (nl) => {
+        socket = nl;
+        throw new Error("inside");
+      }),
+    ).rejects.toThrow("inside");
+    await expect(listLinks(socket!)).rejects.toThrow(/closed/);
+  });
+});
