@@ -133,8 +133,8 @@ func run(ctx context.Context, e *env, verb string, args []string) error {
 	}
 	direct := e.direct || (newerThanLibrary(list.CNIVersion) && os.Getenv("DRIVER_LIBCNI") != "1")
 	if direct && verb != "gc" && verb != "status" {
-		fmt.Fprintf(os.Stderr, "driver: list %q is cniVersion %s; libcni %s stops at %s, executing the chain directly\n",
-			list.Name, list.CNIVersion, "1.1.2", version.Current())
+		fmt.Fprintf(os.Stderr, "driver: list %q (cniVersion %s) executed directly, not by libcni (which stops at %s)\n",
+			list.Name, list.CNIVersion, version.Current())
 	}
 
 	switch verb {

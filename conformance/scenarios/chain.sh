@@ -12,6 +12,7 @@ scenarios_chain() {
   CNI_BIN=$path run_scenario "$TARGET:flannel/chain" sc_flannel_chain
   CNI_BIN=$path run_scenario "$TARGET:flannel/del-uses-saved-config" sc_flannel_saved
   CNI_BIN=$path run_scenario "$TARGET:flannel/no-subnet-env" sc_flannel_no_env
+  CNI_BIN=$path run_scenario "$TARGET:flannel/gc-status" sc_flannel_gc_status
 }
 
 # pod_state_ok <pod> <ip> <mtu>: what a flannel pod needs: eth0 up with the address and MTU, the
@@ -43,6 +44,8 @@ sc_chain_bridge() {
   node=$(netns node)
   p1=$(netns p1) p2=$(netns p2)
   conflist cbr0 1.0.0 "[$(bridge_plugin 10.244.1.0/24)]"
+  # What kubelet passes through CRI (spec CNI_ARGS; unknown keys allowed by IgnoreUnknown).
+  export DRV_CNI_ARGS='IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p1;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=5f1c'
   drv_ok "$node" add cbr0 c1 "/run/netns/$p1" eth0
   jq_true "$SCN_DIR/out" '.ips == [{"interface":2,"address":"10.244.1.2/24","gateway":"10.244.1.1"}]' "ips are not [10.244.1.2/24 gw .1 on eth0]"
   v1=$(host_veth)
@@ -159,4 +162,29 @@ sc_flannel_no_env() {
   grep -q 'subnet.env' "$SCN_DIR/out" || fail "the error does not name subnet.env: $(cat "$SCN_DIR/out")"
   ip -n "$p1" link show eth0 >/dev/null 2>&1 && fail "a failed ADD left eth0 in the pod"
   drv_ok "$node" del cbr0 c1 "/run/netns/$p1" eth0
+}
+
+# flannel forwards GC to its delegate (spec GC: "MUST forward to delegated plugins"; the Go flannel
+# does not) and answers STATUS from subnet.env.
+sc_flannel_gc_status() {
+  need flannel bridge host-local portmap
+  supports "$(dirname "$(find_plugin flannel)")" flannel 1.1.0 || fail "flannel does not list 1.1.0"
+  VERB=GC needs_11 bridge host-local
+  local node p1 p2
+  node=$(netns node)
+  p1=$(netns p1) p2=$(netns p2)
+  subnet_env "$SCN_DIR/subnet.env" 10.244.1.1/24 1450
+  conflist cbr0 1.1.0 "$(flannel_plugins "$SCN_DIR/subnet.env")"
+  drv_ok "$node" status cbr0
+  drv_ok "$node" add cbr0 c1 "/run/netns/$p1" eth0
+  drv_ok "$node" add cbr0 c2 "/run/netns/$p2" eth0
+  rm "$SCN_DIR/cache/results/cbr0-c2-eth0"
+  ip netns del "$p2"
+  drv_ok "$node" gc cbr0 c1/eth0
+  reserved cbr0 10.244.1.3 && fail "GC through flannel did not release the lost attachment's 10.244.1.3"
+  reserved cbr0 10.244.1.2 || fail "GC through flannel released the valid attachment's 10.244.1.2"
+  drv_ok "$node" del cbr0 c1 "/run/netns/$p1" eth0
+  rm "$SCN_DIR/subnet.env"
+  if drv "$node" status cbr0; then fail "STATUS succeeded without subnet.env (flanneld down)"; fi
+  jq_true "$SCN_DIR/out" '.code == 50 or .code == 51' "STATUS without subnet.env is not code 50/51"
 }

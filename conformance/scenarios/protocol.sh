@@ -248,13 +248,14 @@ sc_del_netns_gone() {
 
 # needs_11 <plugin...>: SKIP (after checking the refusal) when the set predates spec 1.1.0.
 needs_11() {
-  local p
+  local p dir
   for p in "$@"; do
-    if ! supports "$CNI_BIN" "$p" 1.1.0; then
-      if plugin_call "$CNI_BIN" "$p" "{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"type\":\"$p\"}" CNI_COMMAND="$VERB" CNI_PATH="$CNI_BIN"; then
+    dir=$(dirname "$(find_plugin "$p")")
+    if ! supports "$dir" "$p" 1.1.0; then
+      if plugin_call "$dir" "$p" "{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"type\":\"$p\"}" CNI_COMMAND="$VERB" CNI_PATH="$CNI_BIN"; then
         fail "$p does not list 1.1.0 yet accepted $VERB"
       fi
-      skip "$p predates spec 1.1.0 (VERSION: $(plugin_versions "$CNI_BIN" "$p" | tr '\n' ' ')); $VERB answered $(jq -c '{code,msg}' "$SCN_DIR/pout")"
+      skip "$dir/$p predates spec 1.1.0 (VERSION: $(plugin_versions "$dir" "$p" | tr '\n' ' ')); $VERB answered $(jq -c '{code,msg}' "$SCN_DIR/pout")"
     fi
   done
 }
