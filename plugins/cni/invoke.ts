@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { accessSync, closeSync, constants, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { NetConf } from "./config.js";
@@ -55,7 +54,10 @@ export interface ExecOutput {
   stdout: Buffer;
 }
 
-function execFile(path: string, options: DelegateOptions): Promise<ExecOutput> {
+async function execFile(path: string, options: DelegateOptions): Promise<ExecOutput> {
+  // Loaded on first use: child_process costs a few ms of start-up that VERSION and an all-weft,
+  // in-process chain never need.
+  const { spawn } = await import("node:child_process");
   return new Promise((resolve, reject) => {
     const child = spawn(path, [], {
       env: { ...options.env, CNI_COMMAND: options.verb },
