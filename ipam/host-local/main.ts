@@ -1,5 +1,4 @@
-import { hostLocal } from "../../gen/validators.js";
-import { pendingPlugin } from "../../plugins/cni/pending.js";
 import { runPlugin } from "../../plugins/cni/skel.js";
+import { hostLocalPlugin } from "./plugin.js";
 
-runPlugin(pendingPlugin("host-local", hostLocal));
+runPlugin(hostLocalPlugin);

@@ -138,3 +138,20 @@ export function canonicalCidr(s: string): string | undefined {
   const cidr = parseCidr(s);
   return cidr && formatCidr(cidr);
 }
+
+/** The address as an unsigned integer, for arithmetic and ordering (next, previous, in range). */
+export function ipToBigInt(ip: ParsedIp): bigint {
+  let value = 0n;
+  for (const byte of ip.bytes) value = (value << 8n) | BigInt(byte);
+  return value;
+}
+
+/** The inverse of ipToBigInt; the value must fit the family (32 or 128 bits). */
+export function ipFromBigInt(value: bigint, family: IpFamily): ParsedIp {
+  const bytes = new Uint8Array(family === 4 ? 4 : 16);
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    bytes[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+  return { family, bytes };
+}

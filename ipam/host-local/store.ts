@@ -1,0 +1,263 @@
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
+import { ipToBigInt, parseIp } from "../../plugins/cni/ip.js";
+import { acquireLock, type HeldLock } from "../../plugins/kernel/lock.js";
+import { formatAddress, type Address } from "./allocator.js";
+
+// The reference's store (backend/disk), byte for byte: <dataDir>/<network>/ holds one file per
+// reserved address, named by the address as Go prints it and holding "<containerID>\r\n<ifname>"
+// (only "<containerID>" before plugins v0.8.0); last_reserved_ip.<range set index> holds the
+// address that range set handed out last; an empty file "lock" is flock'ed around every change.
+// Modes are those of the reference Debian 12 ships (plugins 1.1.1): directories 0755, files 0644,
+// the lock file 0750. Plugins v1.4.0 and later write 0600 files; either reads the other's.
+export const LOCK_FILE = "lock";
+export const LAST_RESERVED_PREFIX = "last_reserved_ip.";
+const DIR_MODE = 0o755;
+const FILE_MODE = 0o644;
+const LOCK_MODE = 0o750;
+/** weft writes each file beside its final name first; the name is never an address, so the reference ignores it. */
+const TEMP_PREFIX = ".weft-";
+
+/** A reserved address and who holds it: the file's content with surrounding space trimmed, as the reference compares it. */
+export interface Reservation {
+  name: string;
+  address: Address;
+  owner: string;
+}
+
+export interface Owner {
+  containerId: string;
+  /** Absent in files written before plugins v0.8.0. */
+  ifName?: string;
+}
+
+/** The content of the file reserving an address for an attachment. */
+export function ownerKey(containerId: string, ifName: string): string {
+  return `${containerId}\r\n${ifName}`;
+}
+
+export function parseOwner(owner: string): Owner | undefined {
+  if (owner === "") return undefined;
+  const lines = owner.split("\r\n");
+  if (lines.length === 1) return { containerId: lines[0]! };
+  if (lines.length === 2 && lines[0] !== "" && lines[1] !== "") return { containerId: lines[0]!, ifName: lines[1]! };
+  return undefined;
+}
+
+function addressOfName(name: string): Address | undefined {
+  const ip = parseIp(name);
+  return ip && { family: ip.family, value: ipToBigInt(ip) };
+}
+
+function ioError(what: string, err: unknown): CniError {
+  return new CniError(ErrorCode.IOFailure, `host-local store: ${what}: ${(err as Error).message}`);
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === "ENOENT";
+}
+
+export class Store {
+  private temporaries = 0;
+  private readonly buffer = Buffer.allocUnsafe(1024);
+
+  private constructor(readonly dir: string) {}
+
+  /** The network's store, created when `create` is set; undefined when it does not exist (nothing reserved). */
+  static open(dataDir: string, network: string, create: boolean): Store | undefined {
+    const dir = join(dataDir, network);
+    if (create) {
+      try {
+        mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+      } catch (err) {
+        throw ioError(`cannot create ${dir}`, err);
+      }
+      return new Store(dir);
+    }
+    try {
+      return statSync(dir).isDirectory() ? new Store(dir) : undefined;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw ioError(`cannot read ${dir}`, err);
+    }
+  }
+
+  lock(timeoutMs: number): Promise<HeldLock> {
+    return acquireLock(join(this.dir, LOCK_FILE), { timeoutMs, mode: LOCK_MODE });
+  }
+
+  private names(): string[] {
+    try {
+      return readdirSync(this.dir);
+    } catch (err) {
+      throw ioError(`cannot list ${this.dir}`, err);
+    }
+  }
+
+  /** The reserved addresses, from the file names alone. */
+  addresses(): Address[] {
+    const out: Address[] = [];
+    for (const name of this.names()) {
+      const address = addressOfName(name);
+      if (address) out.push(address);
+    }
+    return out;
+  }
+
+  /** Every reservation with its holder. Reads one small file per address: O(reservations). */
+  reservations(): Reservation[] {
+    const out: Reservation[] = [];
+    for (const name of this.names()) {
+      const address = addressOfName(name);
+      if (!address) continue;
+      const owner = this.ownerOf(name);
+      if (owner !== undefined) out.push({ name, address, owner });
+    }
+    return out;
+  }
+
+  /** The trimmed content of a reservation file; undefined when it is gone (or is not a file). */
+  ownerOf(name: string): string | undefined {
+    const path = join(this.dir, name);
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw ioError(`cannot read ${path}`, err);
+    }
+    try {
+      const n = readSync(fd, this.buffer, 0, this.buffer.length, 0);
+      const text = n < this.buffer.length ? this.buffer.toString("utf8", 0, n) : readFileSync(path, "utf8");
+      return text.trim();
+    } catch (err) {
+      // A directory named like an address is not a reservation.
+      if ((err as NodeJS.ErrnoException).code === "EISDIR") return undefined;
+      throw ioError(`cannot read ${path}`, err);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Reserves an address for an attachment; false when the address is already reserved. The file
+   * appears whole or not at all: written and synced under a temporary name, then hard-linked to
+   * its final name, which fails if that exists (the O_EXCL of the reference, without its window
+   * where a crash leaves an empty file).
+   */
+  reserve(address: Address, containerId: string, ifName: string): boolean {
+    const name = formatAddress(address);
+    const temporary = this.writeTemporary(ownerKey(containerId, ifName));
+    try {
+      linkSync(temporary, join(this.dir, name));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw ioError(`cannot reserve ${name}`, err);
+    } finally {
+      unlinkSync(temporary);
+    }
+  }
+
+  /** Removes a reservation if its holder still satisfies `owned`; false when it does not (or is gone). */
+  release(name: string, owned: (owner: string) => boolean): boolean {
+    const owner = this.ownerOf(name);
+    if (owner === undefined || !owned(owner)) return false;
+    try {
+      unlinkSync(join(this.dir, name));
+      return true;
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw ioError(`cannot release ${name}`, err);
+    }
+  }
+
+  /** The address range set `index` handed out last. Read as Go's net.ParseIP reads it: no trimming. */
+  lastReserved(index: number): Address | undefined {
+    try {
+      return addressOfName(readFileSync(join(this.dir, `${LAST_RESERVED_PREFIX}${index}`), "utf8"));
+    } catch {
+      // Missing or unreadable: round-robin starts over at the first range, as in the reference.
+      return undefined;
+    }
+  }
+
+  setLastReserved(index: number, address: Address): void {
+    const name = `${LAST_RESERVED_PREFIX}${index}`;
+    const temporary = this.writeTemporary(formatAddress(address));
+    try {
+      renameSync(temporary, join(this.dir, name));
+    } catch (err) {
+      unlinkSync(temporary);
+      throw ioError(`cannot write ${name}`, err);
+    }
+  }
+
+  /** Makes the names created, renamed and removed so far durable. */
+  sync(): void {
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.dir, "r");
+      fsyncSync(fd);
+    } catch (err) {
+      throw ioError(`cannot sync ${this.dir}`, err);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+
+  /**
+   * Removes the temporary files of a weft process that died between writing and renaming one.
+   * Temporaries exist only while their writer holds the lock: call this holding it.
+   */
+  removeStaleTemporaries(): string[] {
+    const removed: string[] = [];
+    for (const name of this.names()) {
+      if (!name.startsWith(TEMP_PREFIX)) continue;
+      try {
+        unlinkSync(join(this.dir, name));
+        removed.push(name);
+      } catch (err) {
+        if (!isMissing(err)) throw ioError(`cannot remove ${name}`, err);
+      }
+    }
+    return removed;
+  }
+
+  private writeTemporary(content: string): string {
+    const path = join(this.dir, `${TEMP_PREFIX}${process.pid}-${this.temporaries++}.tmp`);
+    let fd: number;
+    try {
+      fd = openSync(path, "wx", FILE_MODE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(`cannot create ${path}`, err);
+      // Left by a crashed process that had our pid: stale, since we hold the lock.
+      unlinkSync(path);
+      fd = openSync(path, "wx", FILE_MODE);
+    }
+    try {
+      writeSync(fd, content);
+      fsyncSync(fd);
+    } catch (err) {
+      closeSync(fd);
+      unlinkSync(path);
+      throw ioError(`cannot write ${path}`, err);
+    }
+    closeSync(fd);
+    return path;
+  }
+}
