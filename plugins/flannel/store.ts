@@ -71,7 +71,10 @@ export class SavedConfigStore {
     return { state: "saved", bytes, config: config as JsonObject & { type: string } };
   }
 
-  /** Removes a container's file; one already gone is fine. */
+  /**
+   * Removes a container's file; one already gone is fine. Not synced: a removal lost in a crash only
+   * brings back a file whose DEL is repeated (idempotent) or collected by GC.
+   */
   remove(containerId: string): void {
     const path = this.path(containerId);
     try {
@@ -80,7 +83,6 @@ export class SavedConfigStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw new CniError(ErrorCode.IOFailure, `failed to remove the saved delegate config ${path}: ${(err as Error).message}`);
     }
-    syncDirectory(this.dataDir);
   }
 
   /** The container ids that have a file. */
