@@ -1,5 +1,4 @@
-import { bridge } from "../../gen/validators.js";
-import { pendingPlugin } from "../cni/pending.js";
 import { runPlugin } from "../cni/skel.js";
+import { bridgePlugin } from "./plugin.js";
 
-runPlugin(pendingPlugin("bridge", bridge));
+runPlugin(bridgePlugin());

@@ -1,8 +1,6 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants } from "node:fs";
 import { formatCidr, formatIp, networkOf, parseCidr } from "../cni/ip.js";
-import type { Netns } from "./netns.js";
+import { findTool, nftDeleteWhere, nftRules, run, within, type NftContext } from "./nft.js";
 
 /**
  * Source NAT for pod traffic leaving its subnet (the bridge's ipMasq), per attachment, so that DEL
@@ -29,7 +27,7 @@ export type MasqBackend = "nftables" | "iptables";
 const TABLE = "weft_masquerade";
 const CHAIN = "postrouting";
 const NFT_COMMENT_MAX = 127;
-const SEARCH_PATH = ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"];
+const WHERE = { family: "inet", table: TABLE, chain: CHAIN } as const;
 
 function hash16(s: string): string {
   return createHash("sha256").update(s).digest("hex").slice(0, 16);
@@ -46,52 +44,6 @@ export function attachmentKey(a: MasqAttachment): string {
 function nftComment(a: MasqAttachment): string {
   const text = `${attachmentKey(a)} net: ${a.network} if: ${a.ifName} id: ${a.containerId}`.replace(/"/g, "");
   return text.length > NFT_COMMENT_MAX ? text.slice(0, NFT_COMMENT_MAX) : text;
-}
-
-function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(":").filter(Boolean), ...SEARCH_PATH];
-  for (const dir of dirs) {
-    try {
-      accessSync(`${dir}/${name}`, constants.X_OK);
-      return `${dir}/${name}`;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
-
-/** Where the tools run: the plugin's namespace, or (tests) another one the child is forked inside. */
-export interface MasqContext {
-  netns?: Netns;
-}
-
-let context: MasqContext = {};
-
-function run(tool: string, args: string[], stdin?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const spawn = () =>
-      execFile(tool, args, { encoding: "utf8", timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-        if (err) {
-          reject(Object.assign(new Error(`${tool} ${args.join(" ")}: ${(stderr || err.message).trim()}`), { stderr }));
-        } else {
-          resolve(stdout);
-        }
-      });
-    // The child is forked synchronously by the calling thread and keeps its namespace.
-    const child = context.netns ? context.netns.run(spawn) : spawn();
-    child.stdin?.end(stdin ?? "");
-  });
-}
-
-async function within<T>(ctx: MasqContext | undefined, fn: () => Promise<T>): Promise<T> {
-  const saved = context;
-  context = ctx ?? {};
-  try {
-    return await fn();
-  } finally {
-    context = saved;
-  }
 }
 
 /** The backend to use: the one asked for, else nftables where the nft tool exists, else iptables. */
@@ -132,46 +84,6 @@ export function nftAddScript(a: MasqAttachment, addresses: readonly string[]): s
     );
   }
   return `${lines.join("\n")}\n`;
-}
-
-interface NftRule {
-  handle: number;
-  comment?: string;
-}
-
-async function nftRules(nft: string): Promise<NftRule[]> {
-  let out: string;
-  try {
-    out = await run(nft, ["-j", "list", "chain", "inet", TABLE, CHAIN]);
-  } catch (err) {
-    if (/No such file or directory|does not exist/i.test((err as Error).message)) return [];
-    throw err;
-  }
-  const parsed = JSON.parse(out) as { nftables?: Array<{ rule?: { handle?: unknown; comment?: unknown } }> };
-  const rules: NftRule[] = [];
-  for (const item of parsed.nftables ?? []) {
-    const r = item.rule;
-    if (!r || typeof r.handle !== "number") continue;
-    rules.push({ handle: r.handle, comment: typeof r.comment === "string" ? r.comment : undefined });
-  }
-  return rules;
-}
-
-/** Deletes the rules whose comment the predicate selects; a race with another DEL is retried. */
-async function nftDeleteWhere(select: (comment: string) => boolean): Promise<number> {
-  const nft = findTool("nft");
-  if (!nft) return 0;
-  for (let attempt = 1; ; attempt++) {
-    const doomed = (await nftRules(nft)).filter((r) => r.comment !== undefined && select(r.comment));
-    if (doomed.length === 0) return 0;
-    const script = doomed.map((r) => `delete rule inet ${TABLE} ${CHAIN} handle ${r.handle}`).join("\n");
-    try {
-      await run(nft, ["-f", "-"], `${script}\n`);
-      return doomed.length;
-    } catch (err) {
-      if (attempt >= 3) throw err;
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +149,7 @@ async function iptablesRemove(a: Pick<MasqAttachment, "network" | "containerId">
 // ---------------------------------------------------------------------------------------------
 
 /** Adds masquerade rules for the pod's addresses (address/prefix, as in the result). */
-export function addMasquerade(a: MasqAttachment, addresses: readonly string[], backend: MasqBackend, ctx?: MasqContext): Promise<void> {
+export function addMasquerade(a: MasqAttachment, addresses: readonly string[], backend: MasqBackend, ctx?: NftContext): Promise<void> {
   return within(ctx, () => addRules(a, addresses, backend));
 }
 
@@ -256,29 +168,29 @@ async function addRules(a: MasqAttachment, addresses: readonly string[], backend
  * Removes every masquerade rule of the attachment, from both backends (rules may predate a backend
  * change or an upgrade from the reference plugin). Returns how many rules went.
  */
-export function removeMasquerade(a: MasqAttachment, backends: readonly MasqBackend[] = ["nftables", "iptables"], ctx?: MasqContext): Promise<number> {
+export function removeMasquerade(a: MasqAttachment, backends: readonly MasqBackend[] = ["nftables", "iptables"], ctx?: NftContext): Promise<number> {
   return within(ctx, async () => {
     let removed = 0;
     const key = attachmentKey(a);
-    if (backends.includes("nftables")) removed += await nftDeleteWhere((c) => c.startsWith(key));
+    if (backends.includes("nftables")) removed += await nftDeleteWhere(WHERE, (c) => c.startsWith(key));
     if (backends.includes("iptables")) removed += await iptablesRemove(a);
     return removed;
   });
 }
 
 /** GC: removes the nftables rules of this network whose attachment is not in keep. */
-export function gcMasquerade(network: string, keep: readonly { containerId: string; ifName: string }[], ctx?: MasqContext): Promise<number> {
+export function gcMasquerade(network: string, keep: readonly { containerId: string; ifName: string }[], ctx?: NftContext): Promise<number> {
   const prefix = networkKey(network);
   const kept = new Set(keep.map((k) => attachmentKey({ network, ...k })));
-  return within(ctx, () => nftDeleteWhere((c) => c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))));
+  return within(ctx, () => nftDeleteWhere(WHERE, (c) => c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))));
 }
 
 /** The comments of this network's nftables rules (for CHECK and tests). */
-export function listMasquerade(network: string, ctx?: MasqContext): Promise<string[]> {
+export function listMasquerade(network: string, ctx?: NftContext): Promise<string[]> {
   return within(ctx, async () => {
     const nft = findTool("nft");
     if (!nft) return [];
     const prefix = networkKey(network);
-    return (await nftRules(nft)).map((r) => r.comment ?? "").filter((c) => c.startsWith(prefix));
+    return (await nftRules(nft, WHERE)).map((r) => r.comment ?? "").filter((c) => c.startsWith(prefix));
   });
 }

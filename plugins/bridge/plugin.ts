@@ -1,0 +1,247 @@
+import { bridge as validateBridge } from "../../gen/validators.js";
+import { CniError, ErrorCode } from "../cni/errors.js";
+import { delegate, delegateEnv, type InProcessPlugins } from "../cni/invoke.js";
+import type { Result } from "../cni/result.js";
+import type { GcRequest, Plugin, Request } from "../cni/skel.js";
+import type { Verb } from "../cni/env.js";
+import { delLink, linkByIndex, linkByName, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
+import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../kernel/macspoof.js";
+import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../kernel/masquerade.js";
+import { isOwnNetns, Netns, NetnsPathError } from "../kernel/netns.js";
+import { Rtnl } from "../kernel/rtnl.js";
+import { ensureSysctl } from "../kernel/sysctl.js";
+import { checkAttachment } from "./check.js";
+import { bridgeSettings, type BridgeConf, type BridgeSettings } from "./config.js";
+import { configureContainer, containerLink } from "./container.js";
+import { calcGateways } from "./gateway.js";
+import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureVlanGateway, setupBridge } from "./host.js";
+import { Rollback, step } from "./rollback.js";
+
+type BridgeRequest = Request<BridgeConf>;
+
+export interface BridgeOptions {
+  /** weft plugins to run in this process when CNI_PATH resolves the IPAM plugin to one of them. */
+  inProcess?: InProcessPlugins;
+}
+
+/**
+ * Opens CNI_NETNS: it must be a network namespace (nsfs), and not the plugin's own unless the
+ * runtime says so with CNI_NETNS_OVERRIDE (code 8, plugins#714: a recycled /proc/<pid>/ns/net).
+ */
+function openPodNetns(request: BridgeRequest): Netns {
+  const netns = Netns.open(request.env.netns);
+  if (!request.env.netnsOverride && isOwnNetns(netns)) {
+    netns.close();
+    throw new CniError(ErrorCode.InvalidNetns, "netns must not be the plugin's own network namespace", `CNI_NETNS ${request.env.netns}; set CNI_NETNS_OVERRIDE=1 if this is intended`);
+  }
+  return netns;
+}
+
+/** The kernel handles one verb uses, closed together. */
+class Handles {
+  readonly host = Rtnl.open();
+  pod?: Rtnl;
+  podNetns?: Netns;
+
+  enter(netns: Netns): Rtnl {
+    this.podNetns = netns;
+    this.pod = Rtnl.open(netns);
+    return this.pod;
+  }
+
+  close(): void {
+    this.host.close();
+    this.pod?.close();
+    this.podNetns?.close();
+  }
+}
+
+export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
+  const ipam = (request: BridgeRequest, verb: Verb, type: string) =>
+    delegate(type, {
+      verb,
+      stdin: request.configBytes,
+      env: delegateEnv(request.env, process.env),
+      paths: request.env.path,
+      inProcess: options.inProcess,
+    });
+
+  const attachment = (request: BridgeRequest) => ({
+    network: request.config.name,
+    containerId: request.env.containerId,
+    ifName: request.env.ifName,
+  });
+
+  async function add(request: BridgeRequest): Promise<Result> {
+    const s = bridgeSettings(request.config, request.cniArgs);
+    const { conf } = s;
+    const { ifName } = request.env;
+    const k = new Handles();
+    const rollback = new Rollback();
+    try {
+      const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
+      const pod = k.enter(podNetns);
+      let bridge = await step(`create bridge ${JSON.stringify(conf.bridge)}`, () => setupBridge(k.host, s));
+      const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(k.host, pod, podNetns, bridge, ifName, s));
+      rollback.push(`delete veth ${veth.hostName}`, () => delLink(k.host, veth.hostIndex));
+      await step(`connect ${veth.hostName} to bridge ${conf.bridge}`, () => configureHostVeth(k.host, veth, s));
+      let container = await containerLink(pod, podNetns, ifName);
+
+      if (conf.macspoofchk) {
+        const key = macspoofKey(request.env.containerId, ifName);
+        await step("set up MAC spoof check", () => addMacSpoofCheck(veth.hostName, container.mac, key));
+        rollback.push("remove MAC spoof check", () => removeMacSpoofCheck(key));
+      }
+
+      let result: Result = { ips: [], routes: [] };
+      const extraInterfaces: Array<{ name: string; mac: string }> = [];
+      if (s.ipamType) {
+        const ipamType = s.ipamType;
+        const ipamResult = await step(`run IPAM plugin ${ipamType}`, () => ipam(request, "ADD", ipamType));
+        rollback.push(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType));
+        if (!ipamResult?.ips?.length) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+        const calc = calcGateways(ipamResult, s.isGateway, conf.isDefaultGateway);
+        result = calc.result;
+        await configureContainer(pod, podNetns, container, result, conf.enabledad);
+
+        if (s.isGateway) {
+          let gatewayLink: Link = bridge;
+          if (conf.vlan !== 0 && (calc.gateways[4].length || calc.gateways[6].length)) {
+            gatewayLink = await step("create vlan interface", () => ensureVlanGateway(k.host, bridge, s));
+            extraInterfaces.push({ name: gatewayLink.name, mac: gatewayLink.mac });
+          }
+          const what = conf.vlan !== 0 ? "set vlan interface for bridge with addr" : "set bridge addr";
+          for (const family of [4, 6] as const) {
+            for (const gw of calc.gateways[family]) {
+              await step(what, () => ensureGatewayAddress(k.host, gatewayLink, gw, family, conf.forceAddress));
+            }
+            if (calc.gateways[family].length) {
+              await step("enable forwarding", () => ensureSysctl(family === 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1"));
+            }
+          }
+        }
+
+        if (conf.ipMasq) {
+          const addresses = (result.ips ?? []).map((ip) => ip.address);
+          const backend = chooseBackend(conf.ipMasqBackend);
+          await step("set up IP masquerade", () => addMasquerade(attachment(request), addresses, backend));
+          rollback.push("remove IP masquerade", () => removeMasquerade(attachment(request)));
+        }
+      } else if (!conf.disableContainerInterface) {
+        await step(`set ${ifName} up`, () => setLinkUp(pod, container.index));
+      }
+
+      const hostVeth = await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(k.host, veth.hostIndex));
+      bridge = (await linkByIndex(k.host, bridge.index)) ?? bridge;
+      container = (await linkByIndex(pod, container.index)) ?? container;
+      if (dnsSet(conf)) result.dns = conf.dns;
+      return {
+        ...result,
+        interfaces: [
+          { name: bridge.name, mac: bridge.mac },
+          { name: hostVeth.name, mac: hostVeth.mac },
+          { name: container.name, mac: container.mac, sandbox: request.env.netns },
+          ...extraInterfaces,
+        ],
+      };
+    } catch (err) {
+      await rollback.run(request.log);
+      throw err;
+    } finally {
+      k.close();
+    }
+  }
+
+  async function del(request: BridgeRequest): Promise<void> {
+    const s = bridgeSettings(request.config, request.cniArgs);
+    const { conf } = s;
+    const k = new Handles();
+    try {
+      let podGone = request.env.netns === "";
+      if (!podGone) {
+        try {
+          const pod = k.enter(openPodNetns(request));
+          const link = await linkByName(pod, request.env.ifName);
+          if (link) await step(`delete ${request.env.ifName}`, () => delLink(pod, link.index));
+        } catch (err) {
+          // Gone, or a stale path that is no namespace: nothing left inside; clean up the rest (§3 #14).
+          if (!(err instanceof NetnsPathError)) throw err;
+          request.log(`${err.message}: treating the namespace as gone`);
+          podGone = true;
+        }
+      }
+      if (podGone) await removeOrphanHostVeth(k.host, request, conf);
+      if (s.ipamType) {
+        const ipamType = s.ipamType;
+        await step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType));
+      }
+      if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
+      if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
+    } finally {
+      k.close();
+    }
+  }
+
+  async function check(request: BridgeRequest): Promise<void> {
+    const s = bridgeSettings(request.config, request.cniArgs);
+    const prev = request.prevResult;
+    if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
+    if (s.ipamType) {
+      const ipamType = s.ipamType;
+      await step(`check IPAM (${ipamType} CHECK)`, () => ipam(request, "CHECK", ipamType));
+    }
+    const k = new Handles();
+    try {
+      const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
+      const pod = k.enter(podNetns);
+      await checkAttachment({ host: k.host, pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
+    } finally {
+      k.close();
+    }
+  }
+
+  async function status(request: BridgeRequest): Promise<void> {
+    const s = bridgeSettings(request.config, request.cniArgs);
+    if (s.ipamType) {
+      const ipamType = s.ipamType;
+      await ipam(request, "STATUS", ipamType);
+    }
+  }
+
+  async function gc(request: GcRequest<BridgeConf>): Promise<void> {
+    const s = bridgeSettings(request.config, request.cniArgs);
+    const errors: string[] = [];
+    if (s.ipamType) {
+      const ipamType = s.ipamType;
+      await ipam(request, "GC", ipamType).catch((err: Error) => errors.push(`IPAM GC: ${err.message}`));
+    }
+    const keep = request.validAttachments.map((a) => ({ containerId: a.containerID, ifName: a.ifname }));
+    await gcMasquerade(request.config.name, keep).catch((err: Error) => errors.push(`masquerade GC: ${err.message}`));
+    if (errors.length) throw new CniError(ErrorCode.Internal, `GC failed: ${errors.join("; ")}`);
+  }
+
+  return { type: "bridge", validate: validateBridge, argsKeys: ["MAC"], add, del, check, status, gc };
+}
+
+function dnsSet(conf: BridgeConf): boolean {
+  const d = conf.dns;
+  return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
+}
+
+/**
+ * With the pod's namespace gone its veth went too, unless the namespace lives on elsewhere (a
+ * stale mount): the host end named in prevResult is removed if it is still a veth of our bridge.
+ */
+async function removeOrphanHostVeth(host: Rtnl, request: BridgeRequest, conf: BridgeConf): Promise<void> {
+  const prev = request.prevResult;
+  if (!prev?.interfaces) return;
+  const bridge = await linkByName(host, conf.bridge);
+  if (!bridge) return;
+  for (const intf of prev.interfaces) {
+    if (intf.sandbox || intf.name === conf.bridge || !intf.name) continue;
+    const link = await linkByName(host, intf.name);
+    if (link?.kind === "veth" && link.master === bridge.index) await delLink(host, link.index);
+  }
+}
+
+export type { BridgeSettings };
