@@ -71,7 +71,11 @@ export function flannelPlugin(options: FlannelOptions = {}): Plugin<FlannelConf>
         await run(request, "DEL", config.type, bytes).catch((undoErr: unknown) =>
           request.log(`undoing the failed ADD of ${containerId}: delegate DEL failed: ${asCniError(undoErr).message}`),
         );
-        store.remove(containerId);
+        try {
+          store.remove(containerId);
+        } catch (removeErr) {
+          request.log(`undoing the failed ADD of ${containerId}: ${asCniError(removeErr).message}`);
+        }
         throw asCniError(err, "failed to delegate add");
       }
     },
