@@ -5,6 +5,10 @@
 # and undone in reverse order by the EXIT trap, whatever the outcome. All namespaces carry the
 # run's prefix ($PFX) so the final leftover check can prove nothing was left behind.
 
+# has <grep-args...>: grep that reads all its input. `grep -q` exits at the first match, and under
+# pipefail the writer's SIGPIPE would turn a match into a failure.
+has() { grep "$@" >/dev/null; }
+
 # --- outcome -------------------------------------------------------------------------------------
 
 fail() {
@@ -80,7 +84,8 @@ nsexec() {
 plugin_call() {
   local dir=$1 plugin=$2 stdin=$3 rc=0
   shift 3
-  printf '%s' "$stdin" | env -i PATH="$PATH" "$@" "$dir/$plugin" >"$SCN_DIR/pout" 2>"$SCN_DIR/perr" || rc=$?
+  # A here-string, not a pipe: a plugin that exits without reading stdin must not SIGPIPE the writer.
+  env -i PATH="$PATH" "$@" "$dir/$plugin" <<<"$stdin" >"$SCN_DIR/pout" 2>"$SCN_DIR/perr" || rc=$?
   { echo "+ $plugin $* <<< $stdin (rc=$rc)"; cat "$SCN_DIR/pout" "$SCN_DIR/perr"; echo; } >&2
   return $rc
 }
@@ -93,10 +98,10 @@ plugin_pending() {
   if [ ! -f "$memo" ]; then
     mkdir -p "$WORK/probe"
     local out
-    out=$(printf '{"cniVersion":"1.1.0","name":"probe","type":"%s"}' "$plugin" |
-      env -i PATH="$PATH" CNI_COMMAND=STATUS CNI_PATH="$dir" "$dir/$plugin" 2>/dev/null || true)
+    out=$(env -i PATH="$PATH" CNI_COMMAND=STATUS CNI_PATH="$dir" "$dir/$plugin" 2>/dev/null \
+      <<<"{\"cniVersion\":\"1.1.0\",\"name\":\"probe\",\"type\":\"$plugin\"}" || true)
     if [ "$(printf '%s' "$out" | jq -r '.code? // empty' 2>/dev/null)" = 100 ] &&
-      printf '%s' "$out" | grep -qi 'not implemented'; then
+      printf '%s' "$out" | has -i 'not implemented'; then
       printf '%s' "$out" | jq -r .msg >"$memo"
     else
       : >"$memo"
@@ -127,11 +132,11 @@ need() {
 
 # plugin_versions <dir> <plugin>: the versions its VERSION answer lists, one per line.
 plugin_versions() {
-  printf '{"cniVersion":"1.0.0"}' | env -i PATH="$PATH" CNI_COMMAND=VERSION "$1/$2" | jq -r '.supportedVersions[]'
+  env -i PATH="$PATH" CNI_COMMAND=VERSION "$1/$2" <<<'{"cniVersion":"1.0.0"}' | jq -r '.supportedVersions[]'
 }
 
 supports() { # supports <dir> <plugin> <version>
-  plugin_versions "$1" "$2" | grep -qx "$3"
+  plugin_versions "$1" "$2" | has -x "$3"
 }
 
 # --- the libcni driver ---------------------------------------------------------------------------

@@ -19,17 +19,17 @@ scenarios_chain() {
 # flannel network and the default route via the gateway.
 pod_state_ok() {
   local pod=$1 ip=$2 mtu=$3 gw=${2%.*}.1
-  ip -n "$pod" -4 addr show eth0 | grep -q "inet $ip/24" || fail "$pod eth0 lacks $ip/24: $(ip -n "$pod" -br addr)"
+  ip -n "$pod" -4 addr show eth0 | has "inet $ip/24" || fail "$pod eth0 lacks $ip/24: $(ip -n "$pod" -br addr)"
   [ "$(ip -n "$pod" -j link show eth0 | jq '.[0].mtu')" = "$mtu" ] || fail "$pod eth0 MTU is not $mtu"
-  ip -n "$pod" link show eth0 | grep -q 'state UP' || fail "$pod eth0 is not up"
-  ip -n "$pod" route show default | grep -q "via $gw dev eth0" || fail "$pod has no default via $gw: $(ip -n "$pod" route)"
-  ip -n "$pod" route show 10.244.0.0/16 | grep -q "via $gw" || fail "$pod has no 10.244.0.0/16 via $gw: $(ip -n "$pod" route)"
+  ip -n "$pod" link show eth0 | has 'state UP' || fail "$pod eth0 is not up"
+  ip -n "$pod" route show default | has "via $gw dev eth0" || fail "$pod has no default via $gw: $(ip -n "$pod" route)"
+  ip -n "$pod" route show 10.244.0.0/16 | has "via $gw" || fail "$pod has no 10.244.0.0/16 via $gw: $(ip -n "$pod" route)"
 }
 
 # node_state_ok <node> <gw> <mtu> <host-veth>
 node_state_ok() {
   local node=$1 gw=$2 mtu=$3 veth=$4 j
-  ip -n "$node" -4 addr show cni0 | grep -q "inet $gw/24" || fail "cni0 lacks $gw/24: $(ip -n "$node" -br addr)"
+  ip -n "$node" -4 addr show cni0 | has "inet $gw/24" || fail "cni0 lacks $gw/24: $(ip -n "$node" -br addr)"
   [ "$(ip -n "$node" -j link show cni0 | jq '.[0].mtu')" = "$mtu" ] || fail "cni0 MTU is not $mtu"
   j=$(ip -n "$node" -j -d link show "$veth")
   [ "$(jq -r '.[0].master' <<<"$j")" = cni0 ] || fail "$veth is not a port of cni0"

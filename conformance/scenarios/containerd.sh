@@ -118,7 +118,7 @@ EOF
   eventually 20 test -S "$SCN_DIR/c/containerd.sock" || fail "containerd did not start: $(tail -3 "$SCN_DIR/containerd.log")"
   eventually 10 ctrx version >/dev/null || fail "containerd does not answer: $(tail -3 "$SCN_DIR/containerd.log")"
   ctrx images import "$WORK/busybox-oci.tar" >&2 || fail "ctr images import failed"
-  ctrx images ls -q | grep -qx "$CTR_IMAGE" || fail "imported image $CTR_IMAGE not listed: $(ctrx images ls -q)"
+  ctrx images ls -q | has -x "$CTR_IMAGE" || fail "imported image $CTR_IMAGE not listed: $(ctrx images ls -q)"
 
   # Attached, in the background: killing ctr makes it tear the task down and send DEL.
   nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$SCN_DIR/c/containerd.sock" -n weft \

@@ -99,11 +99,11 @@ sc_loopback() {
   conflist lo 1.0.0 '[{"type":"loopback"}]'
   drv_ok "$node" add lo c1 "/run/netns/$pod" eth0
   jq_true "$SCN_DIR/out" '.cniVersion == "1.0.0" and .interfaces[0].name == "lo"' "ADD result does not describe lo"
-  ip -n "$pod" link show lo | grep -q '<LOOPBACK,UP' || fail "lo is not up after ADD"
+  ip -n "$pod" link show lo | has '<LOOPBACK,UP' || fail "lo is not up after ADD"
   nsexec "$pod" "$PINGDF" 127.0.0.1 84 1 >/dev/null || fail "no ping on lo after ADD"
   drv_ok "$node" check lo c1 "/run/netns/$pod" eth0
   drv_ok "$node" del lo c1 "/run/netns/$pod" eth0
-  ip -n "$pod" link show lo | grep -q '<LOOPBACK,UP' && fail "lo is still up after DEL"
+  ip -n "$pod" link show lo | has '<LOOPBACK,UP' && fail "lo is still up after DEL"
   drv_ok "$node" del lo c1 "/run/netns/$pod" eth0
   drv_ok "$node" del lo c1 "" eth0
 }
@@ -172,7 +172,7 @@ sc_cni_version() {
   [ -e "$SCN_DIR/cache/results/cbr0-c1-eth0" ] || fail "no libcni cache entry after ADD"
   drv_ok "$node" cached cbr0 c1 eth0
   jq_true "$SCN_DIR/out" "$(result_shape "$v")" "the cached result read back at $v does not have the $v shape"
-  ip -n "$pod" -4 addr show eth0 | grep -q 'inet 10.244.1.2/24' || fail "eth0 has no 10.244.1.2/24"
+  ip -n "$pod" -4 addr show eth0 | has 'inet 10.244.1.2/24' || fail "eth0 has no 10.244.1.2/24"
   if [ "$(printf '%s\n0.4.0\n' "$v" | sort -V | head -1)" = 0.4.0 ]; then
     drv_ok "$node" check cbr0 c1 "/run/netns/$pod" eth0
   else
