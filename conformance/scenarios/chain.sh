@@ -34,6 +34,8 @@ node_state_ok() {
   j=$(ip -n "$node" -j -d link show "$veth")
   [ "$(jq -r '.[0].master' <<<"$j")" = cni0 ] || fail "$veth is not a port of cni0"
   [ "$(jq -r '.[0].mtu' <<<"$j")" = "$mtu" ] || fail "$veth MTU is not $mtu"
+  # The reference waits for the port to be up before answering (plugins#463): no lost first packets.
+  [ "$(jq -r '.[0].operstate' <<<"$j")" = UP ] || fail "$veth is not oper UP when ADD returns"
   [ "$(jq -r '.[0].linkinfo.info_slave_data.hairpin' <<<"$j")" = true ] || fail "hairpin is off on $veth"
   [ "$(nsexec "$node" sysctl -n net.ipv4.ip_forward)" = 1 ] || fail "ip_forward is off on the node (isGateway)"
 }

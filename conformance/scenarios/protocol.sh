@@ -134,16 +134,17 @@ sc_host_local() {
 }
 
 # The result shape each version must have (SPEC "Result" per version, REFERENCE 1.7).
-result_shape() { # <version>
+result_shape() { # <version> [address]
+  local a=${2:-10.244.1.2}
   case $1 in
-    0.1.0 | 0.2.0) echo '(.ip4.ip == "10.244.1.2/24") and (.ip4.gateway == "10.244.1.1") and (has("interfaces")|not) and (has("ips")|not)' ;;
-    0.3.0 | 0.3.1 | 0.4.0) echo '(.ips[0].version == "4") and (.ips[0].address == "10.244.1.2/24") and (.ips[0].interface == 2) and (.interfaces|length == 3) and (.interfaces[2].name == "eth0")' ;;
-    *) echo '(.ips[0]|has("version")|not) and (.ips[0].address == "10.244.1.2/24") and (.ips[0].interface == 2) and (.interfaces|length == 3) and (.interfaces[2].name == "eth0")' ;;
+    0.1.0 | 0.2.0) echo "(.ip4.ip == \"$a/24\") and (.ip4.gateway == \"10.244.1.1\") and (has(\"interfaces\")|not) and (has(\"ips\")|not)" ;;
+    0.3.0 | 0.3.1 | 0.4.0) echo "(.ips[0].version == \"4\") and (.ips[0].address == \"$a/24\") and (.ips[0].interface == 2) and (.interfaces|length == 3) and (.interfaces[2].name == \"eth0\")" ;;
+    *) echo "(.ips[0]|has(\"version\")|not) and (.ips[0].address == \"$a/24\") and (.ips[0].interface == 2) and (.interfaces|length == 3) and (.interfaces[2].name == \"eth0\")" ;;
   esac
 }
 
 sc_cni_version() {
-  local v=$1 node pod p
+  local v=$1 node pod p ip=10.244.1.2
   need bridge host-local
   node=$(netns node)
   pod=$(netns pod)
@@ -165,14 +166,15 @@ sc_cni_version() {
     DRIVER_LIBCNI=1 drv_ok "$node" del cbr0 c0 "/run/netns/$pod" eth0
     ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "eth0 left in the pod after libcni's failed ADD and DEL"
     [ -z "$(ls "$SCN_DIR/ipam/cbr0" 2>/dev/null | grep '^10\.')" ] || fail "address left reserved after libcni's DEL"
+    ip=10.244.1.3 # host-local's round robin moved on
   fi
   drv_ok "$node" add cbr0 c1 "/run/netns/$pod" eth0
   jq_true "$SCN_DIR/out" ".cniVersion == \"$v\"" "ADD result is not cniVersion $v"
-  jq_true "$SCN_DIR/out" "$(result_shape "$v")" "ADD result does not have the $v shape"
+  jq_true "$SCN_DIR/out" "$(result_shape "$v" "$ip")" "ADD result does not have the $v shape"
   [ -e "$SCN_DIR/cache/results/cbr0-c1-eth0" ] || fail "no libcni cache entry after ADD"
   drv_ok "$node" cached cbr0 c1 eth0
-  jq_true "$SCN_DIR/out" "$(result_shape "$v")" "the cached result read back at $v does not have the $v shape"
-  ip -n "$pod" -4 addr show eth0 | has 'inet 10.244.1.2/24' || fail "eth0 has no 10.244.1.2/24"
+  jq_true "$SCN_DIR/out" "$(result_shape "$v" "$ip")" "the cached result read back at $v does not have the $v shape"
+  ip -n "$pod" -4 addr show eth0 | has "inet $ip/24" || fail "eth0 has no $ip/24"
   if [ "$(printf '%s\n0.4.0\n' "$v" | sort -V | head -1)" = 0.4.0 ]; then
     drv_ok "$node" check cbr0 c1 "/run/netns/$pod" eth0
   else
@@ -181,7 +183,7 @@ sc_cni_version() {
   fi
   drv_ok "$node" del cbr0 c1 "/run/netns/$pod" eth0
   [ -e "$SCN_DIR/cache/results/cbr0-c1-eth0" ] && fail "libcni cache entry left after DEL"
-  reserved cbr0 10.244.1.2 && fail "10.244.1.2 still reserved after DEL"
+  reserved cbr0 "$ip" && fail "$ip still reserved after DEL"
   ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "eth0 still in the pod after DEL"
   no_veth "$node" || fail "host veth left after DEL: $(ip -n "$node" -br link show type veth)"
 }
