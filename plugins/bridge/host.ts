@@ -6,6 +6,7 @@ import {
   createVethPair,
   delPortVlan,
   ensureBridge,
+  linkByIndex,
   linkByName,
   listPortVlans,
   randomVethName,
@@ -23,12 +24,19 @@ import type { BridgeSettings } from "./config.js";
 /** The bridge, created or reused, up, with the MTU; the reference's ensureBridge. */
 export async function setupBridge(host: Rtnl, s: BridgeSettings): Promise<Link> {
   const { conf } = s;
-  const { link } = await ensureBridge(host, {
-    name: conf.bridge,
-    mtu: conf.mtu || undefined,
-    promisc: conf.promiscMode,
-    vlanFiltering: conf.vlan !== 0 || s.trunk.length > 0,
-  });
+  const vlanFiltering = conf.vlan !== 0 || s.trunk.length > 0;
+  let link: Link;
+  try {
+    ({ link } = await ensureBridge(host, { name: conf.bridge, mtu: conf.mtu || undefined, promisc: conf.promiscMode, vlanFiltering }));
+  } catch (err) {
+    if (vlanFiltering && isKernelError(err, "ENOTSUP", "EOPNOTSUPP")) {
+      throw new CniError(
+        ErrorCode.Internal,
+        `${(err as Error).message}: this kernel cannot filter VLANs on a bridge (CONFIG_BRIDGE_VLAN_FILTERING), which vlan and vlanTrunk need`,
+      );
+    }
+    throw err;
+  }
   // The bridge's routes are the plugin's: no router advertisement should add any.
   trySysctl(`net/ipv6/conf/${conf.bridge}/accept_ra`, "0");
   return link;
@@ -132,6 +140,8 @@ export async function ensureGatewayAddress(host: Rtnl, link: Link, gateway: stri
     // Another ADD racing on the same bridge added it first.
     if (!isKernelError(err, "EEXIST")) throw err;
   }
-  // Pin the bridge MAC: otherwise it follows the lowest-numbered port as pods come and go.
-  await setLinkMac(host, link.index, link.mac);
+  // Pin the bridge MAC: otherwise it follows the lowest-numbered port as pods come and go. A bridge
+  // without ports may have no MAC yet (all zeros), which cannot be pinned.
+  const current = (await linkByIndex(host, link.index))?.mac ?? link.mac;
+  if (current && !/^(00:){5}00$/.test(current)) await setLinkMac(host, link.index, current);
 }

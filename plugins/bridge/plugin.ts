@@ -1,6 +1,6 @@
 import { bridge as validateBridge } from "../../gen/validators.js";
 import { CniError, ErrorCode } from "../cni/errors.js";
-import { delegate, delegateEnv, type InProcessPlugins } from "../cni/invoke.js";
+import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../cni/invoke.js";
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
 import type { Verb } from "../cni/env.js";
@@ -200,12 +200,33 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
     }
   }
 
+  /**
+   * STATUS and GC are forwarded to IPAM (spec T4, G4), when it speaks spec 1.1.0: an older plugin
+   * (Debian's host-local is 1.0.0) has nothing to report or collect, and answers them with errors.
+   */
+  const ipamIfSupported = async (request: BridgeRequest, verb: "STATUS" | "GC", type: string) => {
+    const out = await execPlugin(findInPath(type, request.env.path), {
+      verb: "VERSION",
+      stdin: '{"cniVersion":"1.1.0"}',
+      env: delegateEnv(request.env, process.env),
+      inProcess: options.inProcess,
+    });
+    let supported: unknown;
+    try {
+      supported = (JSON.parse(out.toString("utf8")) as { supportedVersions?: unknown }).supportedVersions;
+    } catch {
+      supported = undefined;
+    }
+    if (!Array.isArray(supported) || !supported.includes("1.1.0")) {
+      request.log(`IPAM plugin ${type} does not speak CNI 1.1.0: ${verb} not forwarded`);
+      return;
+    }
+    await ipam(request, verb, type);
+  };
+
   async function status(request: BridgeRequest): Promise<void> {
     const s = bridgeSettings(request.config, request.cniArgs);
-    if (s.ipamType) {
-      const ipamType = s.ipamType;
-      await ipam(request, "STATUS", ipamType);
-    }
+    if (s.ipamType) await ipamIfSupported(request, "STATUS", s.ipamType);
   }
 
   async function gc(request: GcRequest<BridgeConf>): Promise<void> {
@@ -213,7 +234,7 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
     const errors: string[] = [];
     if (s.ipamType) {
       const ipamType = s.ipamType;
-      await ipam(request, "GC", ipamType).catch((err: Error) => errors.push(`IPAM GC: ${err.message}`));
+      await ipamIfSupported(request, "GC", ipamType).catch((err: Error) => errors.push(`IPAM GC: ${err.message}`));
     }
     const keep = request.validAttachments.map((a) => ({ containerId: a.containerID, ifName: a.ifname }));
     await gcMasquerade(request.config.name, keep).catch((err: Error) => errors.push(`masquerade GC: ${err.message}`));

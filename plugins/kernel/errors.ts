@@ -22,6 +22,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EINVAL: "invalid argument",
   EPERM: "operation not permitted",
   EOPNOTSUPP: "operation not supported",
+  ENOTSUP: "operation not supported",
   EADDRNOTAVAIL: "cannot assign requested address",
   ENETUNREACH: "network is unreachable",
   EBUSY: "device or resource busy",
