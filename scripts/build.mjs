@@ -4,7 +4,8 @@
 //   node scripts/build.mjs                  everything
 //   node scripts/build.mjs --validators-only   only gen/ (what the unit tests need)
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -85,8 +86,30 @@ function buildNativeAddon() {
   );
 }
 
-async function buildExecutables() {
+/**
+ * The package version plus a hash of every input of the bundles, e.g. "0.1.0+3f9a1c2b7d4e": a plugin
+ * runs another weft plugin in-process only when their banners carry the same build, so a dev build
+ * never stands in for a different one of the same version.
+ */
+function buildVersion() {
   const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
+  const hash = createHash("sha256");
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (/\.(ts|cjs|mjs|js|c)$/.test(entry.name) && !entry.name.endsWith(".test.ts")) {
+        hash.update(path).update("\0").update(readFileSync(join(root, path))).update("\0");
+      }
+    }
+  };
+  for (const dir of ["plugins", "ipam", "native", "gen", "scripts"]) walk(dir);
+  hash.update(readFileSync(join(root, "package-lock.json")));
+  return `${version}+${hash.digest("hex").slice(0, 12)}`;
+}
+
+async function buildExecutables() {
+  const version = buildVersion();
   mkdirSync(join(root, "bin"), { recursive: true });
   // The repository's package.json says "type": "module"; the executables are CommonJS, as they are
   // once installed where no package.json is above them.

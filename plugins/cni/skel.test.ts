@@ -126,6 +126,12 @@ describe("environment errors (code 4, or 3 for a missing container id)", () => {
     expect(calls).toHaveLength(0);
   });
 
+  it("answers in the config's version once the config is decoded", async () => {
+    const { plugin } = recordingPlugin();
+    const out = await run(plugin, { ...ADD_ENV, CNI_IFNAME: "bad/name" }, config({ cniVersion: "0.4.0" }));
+    expect(out.error).toMatchObject({ cniVersion: "0.4.0", code: 4 });
+  });
+
   it("DEL may come without a netns (the runtime lost it)", async () => {
     const { plugin, calls } = recordingPlugin();
     const out = await run(plugin, { ...ADD_ENV, CNI_COMMAND: "DEL", CNI_NETNS: "" }, config());

@@ -117,6 +117,8 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
       throw new CniError(ErrorCode.IOFailure, `error reading from stdin: ${(err as Error).message}`);
     }
     const rawConfig = decodeConfig(bytes);
+    // Errors from here on speak the config's version when it is one weft knows.
+    if (typeof rawConfig.cniVersion === "string" && isSupportedVersion(rawConfig.cniVersion)) version = rawConfig.cniVersion;
     if (env.command === "ADD" || env.command === "DEL" || env.command === "CHECK") validateAttachment(env);
     const specVersion = configVersion(rawConfig);
     version = specVersion;
