@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { CniError, ErrorCode } from "../cni/errors.js";
-import { LOCK_EX, LOCK_NB, LOCK_UN, weftSyscalls } from "./syscalls.js";
+import { LOCK_EX, LOCK_NB, weftSyscalls } from "./syscalls.js";
 
 /** An exclusive flock(2) on a file, held until release() or the death of the process. */
 export interface HeldLock {
@@ -53,33 +53,37 @@ function heldLock(path: string, fd: number): HeldLock {
   };
 }
 
-function waitForLock(path: string, fd: number, timeoutMs: number): Promise<HeldLock> {
-  const waiting = weftSyscalls().flockAsync(fd, LOCK_EX);
-  return new Promise<HeldLock>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(timeoutError(path, fd, timeoutMs));
-    }, timeoutMs);
-    waiting.then(
-      () => {
-        if (!timedOut) {
-          clearTimeout(timer);
-          resolve(heldLock(path, fd));
-          return;
-        }
-        // The worker thread got the lock after the caller gave up: hand it straight back.
-        weftSyscalls().flock(fd, LOCK_UN);
+/** Longest pause between two attempts while another process holds the lock. */
+const MAX_POLL_INTERVAL_MS = 10;
+
+/**
+ * Waits by retrying LOCK_NB with a growing pause, not with a blocking flock on a worker thread
+ * (weftSyscalls().flockAsync): a thread blocked in flock cannot be cancelled, and Node's exit joins
+ * the worker threads, so a plugin that gave up would still hang at exit until the holder let go,
+ * which is the very hang the timeout is for. flock(2) queues no one fairly either way.
+ */
+async function waitForLock(path: string, fd: number, timeoutMs: number): Promise<HeldLock> {
+  const deadline = Date.now() + timeoutMs;
+  let pause = 1;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      const err = timeoutError(path, fd, timeoutMs);
+      closeSync(fd);
+      throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+    try {
+      weftSyscalls().flock(fd, LOCK_EX | LOCK_NB);
+      return heldLock(path, fd);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") {
         closeSync(fd);
-      },
-      (err: Error) => {
-        closeSync(fd);
-        if (timedOut) return;
-        clearTimeout(timer);
-        reject(new CniError(ErrorCode.IOFailure, `failed to lock ${path}: ${err.message}`));
-      },
-    );
-  });
+        throw new CniError(ErrorCode.IOFailure, `failed to lock ${path}: ${(err as Error).message}`);
+      }
+    }
+    pause = Math.min(pause * 2, MAX_POLL_INTERVAL_MS);
+  }
 }
 
 function timeoutError(path: string, fd: number, timeoutMs: number): CniError {
