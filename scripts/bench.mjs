@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+// Latency of a pod's network with weft against the Go reference, through the CNI project's libcni
+// (the conformance suite's driver), the way a kubelet's runtime runs plugins: a clean environment with
+// PATH and the CNI_ variables only. Never run by the tests: `make bench`.
+//
+//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json]
+//
+// For each plugin set it makes a node network namespace of its own, and per round a pod namespace:
+// ADD, CHECK and DEL of the network list are timed one by one (median and p95). Then N pods are added
+// at once and deleted at once. Bare `node -e 0` is the floor. Everything it makes is removed at the end.
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const ROUNDS = Number(arg("rounds", 30));
+const PARALLEL = Number(arg("parallel", 64));
+const JSON_OUT = resolve(root, arg("json", "build/bench.json"));
+const REF_BIN = "/usr/lib/cni";
+const PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+if (process.getuid?.() !== 0) {
+  console.error("bench: needs root (network namespaces)");
+  process.exit(2);
+}
+
+const tag = arg("tag", `wb${process.pid % 10000}`);
+let work;
+const namespaces = new Set();
+
+function sh(cmd, args, options = {}) {
+  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...options });
+}
+
+function addNetns(name) {
+  sh("ip", ["netns", "add", name]);
+  namespaces.add(name);
+  sh("ip", ["-n", name, "link", "set", "lo", "up"]);
+}
+
+function delNetns(name) {
+  spawnSync("ip", ["netns", "delete", name]);
+  namespaces.delete(name);
+}
+
+function cleanup() {
+  for (const ns of [...namespaces]) delNetns(ns);
+  if (work) rmSync(work, { recursive: true, force: true });
+}
+process.on("exit", cleanup);
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
+
+function buildDriver() {
+  const driver = join(work, "driver");
+  sh("go", ["build", "-o", driver, "./conformance/driver"], {
+    cwd: root,
+    env: { ...process.env, GO111MODULE: "off", GOPATH: "/usr/share/gocode", GOFLAGS: "", GOCACHE: join(root, "build/gocache") },
+  });
+  return driver;
+}
+
+/** The default flannel conflist with its state redirected into the bench's work dir. */
+function weftConflist(dir) {
+  const conflist = JSON.parse(readFileSync(join(root, "conf/10-flannel.conflist"), "utf8"));
+  delete conflist.cniVersions;
+  conflist.plugins[0] = {
+    ...conflist.plugins[0],
+    subnetFile: join(dir, "subnet.env"),
+    dataDir: join(dir, "flannel"),
+    ipam: { dataDir: join(dir, "networks") },
+  };
+  return conflist;
+}
+
+/** The same network for the Go reference: the bridge config flannel renders, then portmap. */
+function referenceConflist(dir) {
+  return {
+    name: "cbr0",
+    cniVersion: "1.0.0",
+    plugins: [
+      {
+        type: "bridge",
+        mtu: 1450,
+        ipMasq: false,
+        isGateway: true,
+        hairpinMode: true,
+        isDefaultGateway: true,
+        ipam: { type: "host-local", dataDir: join(dir, "networks"), ranges: [[{ subnet: "10.244.1.0/24" }]], routes: [{ dst: "10.244.0.0/16" }] },
+      },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  };
+}
+
+function prepare(name, binDir, conflistOf) {
+  const dir = join(work, name);
+  mkdirSync(join(dir, "conf"), { recursive: true });
+  writeFileSync(join(dir, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+  writeFileSync(join(dir, "conf/10-bench.conflist"), JSON.stringify(conflistOf(dir), null, 2));
+  const node = `${tag}-${name}`;
+  addNetns(node);
+  return { name, dir, node, binDir };
+}
+
+function driverEnv(set) {
+  return { PATH: PATH_ENV, NETCONFPATH: join(set.dir, "conf"), CNI_PATH: set.binDir, CNI_CACHE_DIR: join(set.dir, "cache") };
+}
+
+/** One driver call (this process runs inside the node namespace), timed from spawn to exit. */
+function timedDriver(set, driver, verb, pod) {
+  const started = process.hrtime.bigint();
+  const out = spawnSync(driver, [verb, "cbr0", pod, `/var/run/netns/${pod}`, "eth0"], { env: driverEnv(set), encoding: "utf8" });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (out.status !== 0) throw new Error(`driver ${verb} ${pod} failed: ${out.stdout}${out.stderr}`);
+  return { ms, stdout: out.stdout };
+}
+
+function asyncDriver(set, driver, verb, pod) {
+  return new Promise((resolveRun) => {
+    const child = spawn(driver, [verb, "cbr0", pod, `/var/run/netns/${pod}`, "eth0"], {
+      env: driverEnv(set),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.on("close", (code) => resolveRun({ ok: code === 0, stdout }));
+  });
+}
+
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+const stats = (xs) => ({ median: round(median(xs)), p95: round(quantile(xs, 0.95)), n: xs.length });
+const round = (x) => Math.round(x * 10) / 10;
+
+function sequential(set, driver) {
+  const times = { ADD: [], CHECK: [], DEL: [] };
+  for (let i = 0; i < ROUNDS + 2; i++) {
+    const pod = `${tag}-${set.name}-s${i}`;
+    addNetns(pod);
+    const add = timedDriver(set, driver, "add", pod);
+    const check = timedDriver(set, driver, "check", pod);
+    const del = timedDriver(set, driver, "del", pod);
+    delNetns(pod);
+    if (i < 2) continue; // warm-up: the first ADD creates cni0 and the addon cache
+    times.ADD.push(add.ms);
+    times.CHECK.push(check.ms);
+    times.DEL.push(del.ms);
+  }
+  return times;
+}
+
+async function parallel(set, driver) {
+  const pods = Array.from({ length: PARALLEL }, (_, i) => `${tag}-${set.name}-p${i}`);
+  for (const pod of pods) addNetns(pod);
+  let started = process.hrtime.bigint();
+  const adds = await Promise.all(pods.map((pod) => asyncDriver(set, driver, "add", pod)));
+  const addWall = Number(process.hrtime.bigint() - started) / 1e6;
+  const addresses = adds.filter((r) => r.ok).map((r) => JSON.parse(r.stdout).ips?.[0]?.address);
+  started = process.hrtime.bigint();
+  const dels = await Promise.all(pods.map((pod) => asyncDriver(set, driver, "del", pod)));
+  const delWall = Number(process.hrtime.bigint() - started) / 1e6;
+  for (const pod of pods) delNetns(pod);
+  return {
+    pods: PARALLEL,
+    addWallMs: round(addWall),
+    addFailures: adds.filter((r) => !r.ok).length,
+    distinctAddresses: new Set(addresses).size,
+    delWallMs: round(delWall),
+    delFailures: dels.filter((r) => !r.ok).length,
+  };
+}
+
+/** Peak resident memory of each plugin process of one ADD, through GNU time wrappers. */
+function peakMemory(set, driver, types) {
+  const wrapped = join(set.dir, "wrapped-bin");
+  mkdirSync(wrapped, { recursive: true });
+  const log = join(set.dir, "maxrss");
+  for (const type of types) {
+    const real = join(set.binDir, type);
+    const copy = join(wrapped, `${type}.real`);
+    copyFileSync(real, copy);
+    writeFileSync(join(wrapped, type), `#!/bin/sh\nexec /usr/bin/time -a -o ${log} -f "${type} %M" ${copy}\n`, { mode: 0o755 });
+  }
+  const pod = `${tag}-${set.name}-mem`;
+  addNetns(pod);
+  const env = { ...driverEnv(set), CNI_PATH: `${wrapped}:${set.binDir}` };
+  spawnSync(driver, ["add", "cbr0", pod, `/var/run/netns/${pod}`, "eth0"], { env });
+  spawnSync(driver, ["del", "cbr0", pod, `/var/run/netns/${pod}`, "eth0"], { env });
+  delNetns(pod);
+  const peaks = {};
+  for (const line of readFileSync(log, "utf8").trim().split("\n")) {
+    const [type, kib] = line.split(" ");
+    peaks[type] = Math.max(peaks[type] ?? 0, Math.round(Number(kib) / 1024));
+  }
+  return peaks;
+}
+
+function floor() {
+  const samples = [];
+  for (let i = 0; i < ROUNDS + 2; i++) {
+    const started = process.hrtime.bigint();
+    spawnSync("node", ["-e", "0"], { env: { PATH: PATH_ENV } });
+    if (i >= 2) samples.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return samples;
+}
+
+/** Inside the node namespace: the measurements of one plugin set, written as JSON. */
+async function inner(setFile) {
+  const { set, driver } = JSON.parse(readFileSync(setFile, "utf8"));
+  const times = sequential(set, driver);
+  const result = {
+    ADD: stats(times.ADD),
+    CHECK: stats(times.CHECK),
+    DEL: stats(times.DEL),
+    parallel: await parallel(set, driver),
+    peakMemoryMiB: peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]),
+  };
+  writeFileSync(`${setFile}.result`, JSON.stringify(result));
+}
+
+async function main() {
+  work = mkdtempSync(join(tmpdir(), "weft-bench-"));
+  const driver = buildDriver();
+  const weftBin = join(work, "weft-bin");
+  mkdirSync(weftBin);
+  for (const type of PLUGIN_TYPES) copyFileSync(join(root, "bin", type), join(weftBin, type));
+  spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(weftBin, t))]);
+
+  const sets = [prepare("weft", weftBin, weftConflist), prepare("ref", REF_BIN, referenceConflist)];
+  const results = { machine: machine(), rounds: ROUNDS, floor: stats(floor()), sets: {} };
+  for (const set of sets) {
+    const setFile = join(work, `${set.name}.json`);
+    writeFileSync(setFile, JSON.stringify({ set, driver }));
+    // The pods this run makes inside: known names, so the cleanup here removes them whatever happens.
+    for (let i = 0; i < ROUNDS + 2; i++) namespaces.add(`${tag}-${set.name}-s${i}`);
+    for (let i = 0; i < PARALLEL; i++) namespaces.add(`${tag}-${set.name}-p${i}`);
+    namespaces.add(`${tag}-${set.name}-mem`);
+    const run = spawnSync("ip", ["netns", "exec", set.node, process.execPath, fileURLToPath(import.meta.url), "--inner", setFile, "--tag", tag, "--rounds", String(ROUNDS), "--parallel", String(PARALLEL)], {
+      stdio: "inherit",
+    });
+    if (run.status !== 0) throw new Error(`bench of ${set.name} failed`);
+    results.sets[set.name] = JSON.parse(readFileSync(`${setFile}.result`, "utf8"));
+  }
+  report(results);
+  mkdirSync(dirname(JSON_OUT), { recursive: true });
+  writeFileSync(JSON_OUT, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nwritten to ${JSON_OUT}`);
+}
+
+function machine() {
+  const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+  const cores = readFileSync("/proc/cpuinfo", "utf8").match(/^processor/gm)?.length ?? 0;
+  return { cpu, cores, node: process.version, kernel: sh("uname", ["-r"]).trim() };
+}
+
+function report(r) {
+  const weft = r.sets.weft;
+  const ref = r.sets.ref;
+  const processes = 2; // flannel (bridge and host-local in-process) and portmap
+  const line = (label, w, g) => console.log(`| ${label.padEnd(26)} | ${String(w).padStart(14)} | ${String(g).padStart(14)} |`);
+  console.log(`machine: ${r.machine.cpu}, ${r.machine.cores} cores, Node.js ${r.machine.node}, kernel ${r.machine.kernel}`);
+  console.log(`rounds: ${r.rounds}; times in ms, median / p95, each a whole libcni driver process run inside the node namespace\n`);
+  console.log(`| ${"".padEnd(26)} | ${"weft".padStart(14)} | ${"Go reference".padStart(14)} |`);
+  console.log(`|${"-".repeat(28)}|${"-".repeat(16)}|${"-".repeat(16)}|`);
+  for (const verb of ["ADD", "CHECK", "DEL"]) line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].median} / ${ref[verb].p95}`);
+  line(`${r.sets.weft.parallel.pods} pods ADD at once (wall)`, weft.parallel.addWallMs, ref.parallel.addWallMs);
+  line("  failures / distinct IPs", `${weft.parallel.addFailures} / ${weft.parallel.distinctAddresses}`, `${ref.parallel.addFailures} / ${ref.parallel.distinctAddresses}`);
+  line(`${r.sets.weft.parallel.pods} pods DEL at once (wall)`, weft.parallel.delWallMs, ref.parallel.delWallMs);
+  line("  failures", weft.parallel.delFailures, ref.parallel.delFailures);
+  line("peak RSS per process (MiB)", JSON.stringify(weft.peakMemoryMiB), JSON.stringify(ref.peakMemoryMiB));
+  const floorMs = r.floor.median;
+  const addDel = weft.ADD.median + weft.DEL.median;
+  const refAddDel = ref.ADD.median + ref.DEL.median;
+  console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
+  console.log(`weft ADD + DEL: ${round(addDel)} ms = ${round(addDel / (4 * floorMs) * 100) / 100}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${round(addDel / refAddDel * 100) / 100}x`);
+}
+
+const PLUGIN_TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
+const innerSet = arg("inner", undefined);
+if (innerSet) {
+  // The outer process owns the work dir and the namespaces.
+  process.removeAllListeners("exit");
+  await inner(innerSet);
+} else {
+  await main();
+}
