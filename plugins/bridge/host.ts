@@ -47,14 +47,18 @@ export interface VethPair {
   hostIndex: number;
 }
 
+/** Spec A1: an interface of that name already in the pod is an error, found before anything is made. */
+export async function ensureIfNameFree(pod: Rtnl, podNetns: Netns, ifName: string): Promise<void> {
+  if (await linkByName(pod, ifName)) {
+    throw new CniError(ErrorCode.Internal, `container veth name ${JSON.stringify(ifName)} already exists in ${podNetns.path}`);
+  }
+}
+
 /**
  * Creates the pod's veth pair in one request: the container end named ifName straight in the pod's
  * namespace (with the MTU and the requested MAC), the host end "veth<8 hex>" enslaved to the bridge.
  */
 export async function createPodVeth(host: Rtnl, pod: Rtnl, podNetns: Netns, bridge: Link, ifName: string, s: BridgeSettings): Promise<VethPair> {
-  if (await linkByName(pod, ifName)) {
-    throw new CniError(ErrorCode.Internal, `container veth name ${JSON.stringify(ifName)} already exists in ${podNetns.path}`);
-  }
   for (let attempt = 1; ; attempt++) {
     const hostName = randomVethName();
     try {

@@ -14,7 +14,7 @@ import { checkAttachment } from "./check.js";
 import { bridgeSettings, type BridgeConf, type BridgeSettings } from "./config.js";
 import { configureContainer, containerLink } from "./container.js";
 import { calcGateways } from "./gateway.js";
-import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureVlanGateway, setupBridge } from "./host.js";
+import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureIfNameFree, ensureVlanGateway, setupBridge } from "./host.js";
 import { Rollback, step } from "./rollback.js";
 
 type BridgeRequest = Request<BridgeConf>;
@@ -39,18 +39,23 @@ function openPodNetns(request: BridgeRequest): Netns {
 
 /** The kernel handles one verb uses, closed together. */
 class Handles {
-  readonly host = Rtnl.open();
+  private hostSocket?: Rtnl;
   pod?: Rtnl;
   podNetns?: Netns;
 
-  enter(netns: Netns): Rtnl {
+  async host(): Promise<Rtnl> {
+    this.hostSocket ??= await Rtnl.open();
+    return this.hostSocket;
+  }
+
+  async enter(netns: Netns): Promise<Rtnl> {
     this.podNetns = netns;
-    this.pod = Rtnl.open(netns);
+    this.pod = await Rtnl.open(netns);
     return this.pod;
   }
 
   close(): void {
-    this.host.close();
+    this.hostSocket?.close();
     this.pod?.close();
     this.podNetns?.close();
   }
@@ -80,11 +85,27 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
     const rollback = new Rollback();
     try {
       const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
-      const pod = k.enter(podNetns);
-      let bridge = await step(`create bridge ${JSON.stringify(conf.bridge)}`, () => setupBridge(k.host, s));
-      const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(k.host, pod, podNetns, bridge, ifName, s));
-      rollback.push(`delete veth ${veth.hostName}`, () => delLink(k.host, veth.hostIndex));
-      await step(`connect ${veth.hostName} to bridge ${conf.bridge}`, () => configureHostVeth(k.host, veth, s));
+      const pod = await k.enter(podNetns);
+      const host = await k.host();
+      await step(`create veth pair for ${ifName}`, () => ensureIfNameFree(pod, podNetns, ifName));
+
+      // IPAM runs (a process, ~10 ms) while the links are made; its release is the last undo.
+      let pendingIpam: Promise<Result | undefined> | undefined;
+      if (s.ipamType) {
+        const ipamType = s.ipamType;
+        const running = step(`run IPAM plugin ${ipamType}`, () => ipam(request, "ADD", ipamType));
+        running.catch(() => undefined);
+        pendingIpam = running;
+        rollback.push(`release IPAM (${ipamType} DEL)`, async () => {
+          await running.catch(() => undefined);
+          await ipam(request, "DEL", ipamType);
+        });
+      }
+
+      let bridge = await step(`create bridge ${JSON.stringify(conf.bridge)}`, () => setupBridge(host, s));
+      const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(host, pod, podNetns, bridge, ifName, s));
+      rollback.push(`delete veth ${veth.hostName}`, () => delLink(host, veth.hostIndex));
+      await step(`connect ${veth.hostName} to bridge ${conf.bridge}`, () => configureHostVeth(host, veth, s));
       let container = await containerLink(pod, podNetns, ifName);
 
       if (conf.macspoofchk) {
@@ -95,10 +116,8 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
 
       let result: Result = { ips: [], routes: [] };
       const extraInterfaces: Array<{ name: string; mac: string }> = [];
-      if (s.ipamType) {
-        const ipamType = s.ipamType;
-        const ipamResult = await step(`run IPAM plugin ${ipamType}`, () => ipam(request, "ADD", ipamType));
-        rollback.push(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType));
+      if (pendingIpam) {
+        const ipamResult = await pendingIpam;
         if (!ipamResult?.ips?.length) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
         const calc = calcGateways(ipamResult, s.isGateway, conf.isDefaultGateway);
         result = calc.result;
@@ -107,13 +126,13 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
         if (s.isGateway) {
           let gatewayLink: Link = bridge;
           if (conf.vlan !== 0 && (calc.gateways[4].length || calc.gateways[6].length)) {
-            gatewayLink = await step("create vlan interface", () => ensureVlanGateway(k.host, bridge, s));
+            gatewayLink = await step("create vlan interface", () => ensureVlanGateway(host, bridge, s));
             extraInterfaces.push({ name: gatewayLink.name, mac: gatewayLink.mac });
           }
           const what = conf.vlan !== 0 ? "set vlan interface for bridge with addr" : "set bridge addr";
           for (const family of [4, 6] as const) {
             for (const gw of calc.gateways[family]) {
-              await step(what, () => ensureGatewayAddress(k.host, gatewayLink, gw, family, conf.forceAddress));
+              await step(what, () => ensureGatewayAddress(host, gatewayLink, gw, family, conf.forceAddress));
             }
             if (calc.gateways[family].length) {
               await step("enable forwarding", () => ensureSysctl(family === 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1"));
@@ -131,8 +150,8 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
         await step(`set ${ifName} up`, () => setLinkUp(pod, container.index));
       }
 
-      const hostVeth = await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(k.host, veth.hostIndex));
-      bridge = (await linkByIndex(k.host, bridge.index)) ?? bridge;
+      const hostVeth = await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(host, veth.hostIndex));
+      bridge = (await linkByIndex(host, bridge.index)) ?? bridge;
       container = (await linkByIndex(pod, container.index)) ?? container;
       if (dnsSet(conf)) result.dns = conf.dns;
       return {
@@ -160,7 +179,7 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
       let podGone = request.env.netns === "";
       if (!podGone) {
         try {
-          const pod = k.enter(openPodNetns(request));
+          const pod = await k.enter(openPodNetns(request));
           const link = await linkByName(pod, request.env.ifName);
           if (link) await step(`delete ${request.env.ifName}`, () => delLink(pod, link.index));
         } catch (err) {
@@ -170,7 +189,7 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
           podGone = true;
         }
       }
-      if (podGone) await removeOrphanHostVeth(k.host, request, conf);
+      if (podGone) await removeOrphanHostVeth(await k.host(), request, conf);
       if (s.ipamType) {
         const ipamType = s.ipamType;
         await step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType));
@@ -193,8 +212,8 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
     const k = new Handles();
     try {
       const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
-      const pod = k.enter(podNetns);
-      await checkAttachment({ host: k.host, pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
+      const pod = await k.enter(podNetns);
+      await checkAttachment({ host: await k.host(), pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
     } finally {
       k.close();
     }

@@ -1,4 +1,4 @@
-import { createNetlink, type NetlinkSocket } from "netlink/dist/netlink.js";
+import type { NetlinkSocket } from "netlink/dist/netlink.js";
 import type { NetlinkMessage } from "netlink/dist/structs.js";
 import { KernelError, kernelError } from "./errors.js";
 import type { Netns } from "./netns.js";
@@ -141,9 +141,12 @@ export class Rtnl {
 
   /**
    * Opens a socket in netns (the current namespace when absent). The socket stays bound to the
-   * namespace it was created in, so only its creation happens inside.
+   * namespace it was created in, so only its creation happens inside. The netlink package (and its
+   * native binding, which it loads as it is evaluated) is loaded on first use: verbs that never
+   * talk to the kernel do not pay for it.
    */
-  static open(netns?: Netns): Rtnl {
+  static async open(netns?: Netns): Promise<Rtnl> {
+    const { createNetlink } = await import("netlink/dist/netlink.js");
     const create = () => createNetlink(NETLINK_ROUTE);
     return new Rtnl(netns ? netns.run(create) : create());
   }
@@ -207,7 +210,7 @@ export class Rtnl {
 
 /** Runs fn with a socket in netns and closes it afterwards. */
 export async function withRtnl<T>(netns: Netns | undefined, fn: (nl: Rtnl) => Promise<T>): Promise<T> {
-  const nl = Rtnl.open(netns);
+  const nl = await Rtnl.open(netns);
   try {
     return await fn(nl);
   } finally {

@@ -36,9 +36,9 @@ afterEach(() => {
   pool.cleanup();
 });
 
-function open(ns: TestNetns): { netns: Netns; nl: Rtnl } {
+async function open(ns: TestNetns): Promise<{ netns: Netns; nl: Rtnl }> {
   const netns = Netns.open(ns.path);
-  const nl = Rtnl.open(netns);
+  const nl = await Rtnl.open(netns);
   opened.push(nl, netns);
   return { netns, nl };
 }
@@ -93,10 +93,10 @@ describe("namespaces", () => {
     const ns = pool.create();
     ns.exec("ip", ["link", "add", "weftdummy0", "type", "bridge"]);
     const host = ownNetnsInode();
-    const { nl } = open(ns);
+    const { nl } = await open(ns);
     expect(ownNetnsInode()).toBe(host);
     expect(await linkByName(nl, "weftdummy0")).toMatchObject({ name: "weftdummy0" });
-    const other = open(pool.create()).nl;
+    const other = await (await open(pool.create())).nl;
     expect(await linkByName(other, "weftdummy0")).toBeUndefined();
     // A failing request from inside a namespace leaves the thread where it was too.
     await expect(setLinkMtu(nl, 999_999, 1400)).rejects.toBeInstanceOf(KernelError);
@@ -106,7 +106,7 @@ describe("namespaces", () => {
 
 describe("links", () => {
   it("ensureBridge creates a bridge up with the MTU, reuses it, and refuses a non-bridge of that name", async () => {
-    const { nl } = open(pool.create());
+    const { nl } = await open(pool.create());
     const first = await ensureBridge(nl, { name: "br-test", mtu: 1450 });
     expect(first.created).toBe(true);
     expect(first.link).toMatchObject({ name: "br-test", kind: "bridge", mtu: 1450, up: true, promisc: false });
@@ -122,8 +122,8 @@ describe("links", () => {
   });
 
   it("createVethPair puts the peer straight into another namespace with its MTU and MAC, enslaved near end", async () => {
-    const node = open(pool.create());
-    const pod = open(pool.create());
+    const node = await open(pool.create());
+    const pod = await open(pool.create());
     const { link: br } = await ensureBridge(node.nl, { name: "br0", mtu: 1450 });
     const host = uniqueName("veth", 12);
     await createVethPair(node.nl, { name: host, peerName: "eth0", mtu: 1450, peerMac: "0a:58:0a:f4:01:02", peerNetns: pod.netns, master: br.index });
@@ -139,8 +139,8 @@ describe("links", () => {
   });
 
   it("moveLinkToNetns, setLinkUp/Down, setLinkMtu, setLinkMaster, hairpin and isolation, delLink", async () => {
-    const node = open(pool.create());
-    const pod = open(pool.create());
+    const node = await open(pool.create());
+    const pod = await open(pool.create());
     const { link: br } = await ensureBridge(node.nl, { name: "br1" });
     await createVethPair(node.nl, { name: "vh", peerName: "vc" });
     const vc = await linkByName(node.nl, "vc");
@@ -174,7 +174,7 @@ describe("links", () => {
 describe("addresses and routes", () => {
   it("addAddress adds v4 with broadcast and v6 without DAD, typed EEXIST, listAddresses and delAddress", async () => {
     const ns = pool.create();
-    const { nl, netns } = open(ns);
+    const { nl, netns } = await open(ns);
     await createVethPair(nl, { name: "a0", peerName: "a1" });
     const a0 = (await linkByName(nl, "a0"))!;
     writeSysctl("net/ipv6/conf/a0/accept_dad", "1", netns);
@@ -199,7 +199,7 @@ describe("addresses and routes", () => {
   });
 
   it("addRoute with and without a gateway, listRoutes, typed EEXIST, delRoute", async () => {
-    const { nl } = open(pool.create());
+    const { nl } = await open(pool.create());
     await createVethPair(nl, { name: "r0", peerName: "r1" });
     const r0 = (await linkByName(nl, "r0"))!;
     await setLinkUp(nl, r0.index);
