@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+// Builds weft's standalone executable: the multi-call bundle (plugins/weft/main.ts) as a Node.js
+// single executable application, i.e. a copy of this node binary with the bundle injected
+// (postject), left as <out>/weft plus the five CNI type names as hard links to it. Needs
+// `node scripts/build.mjs` first (gen/validators.js, build/native/weft.node).
+//   node scripts/standalone.mjs [--out DIR] [--no-code-cache] [--no-strip] [--script-only]
+//     --out DIR        where weft and its five names go (default dist/standalone)
+//     --no-code-cache  leave V8's code cache out of the blob (to measure what it buys)
+//     --no-strip       keep the node binary's symbols and debug info (13 MB of Node 20's 99 MB)
+//     --script-only    only the multi-call bundle, <out>/weft.cjs: the script form, no SEA
+//
+// Native addons ride as SEA assets, not as base64 in the bundle: the bytes stay out of the script
+// V8 parses at every start, and are read (zero-copy, from the executable's mapping) only on the
+// first run on a node, when plugins/kernel/native.ts writes them to its root-owned cache.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import * as esbuild from "esbuild";
+import { addonPaths, esbuildNativeAddons } from "./native-addons.mjs";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
+// The fuse postject flips so that node looks for the injected blob (node's src/node_sea.cc).
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/** esbuild plugin: `weft-native:<name>` reads the SEA asset `<name>.node`; netlink's loader is ours. */
+function seaNativeAddons() {
+  const paths = addonPaths(root);
+  return {
+    name: "weft-native-sea",
+    setup(build) {
+      build.onResolve({ filter: /^weft-native:/ }, (args) => ({ path: args.path.slice("weft-native:".length), namespace: "weft-native" }));
+      build.onLoad({ filter: /.*/, namespace: "weft-native" }, (args) => {
+        const path = paths[args.path];
+        if (!path) throw new Error(`unknown native addon ${args.path}`);
+        const sha256 = createHash("sha256").update(readFileSync(path)).digest("hex");
+        const contents = [
+          `export const name = ${JSON.stringify(args.path)};`,
+          `export const sha256 = ${JSON.stringify(sha256)};`,
+          `export function bytes() { return new Uint8Array(require("node:sea").getRawAsset(${JSON.stringify(`${args.path}.node`)})); }`,
+        ].join("\n");
+        return { contents, loader: "js" };
+      });
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
+    },
+  };
+}
+
+/**
+ * esbuild leaves `await import("node:x")` as a real dynamic import, which a SEA's main script cannot
+ * do on Node 20 ("A dynamic import callback was not specified"): make it a lazily required module.
+ */
+function lazyBuiltins() {
+  return {
+    name: "weft-lazy-builtins",
+    setup(build) {
+      build.onResolve({ filter: /^node:/ }, (args) =>
+        args.kind === "dynamic-import" ? { path: args.path, namespace: "weft-builtin" } : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: "weft-builtin" }, (args) => ({
+        contents: `module.exports = require(${JSON.stringify(args.path)});`,
+        loader: "js",
+      }));
+    },
+  };
+}
+
+async function bundle(outfile, version, form) {
+  await esbuild.build({
+    entryPoints: [join(root, "plugins/weft/main.ts")],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    minifySyntax: true,
+    legalComments: "none",
+    // A SEA main script is compiled as a function body: no #! line there.
+    banner: { js: form === "sea" ? `// weft ${version} weft` : `#!/usr/bin/env node\n// weft ${version} weft` },
+    define: { WEFT_VERSION: JSON.stringify(version) },
+    outfile,
+    plugins: [lazyBuiltins(), form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root)],
+    logLevel: "error",
+  });
+}
+
+function fsyncFile(path) {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** <out>/weft and its five names, each renamed into place: a reader sees an old file or a whole new one. */
+function publish(built, out) {
+  mkdirSync(out, { recursive: true });
+  const staged = join(out, `.weft-staged.${process.pid}.tmp`);
+  copyFileSync(built, staged);
+  chmodSync(staged, 0o755);
+  fsyncFile(staged);
+  try {
+    for (const name of ["weft", ...TYPES]) {
+      const link = join(out, `.${name}.${process.pid}.tmp`);
+      rmSync(link, { force: true });
+      linkSync(staged, link);
+      renameSync(link, join(out, name));
+    }
+  } finally {
+    rmSync(staged, { force: true });
+  }
+}
+
+export async function buildStandalone({ out = join(root, "dist/standalone"), codeCache = true, strip = true, scriptOnly = false } = {}) {
+  for (const needed of ["gen/validators.js", "build/native/weft.node"]) {
+    try {
+      readFileSync(join(root, needed));
+    } catch {
+      throw new Error(`${needed} is missing: run "node scripts/build.mjs" (make build) first`);
+    }
+  }
+  const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
+  if (scriptOnly) {
+    mkdirSync(out, { recursive: true });
+    const tmp = join(out, `.weft.cjs.${process.pid}.tmp`);
+    await bundle(tmp, version, "script");
+    chmodSync(tmp, 0o755);
+    renameSync(tmp, join(out, "weft.cjs"));
+    return { executable: join(out, "weft.cjs") };
+  }
+  const work = mkdtempSync(join(root, "build/.standalone-"));
+  try {
+    const main = join(work, "weft.cjs");
+    await bundle(main, version, "sea");
+    const addons = Object.fromEntries(Object.entries(addonPaths(root)).map(([name, path]) => [`${name}.node`, path]));
+    const config = {
+      main,
+      output: join(work, "weft.blob"),
+      disableExperimentalSEAWarning: true,
+      useCodeCache: codeCache,
+      assets: addons,
+    };
+    writeFileSync(join(work, "sea-config.json"), JSON.stringify(config, null, 2));
+    // The blob must come from the very node binary it is injected into (the code cache is V8's).
+    execFileSync(process.execPath, ["--experimental-sea-config", join(work, "sea-config.json")], { stdio: ["ignore", "ignore", "inherit"] });
+    const exe = join(work, "weft");
+    copyFileSync(process.execPath, exe);
+    chmodSync(exe, 0o755);
+    // Addons resolve napi_* through the dynamic symbol table, which strip keeps.
+    if (strip) execFileSync("strip", ["--strip-all", exe], { stdio: "inherit" });
+    const { inject } = await import("postject");
+    await inject(exe, "NODE_SEA_BLOB", readFileSync(config.output), { sentinelFuse: SEA_FUSE });
+    // Smoke test before publishing: the executable answers VERSION for a type named explicitly.
+    const answer = execFileSync(exe, ["flannel"], { env: { CNI_COMMAND: "VERSION", PATH: "/usr/bin:/bin" }, input: "{}", encoding: "utf8" });
+    if (!JSON.parse(answer).supportedVersions) throw new Error(`the built executable answered VERSION with ${answer}`);
+    publish(exe, out);
+    return { executable: join(out, "weft") };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: { out: { type: "string" }, "no-code-cache": { type: "boolean" }, "no-strip": { type: "boolean" }, "script-only": { type: "boolean" } },
+  });
+  const started = Date.now();
+  const { executable } = await buildStandalone({
+    out: values.out ? resolve(values.out) : undefined,
+    codeCache: !values["no-code-cache"],
+    strip: !values["no-strip"],
+    scriptOnly: values["script-only"],
+  });
+  console.log(`built ${executable}${values["script-only"] ? "" : ` and its names ${TYPES.join(", ")}`} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
