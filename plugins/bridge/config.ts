@@ -79,6 +79,9 @@ function normalizeMac(mac: string, source: string): string {
 }
 
 export function bridgeSettings(conf: BridgeConf, cniArgs: ReadonlyMap<string, string>): BridgeSettings {
+  if (conf.bridge === "" || conf.bridge.length > 15 || /[\/:\s]/.test(conf.bridge)) {
+    throw invalid(`invalid bridge name ${JSON.stringify(conf.bridge)}: 1 to 15 characters, no "/", ":" or whitespace`);
+  }
   if (conf.vlan < 0 || conf.vlan > 4094) throw invalid(`invalid VLAN ID ${conf.vlan} (must be between 0 and 4094)`);
   const trunk = collectVlanTrunk(conf.vlanTrunk);
   if (conf.hairpinMode && conf.promiscMode) throw invalid("cannot set hairpin mode and promiscuous mode at the same time");

@@ -11,7 +11,8 @@ export const bridgeConfigSchema = {
   allOf: [{ $ref: "netconf" }],
   type: "object",
   properties: {
-    bridge: { type: "string", minLength: 1, maxLength: 15, default: "cni0" },
+    // Its length is checked in config.ts: ajv's string-length code needs a runtime require.
+    bridge: { type: "string", default: "cni0" },
     isGateway: { type: "boolean", default: false },
     isDefaultGateway: { type: "boolean", default: false },
     forceAddress: { type: "boolean", default: false },
