@@ -138,6 +138,8 @@ export async function buildStandalone({ out = join(root, "dist/standalone"), cod
   const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
   if (scriptOnly) {
     mkdirSync(out, { recursive: true });
+    // CommonJS even when out/ is inside this "type": "module" repository and linked under bare names.
+    writeFileSync(join(out, "package.json"), '{ "type": "commonjs" }\n');
     const tmp = join(out, `.weft.cjs.${process.pid}.tmp`);
     await bundle(tmp, version, "script");
     chmodSync(tmp, 0o755);
