@@ -1,5 +1,4 @@
-import { portmap } from "../../gen/validators.js";
-import { pendingPlugin } from "../cni/pending.js";
 import { runPlugin } from "../cni/skel.js";
+import { portmapPlugin } from "./plugin.js";
 
-runPlugin(pendingPlugin("portmap", portmap));
+runPlugin(portmapPlugin());

@@ -1,0 +1,217 @@
+import { findTool, run } from "./nft.js";
+
+/**
+ * Whole-table reads and one-transaction writes for nftables, and iptables-save / iptables-restore
+ * for the nat table, over the shared runner in nft.ts (execFile with argument arrays, no shell).
+ * Callers pass scripts built from validated values only; this file adds the transport and turns a
+ * lock that stayed busy into NetfilterBusyError, which plugins report as "try again later".
+ */
+
+/** Another program held the xtables lock longer than we wait for it. */
+export class NetfilterBusyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NetfilterBusyError";
+  }
+}
+
+/** Seconds iptables waits for the xtables lock before giving up (the reference waits forever: plugins#561). */
+export const XTABLES_WAIT_SECONDS = 10;
+
+const BUSY = /Another app is currently holding the xtables lock|Stopped waiting after|Resource temporarily unavailable/i;
+
+function rethrow(err: unknown): never {
+  const message = (err as Error).message ?? String(err);
+  if (BUSY.test(message)) throw new NetfilterBusyError(message);
+  throw err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables
+
+export function nftInstalled(): boolean {
+  return findTool("nft") !== undefined;
+}
+
+function nftTool(): string {
+  const nft = findTool("nft");
+  if (!nft) throw new Error("the nft tool is not installed");
+  return nft;
+}
+
+/** One rule of a listed table: where it is, its handle, its comment and (parsed) its statements. */
+export interface NftListedRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+  /** nft's JSON form of the rule's expressions (libnftables-json(5)). */
+  expr: unknown[];
+}
+
+export interface NftListedTable {
+  chains: Set<string>;
+  rules: NftListedRule[];
+}
+
+/** The chains and rules of one table, or undefined when the table does not exist. */
+export async function nftListTable(family: "inet" | "ip" | "ip6", table: string): Promise<NftListedTable | undefined> {
+  let out: string;
+  try {
+    out = await run(nftTool(), ["-j", "list", "table", family, table]);
+  } catch (err) {
+    if (/No such file or directory|does not exist/i.test((err as Error).message)) return undefined;
+    throw err;
+  }
+  return parseNftTable(out);
+}
+
+/** Parses `nft -j list table` output (pure, for tests). */
+export function parseNftTable(json: string): NftListedTable {
+  const parsed = JSON.parse(json) as { nftables?: Array<Record<string, Record<string, unknown> | undefined>> };
+  const listed: NftListedTable = { chains: new Set(), rules: [] };
+  for (const item of parsed.nftables ?? []) {
+    const chain = item.chain;
+    if (chain && typeof chain.name === "string") listed.chains.add(chain.name);
+    const rule = item.rule;
+    if (rule && typeof rule.chain === "string" && typeof rule.handle === "number") {
+      listed.rules.push({
+        chain: rule.chain,
+        handle: rule.handle,
+        comment: typeof rule.comment === "string" ? rule.comment : undefined,
+        expr: Array.isArray(rule.expr) ? rule.expr : [],
+      });
+    }
+  }
+  return listed;
+}
+
+/** Applies a script with `nft -f -`: the kernel commits all of it or none of it. */
+export async function nftApply(script: string): Promise<void> {
+  await run(nftTool(), ["-f", "-"], script);
+}
+
+// ---------------------------------------------------------------------------------------------
+// iptables (nat table)
+
+export type IptablesFamily = 4 | 6;
+
+function iptablesTool(family: IptablesFamily, suffix: "" | "-save" | "-restore"): string | undefined {
+  return findTool(`${family === 4 ? "iptables" : "ip6tables"}${suffix}`);
+}
+
+/** The nat table as iptables-save prints it: each chain's rules as argument lists (without "-A chain"). */
+export interface NatTable {
+  chains: Set<string>;
+  rules: Map<string, string[][]>;
+}
+
+/**
+ * Splits one iptables-save line into arguments, as iptables-restore does: whitespace separates,
+ * double quotes group, a backslash escapes the next character inside quotes.
+ */
+export function splitIptablesLine(line: string): string[] {
+  const out: string[] = [];
+  let current = "";
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === "\\" && i + 1 < line.length) current += line[++i];
+      else if (c === '"') quoted = false;
+      else current += c;
+    } else if (c === '"') {
+      quoted = true;
+      inWord = true;
+    } else if (c === " " || c === "\t") {
+      if (inWord) out.push(current);
+      current = "";
+      inWord = false;
+    } else {
+      current += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(current);
+  return out;
+}
+
+/** One argument for an iptables-restore line; a line break could smuggle in a second rule. */
+export function quoteIptablesArg(arg: string): string {
+  if (/[\n\r\0]/.test(arg)) throw new Error(`invalid iptables argument ${JSON.stringify(arg)}: contains a line break`);
+  if (arg !== "" && !/[\s"'\\#]/.test(arg)) return arg;
+  return `"${arg.replace(/(["\\])/g, "\\$1")}"`;
+}
+
+export function iptablesLine(args: readonly string[]): string {
+  return args.map(quoteIptablesArg).join(" ");
+}
+
+/** Parses `iptables-save -t nat` (pure, for tests). */
+export function parseNatTable(text: string): NatTable {
+  const table: NatTable = { chains: new Set(), rules: new Map() };
+  let inNat = false;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) inNat = line === "*nat";
+    if (!inNat) continue;
+    if (line.startsWith(":")) {
+      const name = line.slice(1).split(" ")[0]!;
+      table.chains.add(name);
+    } else if (line.startsWith("-A ")) {
+      const args = splitIptablesLine(line);
+      const chain = args[1]!;
+      const list = table.rules.get(chain) ?? [];
+      list.push(args.slice(2));
+      table.rules.set(chain, list);
+    }
+  }
+  return table;
+}
+
+/** The nat table of one family, or undefined when that family's iptables is not installed or not usable. */
+export async function iptablesSaveNat(family: IptablesFamily): Promise<NatTable | undefined> {
+  const tool = iptablesTool(family, "-save");
+  if (!tool) return undefined;
+  let out: string;
+  try {
+    out = await run(tool, ["-t", "nat"]);
+  } catch (err) {
+    // No kernel support for this family (ip6tables on a node without IPv6): nothing of ours there.
+    if (/can't initialize|Table does not exist|Address family not supported|Protocol not supported/i.test((err as Error).message)) return undefined;
+    rethrow(err);
+  }
+  return parseNatTable(out);
+}
+
+/** Creates a chain in the nat table; one that exists already is left as it is (never flushed). */
+export async function iptablesEnsureChain(family: IptablesFamily, chain: string): Promise<void> {
+  const tool = iptablesTool(family, "");
+  if (!tool) throw new Error(`${family === 4 ? "iptables" : "ip6tables"} is not installed`);
+  try {
+    await run(tool, ["-w", String(XTABLES_WAIT_SECONDS), "-t", "nat", "-N", chain]);
+  } catch (err) {
+    if (/exists/i.test((err as Error).message)) return;
+    rethrow(err);
+  }
+}
+
+/**
+ * Applies rule lines to the nat table with one `iptables-restore --noflush`: the kernel takes all
+ * of them or none. A ":CHAIN" line flushes that chain if it exists, so callers declare only chains
+ * that are theirs alone.
+ */
+export async function iptablesRestoreNat(family: IptablesFamily, lines: readonly string[]): Promise<void> {
+  if (lines.length === 0) return;
+  const tool = iptablesTool(family, "-restore");
+  if (!tool) throw new Error(`${family === 4 ? "iptables" : "ip6tables"}-restore is not installed`);
+  const script = ["*nat", ...lines, "COMMIT", ""].join("\n");
+  try {
+    await run(tool, ["-w", String(XTABLES_WAIT_SECONDS), "--noflush"], script);
+  } catch (err) {
+    rethrow(err);
+  }
+}
+
+export function iptablesInstalled(family: IptablesFamily): boolean {
+  return iptablesTool(family, "-restore") !== undefined;
+}

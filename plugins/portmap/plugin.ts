@@ -1,0 +1,85 @@
+import { portmap as validatePortmap } from "../../gen/validators.js";
+import { asCniError, CniError, ErrorCode } from "../cni/errors.js";
+import type { IpFamily } from "../cni/ip.js";
+import type { Result } from "../cni/result.js";
+import type { GcRequest, Plugin, Request } from "../cni/skel.js";
+import { enableRouteLocalnet } from "../kernel/netfilter-localnet.js";
+import { NetfilterBusyError, nftInstalled } from "../kernel/netfilter.js";
+import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
+import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
+
+type PortmapRequest = Request<PortmapConf>;
+
+/** Runs one named step; a lock that stayed busy is code 11, so the runtime retries rather than gives up. */
+async function step<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof NetfilterBusyError) throw new CniError(ErrorCode.TryAgainLater, `failed to ${name}: ${err.message}`, "the xtables lock stayed busy; retry");
+    throw asCniError(err, `failed to ${name}`);
+  }
+}
+
+const settingsOf = (request: PortmapRequest) => portmapSettings(request.config, request.env.containerId, nftInstalled);
+
+async function add(request: PortmapRequest): Promise<Result> {
+  const prev = request.prevResult;
+  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "must be called as chained plugin", "portmap needs the result of the plugin before it (prevResult)");
+  const s = settingsOf(request);
+  if (s.mappings.length === 0) return prev;
+  const pods = podAddresses(prev, request.env.ifName);
+  if (pods.length === 0) {
+    request.log(`prevResult has no address on ${request.env.ifName}: no port mapped`);
+    return prev;
+  }
+  const v4 = pods.find((p) => p.family === 4);
+  if (s.snat && v4) await step("enable route_localnet", () => enableRouteLocalnet(v4.ip));
+  try {
+    await step(`set up ${s.backend} rules for port mappings`, () => forwardPorts(s, pods));
+  } catch (err) {
+    // iptables applies a family at a time: an IPv6 failure must not leave the IPv4 half behind.
+    await unforwardPorts(s.backend, s, [4, 6]).catch((undo: Error) => request.log(`rollback: ${undo.message}`));
+    throw err;
+  }
+  return prev;
+}
+
+/**
+ * Removes the container's rules whatever runtimeConfig says now: the runtime may not resend
+ * portMappings on DEL (plugins#683), and rules left behind would keep the host port (§3 #9).
+ */
+async function del(request: PortmapRequest): Promise<void> {
+  const s = settingsOf(request);
+  const pods = request.prevResult ? podAddresses(request.prevResult, request.env.ifName) : [];
+  const families: IpFamily[] = pods.length ? pods.map((p) => p.family) : [4, 6];
+  await step(`remove ${s.backend} rules for port mappings`, () => unforwardPorts(s.backend, s, families));
+}
+
+async function check(request: PortmapRequest): Promise<void> {
+  const prev = request.prevResult;
+  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
+  const s = settingsOf(request);
+  if (s.mappings.length === 0) return;
+  const pods = podAddresses(prev, request.env.ifName);
+  const missing = await step(`check ${s.backend} rules`, () => missingRules(s, pods));
+  if (missing.length) {
+    throw new CniError(ErrorCode.Internal, `missing hostport rules for container ${request.env.containerId}`, `missing: ${missing.join("; ")}`);
+  }
+}
+
+async function gc(request: GcRequest<PortmapConf>): Promise<void> {
+  const keep = new Set(request.validAttachments.map((a) => a.containerID));
+  const removed = await step("collect stale port mapping rules", () => collectPorts(request.config.name, keep));
+  if (removed) request.log(`GC removed ${removed} stale port mapping rules of network ${request.config.name}`);
+}
+
+async function status(request: PortmapRequest): Promise<void> {
+  const s = settingsOf(request);
+  if (!backendAvailable(s.backend)) {
+    throw new CniError(ErrorCode.NotAvailable, `portmap ${s.backend} backend is not available: ${s.backend === "nftables" ? "nft" : "iptables"} is not installed`);
+  }
+}
+
+export function portmapPlugin(): Plugin<PortmapConf> {
+  return { type: "portmap", validate: validatePortmap, add, del, check, gc, status };
+}

@@ -1,0 +1,344 @@
+import { createHash } from "node:crypto";
+import type { IpFamily } from "../cni/ip.js";
+import type { NatTable, NftListedRule } from "../kernel/netfilter.js";
+import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";
+
+/**
+ * The rules of one pod, as plain data: nft scripts and iptables argument lists. Nothing here runs
+ * a tool; apply.ts does. Every value that reaches a script is a number, a protocol from a fixed
+ * list, an address printed from its parsed form, a name checked against the CNI name pattern, or a
+ * condition token checked in config.ts.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// nftables: one inet table per network, so v4 and v6 go in one transaction and GC can never touch
+// another network's rules.
+//
+//   prerouting, output (nat, -100): [conditions] fib daddr type local jump hostports
+//   hostports:    [ip daddr <hostIP>] <proto> dport <hostPort> dnat to <pod>:<port>   comment "<tag>"
+//   masquerading (nat, srcnat): saddr <pod subnet, 127.0.0.1 | any> daddr <pod> <proto> dport <port>
+//                 ct original proto-dst <hostPort> ct status dnat masquerade          comment "<tag>"
+
+export const NFT_TABLE_PREFIX = "weft_portmap_";
+/** nft keeps at most 128 bytes of a comment, the terminating NUL included. */
+const NFT_COMMENT_MAX = 127;
+/** The base chains are weft's alone, so ADD rewrites their few jump rules in the same transaction. */
+const NAT_DNAT_PRIORITY = -100;
+
+function sha256(s: string): string {
+  return createHash("sha256").update(s).digest("hex");
+}
+
+export function nftTableName(network: string): string {
+  return `${NFT_TABLE_PREFIX}${sha256(network).slice(0, 16)}`;
+}
+
+/** The comment that marks a pod's rules: its container ID, as the reference writes it, or a hash of an ID too long for nft. */
+export function ruleTag(containerId: string): string {
+  return containerId.length <= NFT_COMMENT_MAX ? containerId : `sha256:${sha256(containerId)}`;
+}
+
+const NFPROTO = { 4: "ipv4", 6: "ipv6" } as const;
+const IPX = { 4: "ip", 6: "ip6" } as const;
+const LOOPBACK_V4 = "127.0.0.1";
+
+/** The mappings that apply to a family: a hostIP of the other family is skipped, as in the reference. */
+export function mappingsFor(mappings: readonly PortMapping[], family: IpFamily): PortMapping[] {
+  return mappings.filter((m) => !m.hostIP || m.hostIP.family === family);
+}
+
+function hostDaddr(m: PortMapping): string | undefined {
+  // An unspecified hostIP (0.0.0.0, ::) means every address (plugins#643).
+  return m.hostIP && !m.hostIP.unspecified ? m.hostIP.ip : undefined;
+}
+
+function dnatTarget(pod: PodAddress, port: number): string {
+  return pod.family === 4 ? `${pod.ip}:${port}` : `[${pod.ip}]:${port}`;
+}
+
+function nftDnatRule(table: string, pod: PodAddress, m: PortMapping, tag: string): string {
+  const daddr = hostDaddr(m);
+  const match = daddr ? `${IPX[pod.family]} daddr ${daddr}` : `meta nfproto ${NFPROTO[pod.family]}`;
+  return `insert rule inet ${table} hostports ${match} meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${IPX[pod.family]} to ${dnatTarget(pod, m.containerPort)} comment "${tag}"`;
+}
+
+function nftMasqRule(table: string, pod: PodAddress, m: PortMapping, masqAll: boolean, tag: string): string {
+  const ipx = IPX[pod.family];
+  // Hairpin (a pod of the subnet to a host port that leads back into the subnet) and, for IPv4,
+  // the node's own 127.0.0.1: without the masquerade the reply would bypass the node's conntrack.
+  const sources = pod.family === 4 ? `{ ${pod.subnet}, ${LOOPBACK_V4} }` : pod.subnet;
+  const saddr = masqAll ? "" : `${ipx} saddr ${sources} `;
+  return (
+    `insert rule inet ${table} masquerading ${saddr}${ipx} daddr ${pod.ip} meta l4proto ${m.protocol} th dport ${m.containerPort} ` +
+    `ct original proto-dst ${m.hostPort} ct status dnat masquerade comment "${tag}"`
+  );
+}
+
+/** The one transaction of an ADD: table, chains, the entry jumps, then the pod's rules. */
+export function nftAddScript(s: PortmapSettings, pods: readonly PodAddress[]): string {
+  const table = nftTableName(s.network);
+  const tag = ruleTag(s.containerId);
+  const lines = [
+    `add table inet ${table} { comment "weft portmap, network ${s.network}"; }`,
+    `add chain inet ${table} hostports`,
+    `add chain inet ${table} prerouting { type nat hook prerouting priority ${NAT_DNAT_PRIORITY}; policy accept; }`,
+    `add chain inet ${table} output { type nat hook output priority ${NAT_DNAT_PRIORITY}; policy accept; }`,
+    `add chain inet ${table} masquerading { type nat hook postrouting priority srcnat; policy accept; }`,
+  ];
+  for (const hook of ["prerouting", "output"]) {
+    lines.push(`flush chain inet ${table} ${hook}`);
+    for (const family of [4, 6] as const) {
+      const conditions = s.conditions[family].join(" ");
+      lines.push(`add rule inet ${table} ${hook} meta nfproto ${NFPROTO[family]} ${conditions ? `${conditions} ` : ""}fib daddr type local jump hostports`);
+    }
+  }
+  for (const pod of pods) {
+    for (const m of mappingsFor(s.mappings, pod.family)) {
+      lines.push(nftDnatRule(table, pod, m, tag));
+      if (s.snat) lines.push(nftMasqRule(table, pod, m, s.masqAll, tag));
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Deletes rules by handle in one transaction. */
+export function nftDeleteScript(network: string, rules: readonly Pick<NftListedRule, "chain" | "handle">[]): string {
+  const table = nftTableName(network);
+  return rules.map((r) => `delete rule inet ${table} ${r.chain} handle ${r.handle}\n`).join("");
+}
+
+/** What a DNAT or masquerade rule does, read back from nft's JSON: "tcp 8080 -> 10.1.0.2:80". */
+export function nftRuleSignature(expr: readonly unknown[]): string | undefined {
+  let proto: string | undefined;
+  let dport: unknown;
+  let daddr: unknown;
+  let origPort: unknown;
+  let target: string | undefined;
+  let masquerade = false;
+  for (const e of expr as Array<Record<string, Record<string, unknown>>>) {
+    if (e.match) {
+      const left = e.match.left as Record<string, Record<string, unknown>> | undefined;
+      const right = e.match.right;
+      const payload = left?.payload;
+      if (payload && payload.field === "dport" && typeof payload.protocol === "string") {
+        proto = payload.protocol;
+        dport = right;
+      }
+      if (payload && payload.field === "daddr" && typeof right === "string") daddr = right;
+      if (left?.ct && left.ct.key === "proto-dst" && left.ct.dir === "original") origPort = right;
+    }
+    if (e.dnat) target = `${String(e.dnat.addr)}:${String(e.dnat.port)}`;
+    if ("masquerade" in e) masquerade = true;
+  }
+  if (target && proto) return `dnat ${proto} ${daddr ?? "*"} ${String(dport)} -> ${target}`;
+  if (masquerade && proto) return `masq ${proto} ${String(origPort)} -> ${String(daddr)}:${String(dport)}`;
+  return undefined;
+}
+
+/** The signatures CHECK expects to find among the pod's rules. */
+export function nftExpectedSignatures(s: PortmapSettings, pods: readonly PodAddress[]): string[] {
+  const out: string[] = [];
+  for (const pod of pods) {
+    for (const m of mappingsFor(s.mappings, pod.family)) {
+      out.push(`dnat ${m.protocol} ${hostDaddr(m) ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
+      if (s.snat) out.push(`masq ${m.protocol} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// iptables: the reference's layout in the nat table, so rules either plugin made are found and
+// removed by the other.
+//
+//   PREROUTING, OUTPUT:  -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+//   POSTROUTING (first): -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+//   CNI-HOSTPORT-DNAT:   -p <proto> -m comment --comment 'dnat name: "<net>" id: "<cid>"' -m multiport --dports <≤15 ports> [conditions] -j CNI-DN-<hash>
+//   CNI-DN-<hash>:       per mapping: hairpin mark, (v4) localhost mark, DNAT
+//   CNI-HOSTPORT-SETMARK: -j MARK --set-xmark <bit>/<bit>;  CNI-HOSTPORT-MASQ: -m mark --mark <bit>/<bit> -j MASQUERADE
+
+export const TOP_DNAT_CHAIN = "CNI-HOSTPORT-DNAT";
+export const MASQ_CHAIN = "CNI-HOSTPORT-MASQ";
+/** iptables chain names are at most 28 characters. */
+const MAX_CHAIN = 28;
+const MULTIPORT_MAX = 15;
+
+function chainName(network: string, containerId: string, prefix: string): string {
+  const head = `CNI-${prefix}`;
+  return head + createHash("sha512").update(network + containerId).digest("hex").slice(0, MAX_CHAIN - head.length);
+}
+
+/** The pod's chain, as the reference names it (utils.MustFormatChainNameWithPrefix(net, cid, "DN-")). */
+export function dnatChainName(network: string, containerId: string): string {
+  return chainName(network, containerId, "DN-");
+}
+
+/** The per-pod SNAT chain of reference plugins before v0.7, still removed on DEL. */
+export function oldSnatChainName(network: string, containerId: string): string {
+  return chainName(network, containerId, "SN-");
+}
+
+export function entryComment(network: string, containerId: string): string {
+  const text = `dnat name: "${network}" id: "${containerId}"`;
+  return text.length <= 255 ? text : `${text.slice(0, 253)}...`;
+}
+
+function markDef(bit: number): string {
+  const value = `0x${(2 ** bit).toString(16)}`;
+  return `${value}/${value}`;
+}
+
+function hostCidr(ip: string, family: IpFamily): string {
+  return `${ip}/${family === 4 ? 32 : 128}`;
+}
+
+/** The rules of CNI-DN-<hash>, in iptables-save's own order and spelling, so CHECK compares exactly. */
+export function iptablesPodRules(s: PortmapSettings, pod: PodAddress): string[][] {
+  const rules: string[][] = [];
+  for (const m of mappingsFor(s.mappings, pod.family)) {
+    const daddr = hostDaddr(m);
+    const dst = daddr ? ["-d", hostCidr(daddr, pod.family)] : [];
+    const port = ["-p", m.protocol, "-m", m.protocol, "--dport", String(m.hostPort)];
+    if (s.snat) {
+      // iptables-save leaves out a source of 0.0.0.0/0 (masqAll): so does weft.
+      const hairpinSource = s.masqAll ? [] : ["-s", pod.subnet];
+      rules.push([...hairpinSource, ...dst, ...port, "-j", s.setMarkChain]);
+      if (pod.family === 4 && !s.masqAll) rules.push(["-s", hostCidr(LOOPBACK_V4, 4), ...dst, ...port, "-j", s.setMarkChain]);
+    }
+    rules.push([...dst, ...port, "-j", "DNAT", "--to-destination", dnatTarget(pod, m.containerPort)]);
+  }
+  return rules;
+}
+
+/** The jumps from CNI-HOSTPORT-DNAT into the pod's chain: per protocol (sorted), at most 15 ports each. */
+export function iptablesEntryRules(s: PortmapSettings, family: IpFamily): string[][] {
+  const chain = dnatChainName(s.network, s.containerId);
+  const comment = entryComment(s.network, s.containerId);
+  const byProto = new Map<string, number[]>();
+  // Every mapping counts here, whatever its hostIP's family: the reference does the same.
+  for (const m of s.mappings) byProto.set(m.protocol, [...(byProto.get(m.protocol) ?? []), m.hostPort]);
+  const rules: string[][] = [];
+  for (const proto of [...byProto.keys()].sort()) {
+    const ports = byProto.get(proto)!;
+    for (let i = 0; i < ports.length; i += MULTIPORT_MAX) {
+      const list = ports.slice(i, i + MULTIPORT_MAX).join(",");
+      rules.push(["-p", proto, "-m", "comment", "--comment", comment, "-m", "multiport", "--dports", list, ...s.conditions[family], "-j", chain]);
+    }
+  }
+  return rules;
+}
+
+/** The shared rules, chain by chain (entry chains first, so they are added after their targets exist). */
+export function iptablesSharedRules(s: PortmapSettings): Array<{ chain: string; rule: string[]; prepend: boolean }> {
+  const shared: Array<{ chain: string; rule: string[]; prepend: boolean }> = [];
+  if (s.snat && s.ownSetMark) {
+    const mark = markDef(s.markMasqBit);
+    shared.push({ chain: s.setMarkChain, rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", mark], prepend: false });
+    shared.push({ chain: MASQ_CHAIN, rule: ["-m", "mark", "--mark", mark, "-j", "MASQUERADE"], prepend: false });
+    // First in POSTROUTING: the bridge's and ptp's masquerade rules would otherwise take the packet.
+    shared.push({ chain: "POSTROUTING", rule: ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ_CHAIN], prepend: true });
+  }
+  for (const chain of ["PREROUTING", "OUTPUT"]) {
+    shared.push({ chain, rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", TOP_DNAT_CHAIN], prepend: false });
+  }
+  return shared;
+}
+
+/** The chains an ADD needs that only `iptables -N` may create (declaring them in a restore would flush them). */
+export function iptablesSharedChains(s: PortmapSettings): string[] {
+  return s.snat && s.ownSetMark ? [s.setMarkChain, MASQ_CHAIN, TOP_DNAT_CHAIN] : [TOP_DNAT_CHAIN];
+}
+
+const key = (rule: readonly string[]) => rule.join("\0");
+
+function hasRule(table: NatTable, chain: string, rule: readonly string[]): boolean {
+  const k = key(rule);
+  return (table.rules.get(chain) ?? []).some((r) => key(r) === k);
+}
+
+function valueAfter(rule: readonly string[], ...flags: string[]): string | undefined {
+  const i = rule.findIndex((t) => flags.includes(t));
+  return i >= 0 ? rule[i + 1] : undefined;
+}
+
+/** An entry rule's identity, whatever order iptables-save prints the conditions in. */
+function entrySignature(rule: readonly string[]): string {
+  return [valueAfter(rule, "-p", "--protocol"), valueAfter(rule, "--dports", "--destination-ports"), valueAfter(rule, "-j", "--jump")].join(" ");
+}
+
+/**
+ * The restore lines of an ADD for one family, given the nat table as it is: the pod's chain is
+ * declared (so it is created, or flushed and refilled when ADD is repeated), shared rules are added
+ * only when missing, and the entry jumps go first in CNI-HOSTPORT-DNAT so the newest pod wins a
+ * host port, as the reference has done since it prepends them.
+ */
+export function iptablesAddLines(s: PortmapSettings, pod: PodAddress, existing: NatTable): string[][] {
+  const chain = dnatChainName(s.network, s.containerId);
+  const lines: string[][] = [[`:${chain}`, "-", "[0:0]"]];
+  for (const { chain: c, rule, prepend } of iptablesSharedRules(s)) {
+    if (!hasRule(existing, c, rule)) lines.push(prepend ? ["-I", c, "1", ...rule] : ["-A", c, ...rule]);
+  }
+  for (const rule of iptablesPodRules(s, pod)) lines.push(["-A", chain, ...rule]);
+  const present = new Set((existing.rules.get(TOP_DNAT_CHAIN) ?? []).map(entrySignature));
+  let position = 1;
+  for (const rule of iptablesEntryRules(s, pod.family)) {
+    if (!present.has(entrySignature(rule))) lines.push(["-I", TOP_DNAT_CHAIN, String(position++), ...rule]);
+  }
+  return lines;
+}
+
+/** The restore lines that remove chains: every jump to them, then their rules, then the chains. */
+export function iptablesRemoveLines(chains: readonly string[], existing: NatTable): string[][] {
+  const doomed = new Set(chains.filter((c) => existing.chains.has(c)));
+  if (doomed.size === 0) return [];
+  const lines: string[][] = [];
+  for (const [chain, rules] of existing.rules) {
+    if (doomed.has(chain)) continue;
+    for (const rule of rules) {
+      const target = valueAfter(rule, "-j", "--jump", "-g", "--goto");
+      if (target && doomed.has(target)) lines.push(["-D", chain, ...rule]);
+    }
+  }
+  for (const chain of doomed) lines.push(["-F", chain]);
+  for (const chain of doomed) lines.push(["-X", chain]);
+  return lines;
+}
+
+/** The pod's chains (the current one and the pre-v0.7 SNAT one). */
+export function iptablesPodChains(network: string, containerId: string): string[] {
+  return [dnatChainName(network, containerId), oldSnatChainName(network, containerId)];
+}
+
+/** GC: the pod chains of this network whose container is not among those to keep. */
+export function iptablesStaleChains(network: string, keep: ReadonlySet<string>, existing: NatTable): string[] {
+  const stale = new Set<string>();
+  const prefix = `dnat name: "${network}" id: "`;
+  for (const rule of existing.rules.get(TOP_DNAT_CHAIN) ?? []) {
+    const comment = valueAfter(rule, "--comment");
+    const target = valueAfter(rule, "-j", "--jump");
+    if (!comment?.startsWith(prefix) || !comment.endsWith('"') || !target) continue;
+    const containerId = comment.slice(prefix.length, -1);
+    if (keep.has(containerId)) continue;
+    stale.add(target);
+    stale.add(oldSnatChainName(network, containerId));
+  }
+  return [...stale];
+}
+
+/** CHECK: what is missing of the pod's rules in one family (empty when all are there). */
+export function iptablesMissing(s: PortmapSettings, pod: PodAddress, existing: NatTable): string[] {
+  const chain = dnatChainName(s.network, s.containerId);
+  if (!existing.chains.has(chain)) return [`chain ${chain} not found in iptables table nat`];
+  const missing: string[] = [];
+  for (const rule of iptablesPodRules(s, pod)) {
+    if (!hasRule(existing, chain, rule)) missing.push(`rule "${rule.join(" ")}" in chain ${chain}`);
+  }
+  const present = new Set((existing.rules.get(TOP_DNAT_CHAIN) ?? []).map(entrySignature));
+  for (const rule of iptablesEntryRules(s, pod.family)) {
+    if (!present.has(entrySignature(rule))) missing.push(`rule "${rule.join(" ")}" in chain ${TOP_DNAT_CHAIN}`);
+  }
+  for (const { chain: c, rule } of iptablesSharedRules(s)) {
+    if (!hasRule(existing, c, rule)) missing.push(`rule "${rule.join(" ")}" in chain ${c}`);
+  }
+  return missing;
+}
