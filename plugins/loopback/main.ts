@@ -1,5 +1,4 @@
-import { loopback } from "../../gen/validators.js";
-import { pendingPlugin } from "../cni/pending.js";
 import { runPlugin } from "../cni/skel.js";
+import { loopbackPlugin } from "./plugin.js";
 
-runPlugin(pendingPlugin("loopback", loopback));
+runPlugin(loopbackPlugin());
