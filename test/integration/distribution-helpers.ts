@@ -1,0 +1,38 @@
+import { execFile } from "node:child_process";
+import { linkSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+export const ROOT = process.cwd();
+export const TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"] as const;
+export const run = promisify(execFile);
+
+/** A temp dir of this test file's own, removed by the returned function. */
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Builds the standalone executable and its five names into `out` (about 4 s: bundle, blob, postject). */
+export async function buildStandalone(out: string, ...flags: string[]): Promise<void> {
+  await run(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out, ...flags], { cwd: ROOT, maxBuffer: 16 << 20 });
+}
+
+/** The multi-call script form (weft.cjs) under the five names in `out`: needs node, as bin/ does. */
+export async function buildMultiCallScript(out: string): Promise<void> {
+  await buildStandalone(out, "--script-only");
+  for (const t of TYPES) linkSync(join(out, "weft.cjs"), join(out, t));
+}
+
+/** VERSION through `path` in a kubelet-like clean environment: the parsed answer, or the failure. */
+export async function version(path: string, env: Record<string, string> = {}): Promise<{ ok: boolean; out: string }> {
+  try {
+    const running = run(path, [], { env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "VERSION", ...env } });
+    running.child.stdin?.end('{"cniVersion":"1.0.0"}');
+    const { stdout } = await running;
+    return { ok: Array.isArray(JSON.parse(stdout).supportedVersions), out: stdout };
+  } catch (err) {
+    return { ok: false, out: String((err as { stdout?: string }).stdout ?? err) };
+  }
+}
