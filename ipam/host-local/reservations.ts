@@ -60,33 +60,42 @@ class TakenAddresses {
   }
 }
 
-/** ADD: one address per range set, all or none. */
+/**
+ * ADD: one address per range set, all or none. The lock is held only to choose the addresses and
+ * link the files: they are written and synced before, and the directory is synced after.
+ */
 export async function allocate(store: Store, ipam: IpamConfig, attachment: Attachment): Promise<IPConfig[]> {
   const key = ownerKey(attachment.containerId, attachment.ifName);
   const held = store.reservations().filter((r) => r.owner === key || r.owner === attachment.containerId);
-  const lock = await store.lock(ipam.lockTimeoutMs);
+  const prepared: string[] = [];
   try {
-    return reserveAll(store, ipam, attachment, held);
+    while (prepared.length < ipam.rangeSets.length) prepared.push(store.prepareReservation(attachment.containerId, attachment.ifName));
+    const lock = await store.lock(ipam.lockTimeoutMs);
+    let ips: IPConfig[];
+    try {
+      ips = reserveAll(store, ipam, attachment, { requested: [...ipam.requestedIps], held, taken: new TakenAddresses(store.addresses()), prepared });
+    } finally {
+      lock.release();
+    }
+    store.sync();
+    return ips;
   } finally {
-    lock.release();
+    for (const file of prepared) store.discard(file);
   }
 }
 
-function reserveAll(store: Store, ipam: IpamConfig, attachment: Attachment, held: Reservation[]): IPConfig[] {
-  const taken = new TakenAddresses(store.addresses());
-  const requested = [...ipam.requestedIps];
+function reserveAll(store: Store, ipam: IpamConfig, attachment: Attachment, state: AllocationState): IPConfig[] {
   const reserved: string[] = [];
   // Only what this ADD reserved: the reference releases everything the attachment holds.
   const rollBack = () => {
     const key = ownerKey(attachment.containerId, attachment.ifName);
     for (const name of reserved) store.release(name, (owner) => owner === key);
-    store.sync();
   };
   const ips: IPConfig[] = [];
   for (const [index, set] of ipam.rangeSets.entries()) {
     let chosen: Candidate;
     try {
-      chosen = reserveInSet(store, set, index, attachment, { requested, held, taken });
+      chosen = reserveInSet(store, set, index, attachment, state, state.prepared[index]!);
     } catch (err) {
       rollBack();
       throw asCniError(err).withContext(`failed to allocate for range ${index}`);
@@ -94,14 +103,13 @@ function reserveAll(store: Store, ipam: IpamConfig, attachment: Attachment, held
     reserved.push(formatAddress(chosen.address));
     ips.push({ address: formatWithPrefix(chosen.address, chosen.range), gateway: formatValue(chosen.range.family, chosen.range.gateway) });
   }
-  if (requested.length > 0) {
+  if (state.requested.length > 0) {
     rollBack();
     throw failure(
-      `failed to allocate all requested IPs: ${requested.map(formatAddress).join(" ")}`,
+      `failed to allocate all requested IPs: ${state.requested.map(formatAddress).join(" ")}`,
       `every requested address must lie in a range of one of the range sets: ${ipam.rangeSets.map(formatRangeSet).join("; ")}`,
     );
   }
-  store.sync();
   return ips;
 }
 
@@ -109,9 +117,11 @@ interface AllocationState {
   requested: Address[];
   held: Reservation[];
   taken: TakenAddresses;
+  /** One prepared reservation file per range set. */
+  prepared: string[];
 }
 
-function reserveInSet(store: Store, set: RangeSet, index: number, attachment: Attachment, state: AllocationState): Candidate {
+function reserveInSet(store: Store, set: RangeSet, index: number, attachment: Attachment, state: AllocationState, file: string): Candidate {
   const { containerId, ifName } = attachment;
   const wanted = state.requested.findIndex((a) => rangeFor(set, a) !== undefined);
   if (wanted >= 0) {
@@ -120,7 +130,7 @@ function reserveInSet(store: Store, set: RangeSet, index: number, attachment: At
     const name = formatAddress(address);
     if (address.value === range.gateway) throw failure(`requested ip ${name} is subnet's gateway`);
     if (!isAllocatable(range, address.value)) throw failure(`requested ip ${name} is the network or broadcast address of its subnet`);
-    if (!store.reserve(address, containerId, ifName)) {
+    if (!store.reserve(address, file)) {
       const owner = store.ownerOf(name);
       throw failure(
         `requested IP address ${name} is not available in range set ${formatRangeSet(set)}`,
@@ -144,7 +154,7 @@ function reserveInSet(store: Store, set: RangeSet, index: number, attachment: At
     if (state.taken.has(candidate.address)) continue;
     state.taken.add(candidate.address);
     // false only if something wrote the file without the lock; go on to the next address.
-    if (store.reserve(candidate.address, containerId, ifName)) {
+    if (store.reserve(candidate.address, file)) {
       store.setLastReserved(index, candidate.address);
       return candidate;
     }
@@ -188,11 +198,10 @@ async function removeUnderLock(store: Store, timeoutMs: number, found: Reservati
         errors.push(asCniError(err).message);
       }
     }
-    store.removeStaleTemporaries();
-    store.sync();
   } finally {
     lock.release();
   }
+  store.sync();
   if (errors.length > 0) throw joinErrors(errors);
   return released;
 }
@@ -234,7 +243,8 @@ export function checkAllocation(store: Store | undefined, ipam: IpamConfig, atta
 /**
  * GC (CNI 1.1): releases every reservation whose holder is not among the valid attachments. A
  * file naming no interface is kept while its container has any valid attachment; an empty or
- * unreadable one (a crash inside the reference's write) has no holder and goes.
+ * unreadable one (a crash inside the reference's write) has no holder and goes, and so do the
+ * temporary files of weft processes that died.
  */
 export async function collectGarbage(store: Store, timeoutMs: number, valid: readonly GcAttachment[]): Promise<string[]> {
   const keys = new Set(valid.map((a) => ownerKey(a.containerID, a.ifname)));
@@ -244,7 +254,9 @@ export async function collectGarbage(store: Store, timeoutMs: number, valid: rea
     if (!parsed) return true;
     return parsed.ifName === undefined ? !containers.has(parsed.containerId) : !keys.has(owner);
   };
-  return removeUnderLock(store, timeoutMs, store.reservations().filter((r) => garbage(r.owner)), garbage);
+  const released = await removeUnderLock(store, timeoutMs, store.reservations().filter((r) => garbage(r.owner)), garbage);
+  store.removeStaleTemporaries();
+  return released;
 }
 
 /** STATUS: the range sets with no address left, by index (ADD needs one address from each). */
