@@ -59,7 +59,8 @@ export async function forwardPorts(s: PortmapSettings, pods: readonly PodAddress
 /** Removes every rule of the container in this network; returns how many rules or chains went. */
 export async function unforwardPorts(backend: PortmapSettings["backend"], id: Identity, families: readonly IpFamily[]): Promise<number> {
   if (backend === "nftables") {
-    const listed = await nftListTable("inet", nftTableName(id.network));
+    // Without nft there can be no nftables rules of ours to remove.
+    const listed = nftInstalled() ? await nftListTable("inet", nftTableName(id.network)) : undefined;
     if (!listed) return 0;
     const tag = ruleTag(id.containerId);
     const doomed = listed.rules.filter((r) => r.comment === tag);
