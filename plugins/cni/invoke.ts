@@ -2,9 +2,10 @@ import { accessSync, closeSync, constants, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { NetConf } from "./config.js";
 import type { CniEnv, Verb } from "./env.js";
+import { nodeChildProcess } from "./builtins.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { parseResult, type Result } from "./result.js";
-import { dispatch, type Plugin } from "./skel.js";
+import { dispatch, writeAll, type Plugin } from "./skel.js";
 
 /** Finds a plugin executable named `type` in the CNI_PATH directories (pkg/invoke FindInPath). */
 export function findInPath(type: string, paths: readonly string[]): string {
@@ -56,8 +57,9 @@ export interface ExecOutput {
 
 async function execFile(path: string, options: DelegateOptions): Promise<ExecOutput> {
   // Loaded on first use: child_process costs a few ms of start-up that VERSION and an all-weft,
-  // in-process chain never need.
-  const { spawn } = await import("node:child_process");
+  // in-process chain never need. (A plain require: the executables' loader compiles the bundle
+  // with vm.Script, where import() of a builtin is not available on Node 20.)
+  const { spawn } = nodeChildProcess();
   return new Promise((resolve, reject) => {
     const child = spawn(path, [], {
       env: { ...options.env, CNI_COMMAND: options.verb },
@@ -151,7 +153,7 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
     getenv: (name) => env[name],
     readStdin: () => stdin,
     stdout: (text) => chunks.push(text),
-    stderr: (text) => process.stderr.write(text),
+    stderr: (text) => writeAll(2, text),
   });
   const timeoutMs = options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS;
   let timer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../cni/builtins.js";
 import { isKernelError, KernelError } from "./errors.js";
 import type { Netns } from "./netns.js";
 import {

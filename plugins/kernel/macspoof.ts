@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../cni/builtins.js";
 import { findTool, nftDeleteWhere, nftRules, run, within, type NftContext } from "./nft.js";
 
 /**
@@ -10,7 +10,7 @@ import { findTool, nftDeleteWhere, nftRules, run, within, type NftContext } from
 const WHERE = { family: "bridge", table: "weft_macspoof", chain: "prerouting" } as const;
 
 export function macspoofKey(containerId: string, ifName: string): string {
-  return `weft ${createHash("sha256").update(`${ifName}:${containerId}`).digest("hex").slice(0, 16)}`;
+  return `weft ${sha256Hex(`${ifName}:${containerId}`).slice(0, 16)}`;
 }
 
 export function macspoofScript(hostVeth: string, mac: string, key: string): string {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256Hex, sha512Hex } from "../cni/builtins.js";
 import { formatCidr, formatIp, networkOf, parseCidr } from "../cni/ip.js";
 import { findTool, nftDeleteWhere, nftRules, run, within, type NftContext } from "./nft.js";
 
@@ -30,7 +30,7 @@ const NFT_COMMENT_MAX = 127;
 const WHERE = { family: "inet", table: TABLE, chain: CHAIN } as const;
 
 function hash16(s: string): string {
-  return createHash("sha256").update(s).digest("hex").slice(0, 16);
+  return sha256Hex(s).slice(0, 16);
 }
 
 export function networkKey(network: string): string {
@@ -90,7 +90,7 @@ export function nftAddScript(a: MasqAttachment, addresses: readonly string[]): s
 // iptables, in the reference plugin's layout (pkg/ip/ipmasq_iptables_linux.go)
 
 export function iptablesChain(a: Pick<MasqAttachment, "network" | "containerId">): string {
-  return `CNI-${createHash("sha512").update(a.network + a.containerId).digest("hex").slice(0, 24)}`;
+  return `CNI-${sha512Hex(a.network + a.containerId).slice(0, 24)}`;
 }
 
 function iptablesComment(a: MasqAttachment): string {

@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
 import { accessSync, constants } from "node:fs";
+import { nodeChildProcess } from "../cni/builtins.js";
 import type { Netns } from "./netns.js";
 
 /**
@@ -32,7 +32,7 @@ let context: NftContext = {};
 export function run(tool: string, args: string[], stdin?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const spawn = () =>
-      execFile(tool, args, { encoding: "utf8", timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      nodeChildProcess().execFile(tool, args, { encoding: "utf8", timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
         if (err) {
           reject(Object.assign(new Error(`${tool} ${args.join(" ")}: ${(stderr || err.message).trim()}`), { stderr }));
         } else {
