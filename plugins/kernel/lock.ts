@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { CniError, ErrorCode } from "../cni/errors.js";
-import { LOCK_EX, LOCK_NB, weftSyscalls } from "./syscalls.js";
+import { LOCK_EX, LOCK_NB, weftSyscalls, type WeftSyscalls } from "./syscalls.js";
 
 /** An exclusive flock(2) on a file, held until release() or the death of the process. */
 export interface HeldLock {
@@ -21,23 +21,27 @@ export interface LockOptions {
  * stale lock. What it cannot fix is a holder that hangs (plugins#561), so the wait is bounded.
  */
 export async function acquireLock(path: string, options: LockOptions): Promise<HeldLock> {
+  const syscalls = weftSyscalls();
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_CREAT, options.mode ?? 0o600);
   } catch (err) {
     throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: ${(err as Error).message}`);
   }
-  const syscalls = weftSyscalls();
+  if (tryLock(syscalls, path, fd)) return heldLock(path, fd);
+  return waitForLock(syscalls, path, fd, options.timeoutMs);
+}
+
+/** One non-blocking attempt; false while another open file holds the lock. Closes fd on failure. */
+function tryLock(syscalls: WeftSyscalls, path: string, fd: number): boolean {
   try {
     syscalls.flock(fd, LOCK_EX | LOCK_NB);
-    return heldLock(path, fd);
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EAGAIN") {
-      closeSync(fd);
-      throw new CniError(ErrorCode.IOFailure, `failed to lock ${path}: ${(err as Error).message}`);
-    }
+    if ((err as NodeJS.ErrnoException).code === "EAGAIN") return false;
+    closeSync(fd);
+    throw new CniError(ErrorCode.IOFailure, `failed to lock ${path}: ${(err as Error).message}`);
   }
-  return waitForLock(path, fd, options.timeoutMs);
 }
 
 function heldLock(path: string, fd: number): HeldLock {
@@ -62,10 +66,9 @@ const MAX_POLL_INTERVAL_MS = 10;
  * the worker threads, so a plugin that gave up would still hang at exit until the holder let go,
  * which is the very hang the timeout is for. flock(2) queues no one fairly either way.
  */
-async function waitForLock(path: string, fd: number, timeoutMs: number): Promise<HeldLock> {
+async function waitForLock(syscalls: WeftSyscalls, path: string, fd: number, timeoutMs: number): Promise<HeldLock> {
   const deadline = Date.now() + timeoutMs;
-  let pause = 1;
-  for (;;) {
+  for (let pause = 1; ; pause = Math.min(pause * 2, MAX_POLL_INTERVAL_MS)) {
     const left = deadline - Date.now();
     if (left <= 0) {
       const err = timeoutError(path, fd, timeoutMs);
@@ -73,16 +76,7 @@ async function waitForLock(path: string, fd: number, timeoutMs: number): Promise
       throw err;
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
-    try {
-      weftSyscalls().flock(fd, LOCK_EX | LOCK_NB);
-      return heldLock(path, fd);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") {
-        closeSync(fd);
-        throw new CniError(ErrorCode.IOFailure, `failed to lock ${path}: ${(err as Error).message}`);
-      }
-    }
-    pause = Math.min(pause * 2, MAX_POLL_INTERVAL_MS);
+    if (tryLock(syscalls, path, fd)) return heldLock(path, fd);
   }
 }
 
