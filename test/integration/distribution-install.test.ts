@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildMultiCallScript, buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
@@ -100,6 +100,18 @@ describe("scripts/install", () => {
     const none = join(tmp.dir, "conf/none");
     await install(["--no-conf"], { ...env, WEFT_CONF_DIR: none });
     expect(existsSync(none)).toBe(false);
+  });
+
+  it("removes what an installer killed an hour ago left staged, and nothing newer", async () => {
+    const bin = join(tmp.dir, "stale/bin");
+    mkdirSync(bin, { recursive: true });
+    const old = join(bin, ".bridge.weft-new.4242");
+    const fresh = join(bin, ".bridge.weft-new.4343");
+    writeFileSync(old, "");
+    writeFileSync(fresh, "");
+    utimesSync(old, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    await install(["--from", join(ROOT, "bin"), "--bin-dir", bin, "--no-conf", "--no-verify"]);
+    expect(staged(bin)).toEqual([".bridge.weft-new.4343"]);
   });
 
   it("fails without touching the target when the source has nothing to install", async () => {
