@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256Hex, sha512Hex } from "../cni/builtins.js";
 import type { IpFamily } from "../cni/ip.js";
 import type { NatTable, NftListedRule } from "../kernel/netfilter.js";
 import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";
@@ -25,17 +25,13 @@ const NFT_COMMENT_MAX = 127;
 /** The base chains are weft's alone, so ADD rewrites their few jump rules in the same transaction. */
 const NAT_DNAT_PRIORITY = -100;
 
-function sha256(s: string): string {
-  return createHash("sha256").update(s).digest("hex");
-}
-
 export function nftTableName(network: string): string {
-  return `${NFT_TABLE_PREFIX}${sha256(network).slice(0, 16)}`;
+  return `${NFT_TABLE_PREFIX}${sha256Hex(network).slice(0, 16)}`;
 }
 
 /** The comment that marks a pod's rules: its container ID, as the reference writes it, or a hash of an ID too long for nft. */
 export function ruleTag(containerId: string): string {
-  return containerId.length <= NFT_COMMENT_MAX ? containerId : `sha256:${sha256(containerId)}`;
+  return containerId.length <= NFT_COMMENT_MAX ? containerId : `sha256:${sha256Hex(containerId)}`;
 }
 
 const NFPROTO = { 4: "ipv4", 6: "ipv6" } as const;
@@ -165,7 +161,7 @@ const MULTIPORT_MAX = 15;
 
 function chainName(network: string, containerId: string, prefix: string): string {
   const head = `CNI-${prefix}`;
-  return head + createHash("sha512").update(network + containerId).digest("hex").slice(0, MAX_CHAIN - head.length);
+  return head + sha512Hex(network + containerId).slice(0, MAX_CHAIN - head.length);
 }
 
 /** The pod's chain, as the reference names it (utils.MustFormatChainNameWithPrefix(net, cid, "DN-")). */
