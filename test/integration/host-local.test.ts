@@ -165,32 +165,43 @@ describe("host-local ADD", () => {
     expect(add("b").status).toBe(0);
   });
 
-  it("never leaves a partial reservation when killed at any point of an ADD", async () => {
-    const conf = config({ ranges: [[{ subnet: "10.88.0.0/24" }]] });
-    // Kill times sweep from before start-up is over to after the result: some ADDs die, some finish.
-    const ends = await Promise.all(
-      Array.from({ length: 24 }, async (_, i) => {
-        const child = spawn(WEFT, [], {
-          env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "ADD", CNI_CONTAINERID: `k${i}`, CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x", ...sandbox.env },
-          stdio: ["pipe", "ignore", "ignore"],
-        });
-        children.push(child);
-        child.stdin.end(JSON.stringify(conf));
-        const timer = setTimeout(() => child.kill("SIGKILL"), 20 + 8 * i);
-        const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once("exit", (c, s) => r([c, s])));
-        clearTimeout(timer);
-        return signal === "SIGKILL" ? "killed" : code === 0 ? "done" : "failed";
-      }),
-    );
-    expect(ends).toContain("killed");
-    expect(ends).toContain("done");
+  it("never leaves a partial reservation when killed in the middle of an ADD", async () => {
+    const conf = config();
+    expect(add("first", conf).status).toBe(0);
+    const ends: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const child = spawn(WEFT, [], {
+        env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "ADD", CNI_CONTAINERID: `k${i}`, CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x", ...sandbox.env },
+        stdio: ["pipe", "ignore", "ignore"],
+      });
+      children.push(child);
+      child.stdin.end(JSON.stringify(conf));
+      const exited = new Promise<[number | null, string | null]>((r) => child.once("exit", (c, sig) => r([c, sig])));
+      let running = true;
+      void exited.then(() => (running = false));
+      // Its first temporary file shows it is writing its reservations: kill it then, or 1, 2 ...
+      // 11 ms later, so the kills land before, during and after the links into place.
+      while (running && !readdirSync(store()).some((n) => n.startsWith(`.weft-${child.pid}-`))) {
+        await new Promise((r) => setImmediate(r));
+      }
+      if (i > 0) await new Promise((r) => setTimeout(r, i));
+      child.kill("SIGKILL");
+      const [code, signal] = await exited;
+      ends.push(signal === "SIGKILL" ? "killed" : code === 0 ? "done" : "failed");
+    }
+    expect(ends[0]).toBe("killed");
     expect(ends).not.toContain("failed");
     for (const [name, state] of Object.entries(snapshot(store()))) {
-      if (name.startsWith("10.")) expect(state.content).toMatch(/^"k\d+\\r\\neth0"$/);
-      else if (name.startsWith("last_reserved_ip")) expect(state.content).toMatch(/^"10\.88\.0\.\d+"$/);
+      if (/^(10\.|fd88)/.test(name)) expect(state.content).toMatch(/^"(k\d+|first)\\r\\neth0"$/);
+      else if (name.startsWith("last_reserved_ip")) expect(state.content).toMatch(/^"(10\.88\.0|fd88:)[0-9.:]+"$/);
       else if (name !== "lock") expect(name).toMatch(/^\.weft-\d+-\d+\.tmp$/);
     }
     expect(add("after", conf).status).toBe(0);
+    // GC removes what the killed processes left, and keeps the one attachment it is told of.
+    expect(weft({ command: "GC", config: { ...conf, "cni.dev/valid-attachments": [{ containerID: "after", ifname: "eth0" }] } }).status).toBe(0);
+    expect(readdirSync(store()).filter((n) => n.startsWith(".weft-") || /^(10\.|fd88)/.test(n)).sort()).toEqual(
+      Object.keys(snapshot(store())).filter((n) => snapshot(store())[n]!.content === JSON.stringify("after\r\neth0")).sort(),
+    );
   });
 });
 
