@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { linkSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -17,12 +17,6 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 /** Builds the standalone executable and its five names into `out` (about 4 s: bundle, blob, postject). */
 export async function buildStandalone(out: string, ...flags: string[]): Promise<void> {
   await run(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out, ...flags], { cwd: ROOT, maxBuffer: 16 << 20 });
-}
-
-/** The multi-call script form (weft.cjs) under the five names in `out`: needs node, as bin/ does. */
-export async function buildMultiCallScript(out: string): Promise<void> {
-  await buildStandalone(out, "--script-only");
-  for (const t of TYPES) linkSync(join(out, "weft.cjs"), join(out, t));
 }
 
 /** VERSION through `path` in a kubelet-like clean environment: the parsed answer, or the failure. */
