@@ -168,29 +168,53 @@ describe("host-local ADD", () => {
   it("never leaves a partial reservation when killed in the middle of an ADD", async () => {
     const conf = config();
     expect(add("first", conf).status).toBe(0);
-    const ends: string[] = [];
-    for (let i = 0; i < 12; i++) {
+    const start = (i: number) => {
       const child = spawn(WEFT, [], {
         env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "ADD", CNI_CONTAINERID: `k${i}`, CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x", ...sandbox.env },
         stdio: ["pipe", "ignore", "ignore"],
       });
       children.push(child);
       child.stdin.end(JSON.stringify(conf));
-      const exited = new Promise<[number | null, string | null]>((r) => child.once("exit", (c, sig) => r([c, sig])));
       let running = true;
-      void exited.then(() => (running = false));
-      // Its first temporary file shows it is writing its reservations: kill it then, or 1, 2 ...
-      // 11 ms later, so the kills land before, during and after the links into place.
-      while (running && !readdirSync(store()).some((n) => n.startsWith(`.weft-${child.pid}-`))) {
-        await new Promise((r) => setImmediate(r));
-      }
-      if (i > 0) await new Promise((r) => setTimeout(r, i));
-      child.kill("SIGKILL");
-      const [code, signal] = await exited;
-      ends.push(signal === "SIGKILL" ? "killed" : code === 0 ? "done" : "failed");
+      const end = new Promise<string>((resolve) =>
+        child.once("exit", (code, signal) => {
+          running = false;
+          resolve(signal === "SIGKILL" ? "killed" : code === 0 ? "done" : "failed");
+        }),
+      );
+      // Its temporary files show it has written its reservations and is about to link them.
+      const prepared = async (count: number) => {
+        while (running && readdirSync(store()).filter((n) => n.startsWith(`.weft-${child.pid}-`)).length < count) {
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      return { child, end, prepared };
+    };
+
+    // While another process holds the lock, each ADD is stopped with its files written: kill it there.
+    const holder = spawn("flock", ["--no-fork", "--exclusive", join(store(), "lock"), "sh", "-c", "echo locked; exec sleep 30"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(holder);
+    await new Promise((resolve) => holder.stdout!.once("data", resolve));
+    const stopped = [0, 1, 2, 3].map(start);
+    for (const s of stopped) await s.prepared(2);
+    for (const s of stopped) s.child.kill("SIGKILL");
+    expect(await Promise.all(stopped.map((s) => s.end))).toEqual(["killed", "killed", "killed", "killed"]);
+    holder.kill("SIGKILL");
+    await new Promise((resolve) => holder.once("exit", resolve));
+
+    // Then kills 0 ... 9 ms after the files appear, landing before, during or after the links.
+    const swept: string[] = [];
+    for (let i = 4; i < 14; i++) {
+      const s = start(i);
+      await s.prepared(1);
+      await new Promise((r) => setTimeout(r, i - 4));
+      s.child.kill("SIGKILL");
+      swept.push(await s.end);
     }
-    expect(ends[0]).toBe("killed");
-    expect(ends).not.toContain("failed");
+    expect(swept).not.toContain("failed");
+
     for (const [name, state] of Object.entries(snapshot(store()))) {
       if (/^(10\.|fd88)/.test(name)) expect(state.content).toMatch(/^"(k\d+|first)\\r\\neth0"$/);
       else if (name.startsWith("last_reserved_ip")) expect(state.content).toMatch(/^"(10\.88\.0|fd88:)[0-9.:]+"$/);
@@ -199,9 +223,10 @@ describe("host-local ADD", () => {
     expect(add("after", conf).status).toBe(0);
     // GC removes what the killed processes left, and keeps the one attachment it is told of.
     expect(weft({ command: "GC", config: { ...conf, "cni.dev/valid-attachments": [{ containerID: "after", ifname: "eth0" }] } }).status).toBe(0);
-    expect(readdirSync(store()).filter((n) => n.startsWith(".weft-") || /^(10\.|fd88)/.test(n)).sort()).toEqual(
-      Object.keys(snapshot(store())).filter((n) => snapshot(store())[n]!.content === JSON.stringify("after\r\neth0")).sort(),
-    );
+    const left = snapshot(store());
+    const reserved = Object.keys(left).filter((n) => /^(10\.|fd88)/.test(n));
+    expect(reserved.map((n) => left[n]!.content)).toEqual([JSON.stringify("after\r\neth0"), JSON.stringify("after\r\neth0")]);
+    expect(Object.keys(left).filter((n) => !reserved.includes(n))).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
   });
 });
 
