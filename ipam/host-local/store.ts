@@ -83,8 +83,10 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === "ENOENT";
 }
 
+/** Numbers the temporary files of this process; per process, not per Store, as several may be open at once. */
+let temporaries = 0;
+
 export class Store {
-  private temporaries = 0;
   private readonly buffer = Buffer.allocUnsafe(1024);
 
   private constructor(readonly dir: string) {}
@@ -268,7 +270,7 @@ export class Store {
   }
 
   private writeTemporary(content: string, durable: boolean): string {
-    const path = join(this.dir, `${TEMP_PREFIX}${process.pid}-${this.temporaries++}.tmp`);
+    const path = join(this.dir, `${TEMP_PREFIX}${process.pid}-${temporaries++}.tmp`);
     let fd: number;
     try {
       fd = openSync(path, "wx", FILE_MODE);
