@@ -1,4 +1,5 @@
 import type { NetConf } from "../cni/config.js";
+import { IFNAME_PATTERN } from "../cni/env.js";
 import { CniError, ErrorCode } from "../cni/errors.js";
 import type { MasqBackend } from "../kernel/masquerade.js";
 
@@ -79,8 +80,9 @@ function normalizeMac(mac: string, source: string): string {
 }
 
 export function bridgeSettings(conf: BridgeConf, cniArgs: ReadonlyMap<string, string>): BridgeSettings {
-  if (conf.bridge === "" || conf.bridge.length > 15 || /[\/:\s]/.test(conf.bridge)) {
-    throw invalid(`invalid bridge name ${JSON.stringify(conf.bridge)}: 1 to 15 characters, no "/", ":" or whitespace`);
+  // The name becomes a netlink attribute and part of sysctl paths (net/ipv6/conf/<bridge>/...).
+  if (conf.bridge.length > 15 || !IFNAME_PATTERN.test(conf.bridge) || conf.bridge === "." || conf.bridge === "..") {
+    throw invalid(`invalid bridge name ${JSON.stringify(conf.bridge)}: 1 to 15 of the characters a-z A-Z 0-9 . _ -, and not . or ..`);
   }
   if (conf.vlan < 0 || conf.vlan > 4094) throw invalid(`invalid VLAN ID ${conf.vlan} (must be between 0 and 4094)`);
   const trunk = collectVlanTrunk(conf.vlanTrunk);

@@ -38,6 +38,27 @@ export interface ParsedConfig<C extends NetConf> {
   prevResult?: Result;
 }
 
+/**
+ * Deeper than any real config (a conflist plugin's deepest key, ipam.ranges[i][j].subnet or a
+ * prevResult field, is 4 levels down), far shallower than what overflows the stack of the recursive
+ * code after the decode (schema validation, structuredClone, JSON.stringify in messages).
+ */
+export const MAX_CONFIG_DEPTH = 64;
+
+/** The nesting depth of a decoded JSON value, counted without recursion. */
+function depthOf(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > deepest) deepest = depth;
+    if (deepest > MAX_CONFIG_DEPTH) break;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 function decode(bytes: Buffer): Record<string, unknown> {
   let parsed: unknown;
   try {
@@ -47,6 +68,9 @@ function decode(bytes: Buffer): Record<string, unknown> {
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new CniError(ErrorCode.DecodingFailure, "error decoding network config from stdin: expected a JSON object");
+  }
+  if (depthOf(parsed) > MAX_CONFIG_DEPTH) {
+    throw new CniError(ErrorCode.DecodingFailure, `error decoding network config from stdin: nested more than ${MAX_CONFIG_DEPTH} levels deep`);
   }
   return parsed as Record<string, unknown>;
 }

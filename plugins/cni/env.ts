@@ -24,6 +24,8 @@ export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
  * is at most 255 bytes. Runtimes use 64 to about 80 characters.
  */
 export const MAX_CONTAINER_ID_LENGTH = 200;
+/** What weft accepts as an interface name: ASCII letters, digits and . _ - (at most 15, not . or ..). */
+export const IFNAME_PATTERN = /^[a-zA-Z0-9_.\-]+$/;
 /** IFNAMSIZ is 16 including the NUL. */
 export const MAX_IFNAME_LENGTH = 15;
 
@@ -128,6 +130,15 @@ export function validateInterfaceName(name: string): void {
       ErrorCode.InvalidEnvironment,
       `interface name contains / or : or whitespace characters`,
       `CNI_IFNAME ${JSON.stringify(name)}`,
+    );
+  }
+  // Stricter than the Go skel: the kernel reads a "%" as a name template ("eth%d" becomes eth0),
+  // and the name reaches sysctl paths, nft comments and ip(8) arguments.
+  if (!IFNAME_PATTERN.test(name)) {
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      "invalid characters in interface name",
+      `CNI_IFNAME ${JSON.stringify(name)} must match ${IFNAME_PATTERN.source}`,
     );
   }
 }

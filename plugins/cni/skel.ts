@@ -141,7 +141,16 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
     switch (env.command) {
       case "ADD": {
         const result = await plugin.add(request);
-        io.stdout(formatResult(result, specVersion));
+        let text: string;
+        try {
+          text = formatResult(result, specVersion);
+        } catch (err) {
+          // The attachment exists but cannot be told in the requested version (an L2-only bridge
+          // asked for 0.2.0, spec R2): failing ADD must not leave it behind.
+          await plugin.del(request).catch((undo: unknown) => request.log(`undoing ADD: ${asCniError(undo).message}`));
+          throw err;
+        }
+        io.stdout(text);
         return 0;
       }
       case "DEL":
