@@ -1,0 +1,173 @@
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { uniqueName } from "../helpers/netns.js";
+
+/**
+ * A node for the reliability tests: a namespace standing for the node (bridges, veths, firewall
+ * rules and the plugins' processes live there), pod namespaces, and a temporary directory with
+ * CNI_PATH (weft's executables), data directories and subnet.env. remove() undoes all of it.
+ */
+
+export const ROOT = resolve(".");
+export const BIN = join(ROOT, "bin");
+export const REFERENCE_DIR = "/usr/lib/cni";
+export const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface Node {
+  name: string;
+  work: string;
+  /** weft's executables (symlinks to bin/), then nothing else. */
+  cniPath: string;
+  cacheDir: string;
+  pods: string[];
+  addPod(): string;
+  /** ip(8) inside the node. */
+  ip(...args: string[]): string;
+  exec(command: string, args: string[], input?: string): string;
+  remove(): void;
+}
+
+export function createNode(prefix: string): Node {
+  const name = uniqueName(`wrel-${prefix}-`, 30);
+  const work = mkdtempSync(join(tmpdir(), `weft-rel-${prefix}-`));
+  const cniPath = join(work, "bin");
+  mkdirSync(cniPath);
+  for (const type of ["flannel", "bridge", "host-local", "portmap", "loopback"]) symlinkSync(join(BIN, type), join(cniPath, type));
+  execFileSync("ip", ["netns", "add", name]);
+  const pods: string[] = [];
+  const node: Node = {
+    name,
+    work,
+    cniPath,
+    cacheDir: join(work, "cache"),
+    pods,
+    addPod() {
+      const pod = uniqueName(`wrel-pod-`, 30);
+      execFileSync("ip", ["netns", "add", pod]);
+      pods.push(pod);
+      execFileSync("ip", ["-n", pod, "link", "set", "lo", "up"]);
+      return pod;
+    },
+    ip: (...args) => execFileSync("ip", ["-n", name, ...args], { encoding: "utf8" }),
+    exec: (command, args, input) => execFileSync("ip", ["netns", "exec", name, command, ...args], { encoding: "utf8", input }),
+    remove() {
+      for (const pod of pods.splice(0)) spawnSync("ip", ["netns", "delete", pod]);
+      spawnSync("ip", ["netns", "delete", name]);
+      // A test may have mounted over part of work (a small tmpfs); nothing is unmounted outside it.
+      for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n").reverse()) {
+        const target = line.split(" ")[1];
+        if (target?.startsWith(`${work}/`)) spawnSync("umount", ["-l", target]);
+      }
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+  node.ip("link", "set", "lo", "up");
+  return node;
+}
+
+export interface Invocation {
+  type: string;
+  verb: string;
+  containerId?: string;
+  netns?: string;
+  ifName?: string;
+  args?: string;
+  cniPath?: string;
+  config: unknown;
+  env?: Record<string, string>;
+  /** The executable to run instead of <cniPath>/<type>. */
+  binary?: string;
+}
+
+export interface Outcome {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  json?: any;
+}
+
+function environment(node: Node, inv: Invocation): string[] {
+  return [
+    `PATH=${PATH}`,
+    `CNI_COMMAND=${inv.verb}`,
+    `CNI_CONTAINERID=${inv.containerId ?? ""}`,
+    `CNI_NETNS=${inv.netns ?? ""}`,
+    `CNI_IFNAME=${inv.ifName ?? "eth0"}`,
+    `CNI_PATH=${inv.cniPath ?? node.cniPath}`,
+    `CNI_ARGS=${inv.args ?? ""}`,
+    `WEFT_CACHE_DIR=${node.cacheDir}`,
+    ...Object.entries(inv.env ?? {}).map(([k, v]) => `${k}=${v}`),
+  ];
+}
+
+function outcome(status: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string): Outcome {
+  let json: unknown;
+  try {
+    json = stdout.trim() ? JSON.parse(stdout) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status, signal, stdout, stderr, json };
+}
+
+/** One invocation as a runtime makes it: a clean environment, run inside the node namespace. */
+export function invoke(node: Node, inv: Invocation): Outcome {
+  const p = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type)], {
+    input: typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return outcome(p.status, p.signal, p.stdout, p.stderr);
+}
+
+export function invokeAsync(node: Node, inv: Invocation): Promise<Outcome> {
+  return new Promise((done) => {
+    const child = spawn("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type)], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("close", (status, signal) => done(outcome(status, signal, stdout, stderr)));
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config));
+  });
+}
+
+/** The version in a weft executable's banner (line 2): in-process delegation trusts only that build. */
+export function weftBuildVersion(): string {
+  const m = /^\/\/ weft (\S+) /m.exec(readFileSync(join(BIN, "host-local"), "utf8").slice(0, 300));
+  if (!m) throw new Error("bin/host-local has no weft banner: run make");
+  return m[1]!;
+}
+
+/** Writes a file under the node's work directory and returns its path. */
+export function writeWork(node: Node, name: string, content: string): string {
+  const path = join(node.work, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Kernel state of the node and its pods that a plugin may leave behind. */
+export function kernelLeftovers(node: Node): string[] {
+  const out: string[] = [];
+  const links = JSON.parse(node.ip("-j", "-d", "link", "show")) as Array<{ ifname: string; linkinfo?: { info_kind?: string } }>;
+  for (const l of links) if (l.ifname !== "lo" && l.linkinfo?.info_kind !== "bridge") out.push(`node link ${l.ifname}`);
+  for (const pod of node.pods) {
+    const podLinks = JSON.parse(execFileSync("ip", ["-n", pod, "-j", "link", "show"], { encoding: "utf8" })) as Array<{ ifname: string }>;
+    for (const l of podLinks) if (l.ifname !== "lo") out.push(`pod ${pod} link ${l.ifname}`);
+  }
+  const rules = (JSON.parse(node.exec("nft", ["-j", "list", "ruleset"])) as { nftables: Array<Record<string, any>> }).nftables.filter((o) => o.rule);
+  for (const r of rules) out.push(`nft rule ${r.rule.table}/${r.rule.chain} ${r.rule.comment ?? ""}`);
+  return out;
+}
+
+/** The addresses held on bridges' ports in the node: every pod address still configured somewhere. */
+export function bridgeAddresses(node: Node, bridge: string): string[] {
+  const info = JSON.parse(node.ip("-j", "addr", "show", "dev", bridge)) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
+  return (info[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+}
