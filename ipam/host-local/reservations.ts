@@ -16,6 +16,7 @@ import {
   type RangeSet,
 } from "./allocator.js";
 import type { IpamConfig } from "./config.js";
+import { crashPoint } from "../../plugins/cni/crash.js";
 import { ownerKey, parseOwner, type Reservation, type Store } from "./store.js";
 
 // What the verbs do to the store. Reading who holds what is O(reservations), so it happens before
@@ -78,6 +79,7 @@ export async function allocate(store: Store, ipam: IpamConfig, attachment: Attac
       lock.release();
     }
     store.sync();
+    crashPoint("host-local:allocated");
     return ips;
   } finally {
     for (const file of prepared) store.discard(file);
@@ -155,6 +157,7 @@ function reserveInSet(store: Store, set: RangeSet, index: number, attachment: At
     state.taken.add(candidate.address);
     // false only if something wrote the file without the lock; go on to the next address.
     if (store.reserve(candidate.address, file)) {
+      crashPoint("host-local:reserved");
       store.setLastReserved(index, candidate.address);
       return candidate;
     }

@@ -16,6 +16,7 @@ import { configureContainer, containerLink } from "./container.js";
 import { calcGateways } from "./gateway.js";
 import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureIfNameFree, ensureVlanGateway, setupBridge } from "./host.js";
 import { Rollback, step } from "./rollback.js";
+import { crashPoint } from "../cni/crash.js";
 
 type BridgeRequest = Request<BridgeConf>;
 
@@ -103,9 +104,12 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
       }
 
       let bridge = await step(`create bridge ${JSON.stringify(conf.bridge)}`, () => setupBridge(host, s));
+      crashPoint("bridge:bridge");
       const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(host, pod, podNetns, bridge, ifName, s));
+      crashPoint("bridge:veth");
       rollback.push(`delete veth ${veth.hostName}`, () => delLink(host, veth.hostIndex));
       await step(`connect ${veth.hostName} to bridge ${conf.bridge}`, () => configureHostVeth(host, veth, s));
+      crashPoint("bridge:port");
       let container = await containerLink(pod, podNetns, ifName);
 
       if (conf.macspoofchk) {
@@ -118,10 +122,12 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
       const extraInterfaces: Array<{ name: string; mac: string }> = [];
       if (pendingIpam) {
         const ipamResult = await pendingIpam;
+        crashPoint("bridge:ipam");
         if (!ipamResult?.ips?.length) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
         const calc = calcGateways(ipamResult, s.isGateway, conf.isDefaultGateway);
         result = calc.result;
         await configureContainer(pod, podNetns, container, result, conf.enabledad);
+        crashPoint("bridge:addresses");
 
         if (s.isGateway) {
           let gatewayLink: Link = bridge;
@@ -138,12 +144,14 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
               await step("enable forwarding", () => ensureSysctl(family === 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1"));
             }
           }
+          crashPoint("bridge:gateway");
         }
 
         if (conf.ipMasq) {
           const addresses = (result.ips ?? []).map((ip) => ip.address);
           const backend = chooseBackend(conf.ipMasqBackend);
           await step("set up IP masquerade", () => addMasquerade(attachment(request), addresses, backend));
+          crashPoint("bridge:masquerade");
           rollback.push("remove IP masquerade", () => removeMasquerade(attachment(request)));
         }
       } else if (!conf.disableContainerInterface) {
@@ -154,6 +162,7 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
       bridge = (await linkByIndex(host, bridge.index)) ?? bridge;
       container = (await linkByIndex(pod, container.index)) ?? container;
       if (dnsSet(conf)) result.dns = conf.dns;
+      crashPoint("bridge:done");
       return {
         ...result,
         interfaces: [

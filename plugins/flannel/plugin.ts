@@ -6,6 +6,7 @@ import type { GcRequest, Plugin, Request } from "../cni/skel.js";
 import type { Verb } from "../cni/env.js";
 import { buildDelegateConfig, checkDelegateBase, renderDelegateConfig, type DelegateConfig, type FlannelConf, type JsonObject } from "./delegate-config.js";
 import { SavedConfigStore } from "./store.js";
+import { crashPoint } from "../cni/crash.js";
 import { readSubnetEnv } from "./subnet-env.js";
 
 type FlannelRequest = Request<FlannelConf>;
@@ -61,8 +62,10 @@ export function flannelPlugin(options: FlannelOptions = {}): Plugin<FlannelConf>
       const store = new SavedConfigStore(request.config.dataDir);
       // Saved before delegating: a plugin killed mid-ADD still leaves DEL what it needs.
       store.save(containerId, bytes);
+      crashPoint("flannel:saved");
       try {
         const result = await run(request, "ADD", config.type, bytes);
+        crashPoint("flannel:delegated");
         if (!result) throw new CniError(ErrorCode.Internal, `plugin ${config.type} printed no result`);
         return result;
       } catch (err) {

@@ -7,6 +7,7 @@ import { enableRouteLocalnet } from "../kernel/netfilter-localnet.js";
 import { NetfilterBusyError, nftInstalled } from "../kernel/netfilter.js";
 import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
+import { crashPoint } from "../cni/crash.js";
 
 type PortmapRequest = Request<PortmapConf>;
 
@@ -36,6 +37,7 @@ async function add(request: PortmapRequest): Promise<Result> {
   if (s.snat && v4) await step("enable route_localnet", () => enableRouteLocalnet(v4.ip));
   try {
     await step(`set up ${s.backend} rules for port mappings`, () => forwardPorts(s, pods));
+    crashPoint("portmap:rules");
   } catch (err) {
     // iptables applies a family at a time: an IPv6 failure must not leave the IPv4 half behind.
     await unforwardPorts(s.backend, s, [4, 6]).catch((undo: Error) => request.log(`rollback: ${undo.message}`));

@@ -367,7 +367,7 @@ function base(plugin: FuzzPlugin, r: Random, ctx: FuzzContext): { conf: JsonObje
     [1, "STATUS"],
     [1, "VERSION"],
   ]);
-  const ranges = r.chance(0.3)
+  const ranges: Json = r.chance(0.3)
     ? [[{ subnet: "10.50.0.0/24" }], [{ subnet: "fd50::/64" }]]
     : [[{ subnet: "10.50.0.0/25" }, { subnet: "10.50.0.128/25", rangeStart: "10.50.0.130", rangeEnd: "10.50.0.200", gateway: "10.50.0.129" }]];
   const ipam: JsonObject = { type: "host-local", dataDir: p.data, ranges, routes: [{ dst: "10.0.0.0/8" }] };

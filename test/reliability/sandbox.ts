@@ -152,6 +152,13 @@ export function writeWork(node: Node, name: string, content: string): string {
   return path;
 }
 
+/**
+ * nftables rules (iptables-nft's included) that belong to a pod: they name a pod address of the
+ * test networks or carry a comment. Tables, base chains and their entry jumps are shared
+ * infrastructure, left in place as the reference leaves its CNI-HOSTPORT-* chains.
+ */
+export const POD_RULE = /10\.244\.|fd00:10:244|10\.50\.|fd50:|10\.77\.|comment "/;
+
 /** Kernel state of the node and its pods that a plugin may leave behind. */
 export function kernelLeftovers(node: Node): string[] {
   const out: string[] = [];
@@ -161,8 +168,9 @@ export function kernelLeftovers(node: Node): string[] {
     const podLinks = JSON.parse(execFileSync("ip", ["-n", pod, "-j", "link", "show"], { encoding: "utf8" })) as Array<{ ifname: string }>;
     for (const l of podLinks) if (l.ifname !== "lo") out.push(`pod ${pod} link ${l.ifname}`);
   }
-  const rules = (JSON.parse(node.exec("nft", ["-j", "list", "ruleset"])) as { nftables: Array<Record<string, any>> }).nftables.filter((o) => o.rule);
-  for (const r of rules) out.push(`nft rule ${r.rule.table}/${r.rule.chain} ${r.rule.comment ?? ""}`);
+  for (const line of node.exec("nft", ["list", "ruleset"]).split("\n")) {
+    if (POD_RULE.test(line) && !/^\s*(table|chain|set|map|comment) /.test(line)) out.push(`nft rule ${line.trim()}`);
+  }
   return out;
 }
 
