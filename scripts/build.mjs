@@ -8,8 +8,9 @@ import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { brotliCompressSync, constants as zlibConstants } from "node:zlib";
 import * as esbuild from "esbuild";
-import { esbuildNativeAddons } from "./native-addons.mjs";
+import { addonPaths, esbuildNativeAddons } from "./native-addons.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -118,16 +119,25 @@ function buildVersion() {
 }
 
 /**
- * The executable: shebang, banner (line 2, read by in-process delegation), the code-cache loader
- * (scripts/loader.js), and the bundle inside a comment so that Node's own compile of the file skips
- * it. esbuild's output is ASCII, which the loader relies on to read the file as latin1.
+ * The executable: shebang, banner (line 2, read by in-process delegation), the loader
+ * (scripts/loader.js) and the parts it unpacks: the bundle and the native addons, each brotli'd and
+ * base64'd on a line comment of its own, so that Node's compile of the file reads past them cheaply.
  */
 function executable(version, type, bundle) {
-  if (bundle.includes("\x01") || /[^\x00-\x7f]/.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
+  const compress = (data) =>
+    brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }).toString("base64");
+  const bundleBytes = Buffer.from(bundle, "latin1");
+  if (/[^\x00-\x7f]/.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
   const loader = readFileSync(join(root, "scripts/loader.js"), "utf8")
-    .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundle).digest("hex")))
+    .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
+    .replace("BUNDLE_LENGTH", String(bundleBytes.length))
     .replace("PLUGIN_TYPE", JSON.stringify(type));
-  return `#!/usr/bin/env node\n// weft ${version} ${type}\n${loader}/*WEFT-BUNDLE\n${bundle.replaceAll("*/", "*\x01/")}\n*/\n`;
+  const parts = [["bundle", bundleBytes]];
+  for (const [name, path] of Object.entries(addonPaths(root))) {
+    if (bundle.includes(`__weftPart("addon:${name}")`)) parts.push([`addon:${name}`, readFileSync(path)]);
+  }
+  const body = parts.map(([name, data]) => `//WEFT-PART ${name}\n//${compress(data)}\n`).join("");
+  return `#!/usr/bin/env node\n// weft ${version} ${type}\n${loader}${body}`;
 }
 
 async function buildExecutables() {
@@ -150,7 +160,7 @@ async function buildExecutables() {
         define: { WEFT_VERSION: JSON.stringify(version) },
         outfile: "bundle.js",
         write: false,
-        plugins: [esbuildNativeAddons(root)],
+        plugins: [esbuildNativeAddons(root, { parts: true })],
         logLevel: "error",
       });
       writeFileSync(`${outfile}.${process.pid}.tmp`, executable(version, type, built.outputFiles[0].text));

@@ -1,53 +1,97 @@
-// The first lines of every weft executable. The plugin's bundle follows in the comment at the end of
-// the file; this loader compiles it with a V8 code cache kept beside the native addons
-// (<cache>/<bundle sha256>/<type>.<verb>.jscache), so a plugin start skips parsing and compiling
-// what earlier starts of the same verb already compiled. The cache is only an optimisation: an
-// unusable, missing or rejected one means compiling as usual (and writing a new one at exit).
+// The first lines of every weft executable; the rest of the file is its parts, one per line pair
+// "//WEFT-PART <name>" + "//<base64 of brotli>": the plugin's bundle and the native addons.
+// Parts sit in line comments because that is the cheapest text for Node to read past at every start.
+//
+// The bundle is unpacked once into weft's cache (<cache>/<bundle sha256>/bundle.js, beside the native
+// addons) and compiled with a V8 code cache per plugin and verb (<type>.<verb>.jscache), so a start
+// neither decompresses nor parses what an earlier start of the same verb already did. The cache is
+// only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual.
 (function () {
   "use strict";
   const fs = require("fs");
-  const vm = require("vm");
-  const text = fs.readFileSync(__filename, "latin1");
-  const begin = text.indexOf("/*WEFT-BUNDLE\n") + "/*WEFT-BUNDLE\n".length;
-  // "*/" cannot stand inside the comment: the build wrote it as "*\x01/".
-  const source = text.slice(begin, text.lastIndexOf("\n*/")).replaceAll("*\x01/", "*/");
   const root = process.env.WEFT_CACHE_DIR || "/var/cache/weft";
   const dir = `${root}/${BUNDLE_SHA256}`;
-  const file = `${dir}/${PLUGIN_TYPE}.${/^[A-Z]{1,8}$/.test(process.env.CNI_COMMAND || "") ? process.env.CNI_COMMAND : "NONE"}.jscache`;
+  const verb = /^[A-Z]{1,8}$/.test(process.env.CNI_COMMAND || "") ? process.env.CNI_COMMAND : "NONE";
+  const codeCacheFile = `${dir}/${PLUGIN_TYPE}.${verb}.jscache`;
   const uid = process.geteuid();
-  // Like the native addons: only a directory of our own that nobody else can write to is trusted.
+  // As for the native addons: only a directory of our own that nobody else can write to is trusted,
+  // since what it holds is run as root.
   const isPrivate = (path) => {
     const st = fs.lstatSync(path);
     return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
   };
-  let cached;
-  try {
-    if (isPrivate(root) && isPrivate(dir)) cached = fs.readFileSync(file);
-  } catch {
-    cached = undefined;
+  const trusted = () => {
+    try {
+      return isPrivate(root) && isPrivate(dir);
+    } catch {
+      return false;
+    }
+  };
+  const makeDirs = () => {
+    for (const path of [root, dir]) {
+      try {
+        fs.mkdirSync(path, { mode: 0o700 });
+      } catch (err) {
+        if (err.code !== "EEXIST") throw err;
+      }
+    }
+    return trusted();
+  };
+  const writeAtomically = (file, data) => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, data, { mode: 0o600, flag: "wx" });
+    fs.renameSync(tmp, file);
+  };
+  /** A part of this file, decompressed. */
+  const part = (name) => {
+    const text = fs.readFileSync(__filename, "latin1");
+    const marker = `\n//WEFT-PART ${name}\n//`;
+    const begin = text.indexOf(marker);
+    if (begin < 0) throw new Error(`weft: ${__filename} has no part ${name}: the file is damaged, reinstall it`);
+    const start = begin + marker.length;
+    const end = text.indexOf("\n", start);
+    return require("zlib").brotliDecompressSync(Buffer.from(text.slice(start, end < 0 ? undefined : end), "base64"));
+  };
+
+  let isTrusted = trusted();
+  let source;
+  if (isTrusted) {
+    try {
+      source = fs.readFileSync(`${dir}/bundle.js`, "latin1");
+    } catch {
+      source = undefined;
+    }
   }
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  if (source === undefined || source.length !== BUNDLE_LENGTH) {
+    source = part("bundle").toString("latin1");
+    try {
+      isTrusted = makeDirs();
+      if (isTrusted) writeAtomically(`${dir}/bundle.js`, source);
+    } catch {
+      isTrusted = false;
+    }
+  }
+  let cached;
+  if (isTrusted) {
+    try {
+      cached = fs.readFileSync(codeCacheFile);
+    } catch {
+      cached = undefined;
+    }
+  }
+  const vm = require("vm");
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __weftPart) {${source}\n})`, {
     filename: __filename,
     cachedData: cached,
   });
   if (cached === undefined || script.cachedDataRejected) {
     process.once("exit", () => {
       try {
-        for (const path of [root, dir]) {
-          try {
-            fs.mkdirSync(path, { mode: 0o700 });
-          } catch (err) {
-            if (err.code !== "EEXIST") throw err;
-          }
-          if (!isPrivate(path)) return;
-        }
-        const tmp = `${file}.${process.pid}.tmp`;
-        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600, flag: "wx" });
-        fs.renameSync(tmp, file);
+        if (makeDirs()) writeAtomically(codeCacheFile, script.createCachedData());
       } catch {
-        // no cache this time
+        // no code cache this time
       }
     });
   }
-  script.runInThisContext().call(module.exports, module.exports, require, module, __filename, __dirname);
+  script.runInThisContext().call(module.exports, module.exports, require, module, __filename, __dirname, part);
 })();

@@ -23,8 +23,25 @@ export function embeddedAddonSource(name, path) {
   ].join("\n");
 }
 
-/** esbuild plugin: `weft-native:<name>` becomes a module embedding that addon, and netlink's loader ours. */
-export function esbuildNativeAddons(root) {
+/**
+ * The module for an addon the executable carries as a part of its own file (see scripts/loader.js):
+ * the bytes are read from there only when the addon cache misses.
+ */
+export function partAddonSource(name, path) {
+  const sha256 = createHash("sha256").update(readFileSync(path)).digest("hex");
+  return [
+    `export const name = ${JSON.stringify(name)};`,
+    `export const sha256 = ${JSON.stringify(sha256)};`,
+    // __weftPart is the loader's: it reads a part of the executable file.
+    `export function bytes() { return __weftPart(${JSON.stringify(`addon:${name}`)}); }`,
+  ].join("\n");
+}
+
+/**
+ * esbuild plugin: `weft-native:<name>` becomes a module embedding that addon (or, with
+ * { parts: true }, one reading it from the executable's parts), and netlink's loader ours.
+ */
+export function esbuildNativeAddons(root, { parts = false } = {}) {
   const paths = addonPaths(root);
   return {
     name: "weft-native",
@@ -33,7 +50,7 @@ export function esbuildNativeAddons(root) {
       build.onLoad({ filter: /.*/, namespace: "weft-native" }, (args) => {
         const path = paths[args.path];
         if (!path) throw new Error(`unknown native addon ${args.path}`);
-        return { contents: embeddedAddonSource(args.path, path), loader: "js" };
+        return { contents: parts ? partAddonSource(args.path, path) : embeddedAddonSource(args.path, path), loader: "js" };
       });
       // netlink loads its binding with require("node-gyp-build")(dir): hand it the embedded one.
       build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
