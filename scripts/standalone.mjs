@@ -81,8 +81,15 @@ function lazyBuiltins() {
   };
 }
 
+const VERSION_PLACEHOLDER = "@@WEFT_VERSION@@";
+
+/**
+ * The multi-call bundle. Its build id (WEFT_VERSION, banner) is `<version>+<form>.<hash of the
+ * bundle>`: never the id of a bin/ file, so in-process delegation (plugins/cni/invoke.ts) only ever
+ * trusts an executable of this very build.
+ */
 async function bundle(outfile, version, form) {
-  await esbuild.build({
+  const built = await esbuild.build({
     entryPoints: [join(root, "plugins/weft/main.ts")],
     bundle: true,
     platform: "node",
@@ -90,13 +97,18 @@ async function bundle(outfile, version, form) {
     format: "cjs",
     minifySyntax: true,
     legalComments: "none",
-    // A SEA main script is compiled as a function body: no #! line there.
-    banner: { js: form === "sea" ? `// weft ${version} weft` : `#!/usr/bin/env node\n// weft ${version} weft` },
-    define: { WEFT_VERSION: JSON.stringify(version) },
-    outfile,
+    define: { WEFT_VERSION: JSON.stringify(VERSION_PLACEHOLDER) },
+    write: false,
+    outfile: "weft.cjs",
     plugins: [lazyBuiltins(), form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root)],
     logLevel: "error",
   });
+  const code = built.outputFiles[0].text;
+  const id = `${version}+${form}.${createHash("sha256").update(code).digest("hex").slice(0, 12)}`;
+  // A SEA main script is compiled as a function body: no #! line there.
+  const banner = form === "sea" ? `// weft ${id} weft\n` : `#!/usr/bin/env node\n// weft ${id} weft\n`;
+  writeFileSync(outfile, banner + code.replaceAll(VERSION_PLACEHOLDER, id));
+  return id;
 }
 
 function fsyncFile(path) {

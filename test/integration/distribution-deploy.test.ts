@@ -167,10 +167,11 @@ describe("Containerfile", () => {
     it("installs onto the DaemonSet's mounts with the DaemonSet's environment alone", async () => {
       const init = daemonSet().spec.template.spec.initContainers[0]!;
       const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, join(host, e.value)]));
-      await run(join(image, "weft/install"), [], { env: { PATH: "/usr/bin:/bin", ...env } });
+      const cache = { WEFT_CACHE_DIR: join(tmp.dir, "cache") };
+      await run(join(image, "weft/install"), [], { env: { PATH: "/usr/bin:/bin", ...cache, ...env } });
       const bin = join(host, envOf(init, "WEFT_BIN_DIR")!);
       expect(readdirSync(bin).sort()).toEqual([...TYPES].sort());
-      for (const t of TYPES) expect((await version(join(bin, t))).ok).toBe(true);
+      for (const t of TYPES) expect((await version(join(bin, t), cache)).ok).toBe(true);
       expect(readFileSync(join(host, envOf(init, "WEFT_CONF_DIR")!, "10-flannel.conflist"), "utf8")).toBe(
         readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8"),
       );

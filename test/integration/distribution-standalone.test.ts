@@ -20,8 +20,10 @@ afterAll(() => {
   tmp.remove();
 });
 
+const CACHE = { WEFT_CACHE_DIR: join(tmp.dir, "cache") };
+
 function bare(path: string, argv0?: string) {
-  return spawnSync(path, [], { env: { PATH: "/usr/bin:/bin" }, encoding: "utf8", argv0, input: "" });
+  return spawnSync(path, [], { env: { PATH: "/usr/bin:/bin", ...CACHE }, encoding: "utf8", argv0, input: "" });
 }
 
 describe("the standalone multi-call executable", () => {
@@ -32,7 +34,7 @@ describe("the standalone multi-call executable", () => {
   });
 
   it.each(TYPES)("runs %s, and only it, when invoked by that name", async (type) => {
-    const answer = await version(join(SA, type));
+    const answer = await version(join(SA, type), CACHE);
     expect(answer.ok).toBe(true);
     // Each plugin's main module runs its plugin when evaluated: a second one would answer twice.
     expect(answer.out.trim().split("\n")).toHaveLength(1);
@@ -55,7 +57,7 @@ function missing(): string | undefined {
   }
   for (const type of ["flannel", "bridge", "host-local"]) {
     const probe = spawnSync(join(SA, type), [], {
-      env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "STATUS", CNI_PATH: SA },
+      env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "STATUS", CNI_PATH: SA, ...CACHE },
       input: JSON.stringify({ cniVersion: "1.1.0", name: "probe", type }),
       encoding: "utf8",
     });
@@ -133,7 +135,7 @@ describe("a pod's network from the standalone executables, with no node binary r
     const shipped = JSON.parse(readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8")) as { plugins: { type: string }[] };
     // portmap joins the chain once it is implemented; until then the pod is flannel's alone.
     const portmapPending = /"code":\s*100\b/.test(
-      spawnSync(join(SA, "portmap"), [], { env: { CNI_COMMAND: "STATUS" }, input: '{"cniVersion":"1.1.0","name":"p","type":"portmap"}', encoding: "utf8" }).stdout,
+      spawnSync(join(SA, "portmap"), [], { env: { CNI_COMMAND: "STATUS", ...CACHE }, input: '{"cniVersion":"1.1.0","name":"p","type":"portmap"}', encoding: "utf8" }).stdout,
     );
     const plugins = shipped.plugins
       .filter((p) => !(p.type === "portmap" && portmapPending))
@@ -143,7 +145,7 @@ describe("a pod's network from the standalone executables, with no node binary r
     execFileSync("ip", ["-n", NODE_NS, "link", "set", "lo", "up"]);
 
     const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "--norc", "--noprofile", "-c", SCENARIO], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", T: t, OUT: out, SA, ROOT, DRIVER: drv.path, NODE_NS, POD_NS },
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WEFT_CACHE_DIR: join(t, "weft-cache"), T: t, OUT: out, SA, ROOT, DRIVER: drv.path, NODE_NS, POD_NS },
       encoding: "utf8",
       timeout: 60_000,
     });
