@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fsyncSync,
   linkSync,
   mkdirSync,
@@ -88,6 +89,8 @@ let temporaries = 0;
 
 export class Store {
   private readonly buffer = Buffer.allocUnsafe(1024);
+  /** What each prepared file holds, to write it again if it is taken away before it is linked. */
+  private readonly preparedContent = new Map<string, string>();
 
   private constructor(readonly dir: string) {}
 
@@ -172,10 +175,14 @@ export class Store {
    * that reserve() holds the lock only for a link. Discard it when done.
    */
   prepareReservation(containerId: string, ifName: string): string {
-    return this.writeTemporary(ownerKey(containerId, ifName), true);
+    const content = ownerKey(containerId, ifName);
+    const path = this.writeTemporary(content, true);
+    this.preparedContent.set(path, content);
+    return path;
   }
 
   discard(prepared: string): void {
+    this.preparedContent.delete(prepared);
     try {
       unlinkSync(prepared);
     } catch (err) {
@@ -191,11 +198,20 @@ export class Store {
    */
   reserve(address: Address, prepared: string): boolean {
     const name = formatAddress(address);
-    try {
-      linkSync(prepared, join(this.dir, name));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-      throw ioError(`cannot reserve ${name}`, err);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        linkSync(prepared, join(this.dir, name));
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "EEXIST") return false;
+        // The reference's DEL removes every file of the directory that holds the attachment's key,
+        // this prepared one included, when it runs between preparation and lock (an ADD and a DEL
+        // of one attachment racing). Written again: under the lock now, no DEL can take it.
+        const content = this.preparedContent.get(prepared);
+        if (code !== "ENOENT" || attempt > 1 || content === undefined || existsSync(prepared)) throw ioError(`cannot reserve ${name}`, err);
+        this.writeTemporaryAt(prepared, content);
+      }
     }
     this.discard(prepared);
     return true;
@@ -271,6 +287,11 @@ export class Store {
 
   private writeTemporary(content: string, durable: boolean): string {
     const path = join(this.dir, `${TEMP_PREFIX}${process.pid}-${temporaries++}.tmp`);
+    this.writeTemporaryAt(path, content, durable);
+    return path;
+  }
+
+  private writeTemporaryAt(path: string, content: string, durable = true): void {
     let fd: number;
     try {
       fd = openSync(path, "wx", FILE_MODE);
@@ -289,6 +310,5 @@ export class Store {
       throw ioError(`cannot write ${path}`, err);
     }
     closeSync(fd);
-    return path;
   }
 }
