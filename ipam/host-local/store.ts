@@ -1,5 +1,6 @@
 import {
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   linkSync,
@@ -152,14 +153,15 @@ export class Store {
     const path = join(this.dir, name);
     let fd: number;
     try {
-      fd = openSync(path, "r");
+      // A symlink here is no reservation weft or the reference wrote: never followed (ELOOP).
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      if (isMissing(err)) return undefined;
+      if (isMissing(err) || (err as NodeJS.ErrnoException).code === "ELOOP") return undefined;
       throw ioError(`cannot read ${path}`, err);
     }
     try {
       const n = readSync(fd, this.buffer, 0, this.buffer.length, 0);
-      const text = n < this.buffer.length ? this.buffer.toString("utf8", 0, n) : readFileSync(path, "utf8");
+      const text = n < this.buffer.length ? this.buffer.toString("utf8", 0, n) : readFileSync(fd, "utf8");
       return text.trim();
     } catch (err) {
       // A directory named like an address is not a reservation.
@@ -233,7 +235,12 @@ export class Store {
   /** The address range set `index` handed out last. Read as Go's net.ParseIP reads it: no trimming. */
   lastReserved(index: number): Address | undefined {
     try {
-      return addressOfName(readFileSync(join(this.dir, `${LAST_RESERVED_PREFIX}${index}`), "utf8"));
+      const fd = openSync(join(this.dir, `${LAST_RESERVED_PREFIX}${index}`), constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        return addressOfName(readFileSync(fd, "utf8"));
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       // Missing or unreadable: round-robin starts over at the first range, as in the reference.
       return undefined;

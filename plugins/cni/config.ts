@@ -1,5 +1,5 @@
 import { CniError, ErrorCode } from "./errors.js";
-import { NAME_PATTERN } from "./env.js";
+import { MAX_NETWORK_NAME_LENGTH, NAME_PATTERN } from "./env.js";
 import { parseResult, type DNS, type Result } from "./result.js";
 import { DEFAULT_CONFIG_VERSION, isSupportedVersion, SUPPORTED_VERSIONS, type SpecVersion } from "./version.js";
 
@@ -82,6 +82,9 @@ export function decodeConfig(bytes: Buffer): Record<string, unknown> {
   if (name === undefined || name === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "missing network name");
   if (typeof name !== "string") {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `network name must be a string, got ${JSON.stringify(name)}`);
+  }
+  if (name.length > MAX_NETWORK_NAME_LENGTH) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `network name is ${name.length} characters long; at most ${MAX_NETWORK_NAME_LENGTH} are allowed`);
   }
   if (!NAME_PATTERN.test(name)) {
     throw new CniError(

@@ -24,8 +24,13 @@ export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
  * is at most 255 bytes. Runtimes use 64 to about 80 characters.
  */
 export const MAX_CONTAINER_ID_LENGTH = 200;
-/** What weft accepts as an interface name: ASCII letters, digits and . _ - (at most 15, not . or ..). */
-export const IFNAME_PATTERN = /^[a-zA-Z0-9_.\-]+$/;
+/** The network name names a directory (host-local's store) too: the same bound. */
+export const MAX_NETWORK_NAME_LENGTH = 200;
+/**
+ * What weft accepts as an interface name: ASCII letters, digits and . _ -, starting with a letter
+ * or digit (so never an option to a command, nor . or ..), at most 15.
+ */
+export const IFNAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 /** IFNAMSIZ is 16 including the NUL. */
 export const MAX_IFNAME_LENGTH = 15;
 

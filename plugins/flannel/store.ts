@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../cni/errors.js";
 import type { JsonObject } from "./delegate-config.js";
@@ -29,7 +29,9 @@ export class SavedConfigStore {
     const tmp = join(this.dataDir, `.${containerId}.${process.pid}.tmp`);
     try {
       mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-      const fd = openSync(tmp, "w", 0o600);
+      // O_EXCL: never through a symlink planted at the temporary name; one left by a crash goes first.
+      removeQuietly(tmp);
+      const fd = openSync(tmp, "wx", 0o600);
       try {
         const data = Buffer.from(bytes);
         let offset = 0;
@@ -50,9 +52,16 @@ export class SavedConfigStore {
     const path = this.path(containerId);
     let bytes: Buffer;
     try {
-      bytes = readFileSync(path);
+      // Never through a symlink: the file is weft's (or the Go plugin's) own, written with rename.
+      const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        bytes = readFileSync(fd);
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "missing" };
+      if ((err as NodeJS.ErrnoException).code === "ELOOP") return { state: "corrupt", problem: `${path} is a symlink, not a saved config` };
       throw new CniError(ErrorCode.IOFailure, `failed to read the saved delegate config ${path}: ${(err as Error).message}`);
     }
     let parsed: unknown;

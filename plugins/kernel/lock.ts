@@ -24,7 +24,8 @@ export async function acquireLock(path: string, options: LockOptions): Promise<H
   const syscalls = weftSyscalls();
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT, options.mode ?? 0o600);
+    // O_NOFOLLOW: a symlink planted as the lock file must not make weft create or lock its target.
+    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, options.mode ?? 0o600);
   } catch (err) {
     throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: ${(err as Error).message}`);
   }

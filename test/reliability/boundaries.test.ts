@@ -61,7 +61,7 @@ describe("nesting depth", () => {
 });
 
 describe("interface names", () => {
-  it.each(["e%d", "eth%s%n", "eth$(id)", "eth`id`", "e;rm", "e|x", "e&x", "e'x", 'e"x', "e*", "e\u00e9", "e\u202e", "-"].slice(0, 12))(
+  it.each(["e%d", "eth%s%n", "eth$(id)", "eth`id`", "e;rm", "e|x", "e&x", "e'x", 'e"x', "e*", "e\u00e9", "e\u202e", "-eth0", "_x", ".eth0"])(
     "CNI_IFNAME %j is code 4 before the plugin runs",
     async (ifName) => {
       const { plugin, calls } = fakePlugin(() => ({}));
@@ -74,6 +74,16 @@ describe("interface names", () => {
   it.each(["eth0", "net1", "eth0.100", "veth_a-b", "E"])("CNI_IFNAME %j is accepted", async (ifName) => {
     const { plugin } = fakePlugin(() => ({ ips: [{ address: "10.0.0.2/24" }] }));
     expect((await run(plugin, { ...ENV, CNI_IFNAME: ifName }, '{"cniVersion":"1.0.0","name":"n"}')).code).toBe(0);
+  });
+});
+
+describe("network names", () => {
+  it("over 200 characters is code 7 (it names host-local's directory), 200 is fine", async () => {
+    const { plugin, calls } = fakePlugin(() => ({ ips: [{ address: "10.0.0.2/24" }] }));
+    const long = await run(plugin, ENV, JSON.stringify({ cniVersion: "1.0.0", name: "n".repeat(201) }));
+    expect(long.json).toMatchObject({ code: 7, msg: expect.stringContaining("at most 200") });
+    expect(calls).toEqual([]);
+    expect((await run(plugin, ENV, JSON.stringify({ cniVersion: "1.0.0", name: "n".repeat(200) }))).code).toBe(0);
   });
 });
 

@@ -77,8 +77,9 @@ export interface Invocation {
   cniPath?: string;
   config: unknown;
   env?: Record<string, string>;
-  /** The executable to run instead of <cniPath>/<type>. */
+  /** The executable to run instead of <cniPath>/<type>, and its arguments. */
   binary?: string;
+  argv?: string[];
 }
 
 export interface Outcome {
@@ -115,7 +116,7 @@ function outcome(status: number | null, signal: NodeJS.Signals | null, stdout: s
 
 /** One invocation as a runtime makes it: a clean environment, run inside the node namespace. */
 export function invoke(node: Node, inv: Invocation): Outcome {
-  const p = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type)], {
+  const p = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type), ...(inv.argv ?? [])], {
     input: typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config),
     encoding: "utf8",
     timeout: 60_000,
