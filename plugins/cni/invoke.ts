@@ -49,6 +49,13 @@ export interface InProcessPlugins {
 
 export const DEFAULT_DELEGATE_TIMEOUT_MS = 120_000;
 
+/** The timeout when the caller sets none: WEFT_DELEGATE_TIMEOUT_MS (a positive integer) or the default. */
+export function delegateTimeoutMs(options: Pick<DelegateOptions, "timeoutMs">): number {
+  if (options.timeoutMs !== undefined) return options.timeoutMs;
+  const fromEnv = Number(process.env.WEFT_DELEGATE_TIMEOUT_MS);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_DELEGATE_TIMEOUT_MS;
+}
+
 export interface ExecOutput {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -67,10 +74,11 @@ async function execFile(path: string, options: DelegateOptions): Promise<ExecOut
     });
     const chunks: Buffer[] = [];
     let timedOut = false;
+    const timeoutMs = delegateTimeoutMs(options);
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
-    }, options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS);
+    }, timeoutMs);
     child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk));
     child.on("error", (err) => {
       clearTimeout(timer);
@@ -80,7 +88,7 @@ async function execFile(path: string, options: DelegateOptions): Promise<ExecOut
       clearTimeout(timer);
       if (timedOut) {
         reject(
-          new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS} ms and was killed`),
+          new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`),
         );
       } else {
         resolve({ code, signal, stdout: Buffer.concat(chunks) });
@@ -155,7 +163,7 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
     stdout: (text) => chunks.push(text),
     stderr: (text) => writeAll(2, text),
   });
-  const timeoutMs = options.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS;
+  const timeoutMs = delegateTimeoutMs(options);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(

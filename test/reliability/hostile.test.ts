@@ -91,7 +91,7 @@ describe("hostile names through the executables, under strace", () => {
       for (const field of FIELDS) {
         for (const [k, value] of hostileNames().entries()) {
           if (!value.includes(HOSTILE_MARKER) || value.includes("\u0000") || (k + t) % 3 !== 0) continue;
-          const conf = { ...baseConf(type), subnetFile: join(node.work, "subnet.env"), dataDir: join(node.work, "flannel") };
+          const conf: Record<string, unknown> = { ...baseConf(type), subnetFile: join(node.work, "subnet.env"), dataDir: join(node.work, "flannel") };
           if (field === "name") conf.name = value;
           const env: Record<string, string> = {};
           if (field !== "name") env[field] = value;
