@@ -3,11 +3,14 @@
 // (the conformance suite's driver), the way a kubelet's runtime runs plugins: a clean environment with
 // PATH and the CNI_ variables only. Never run by the tests: `make bench`.
 //
-//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json]
+//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json] [--no-parts]
 //
 // For each plugin set it makes a node network namespace of its own, and per round a pod namespace:
 // ADD, CHECK and DEL of the network list are timed one by one (median and p95). Then N pods are added
-// at once and deleted at once. Bare `node -e 0` is the floor. Everything it makes is removed at the end.
+// at once and deleted at once. Bare `node -e 0` is the floor. Then each plugin on its own against its Go
+// counterpart (host-local alone, bridge + host-local as flannel renders it, portmap with a mapping) and
+// the flannel chain with weft's delegates executed instead of run in-process (--no-parts skips these).
+// Everything it makes is removed at the end.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -98,18 +101,48 @@ function referenceConflist(dir) {
   };
 }
 
-function prepare(name, binDir, conflistOf) {
+/** The bridge delegate flannel renders from the bench's subnet.env, as a one-plugin list. */
+function bridgeConflist(dir) {
+  return { name: "cbr0", cniVersion: "1.0.0", plugins: [referenceConflist(dir).plugins[0]] };
+}
+
+/** host-local alone, as the main plugin of a list (both host-locals support that). */
+function hostLocalConflist(dir) {
+  const { ipam } = referenceConflist(dir).plugins[0];
+  return { name: "cbr0", cniVersion: "1.0.0", plugins: [ipam] };
+}
+
+const PORT_MAPPING = { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] };
+
+/**
+ * A bin dir where weft's delegates carry another build's banner: flannel then executes bridge, and
+ * bridge executes host-local, as a separate Node.js process each (the cost in-process delegation saves).
+ */
+function executingBinDir(weftBin) {
+  const dir = join(work, "weft-exec-bin");
+  mkdirSync(dir);
+  for (const type of PLUGIN_TYPES) {
+    const text = readFileSync(join(weftBin, type), "utf8");
+    const renamed = type === "flannel" ? text : text.replace(/^(#![^\n]*\n\/\/ weft \S+)/, "$1-executed");
+    writeFileSync(join(dir, type), renamed, { mode: 0o755 });
+  }
+  return dir;
+}
+
+function prepare(name, binDir, conflistOf, capArgs) {
   const dir = join(work, name);
   mkdirSync(join(dir, "conf"), { recursive: true });
   writeFileSync(join(dir, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
   writeFileSync(join(dir, "conf/10-bench.conflist"), JSON.stringify(conflistOf(dir), null, 2));
   const node = `${tag}-${name}`;
   addNetns(node);
-  return { name, dir, node, binDir };
+  return { name, dir, node, binDir, capArgs };
 }
 
 function driverEnv(set) {
-  return { PATH: PATH_ENV, NETCONFPATH: join(set.dir, "conf"), CNI_PATH: set.binDir, CNI_CACHE_DIR: join(set.dir, "cache") };
+  const env = { PATH: PATH_ENV, NETCONFPATH: join(set.dir, "conf"), CNI_PATH: set.binDir, CNI_CACHE_DIR: join(set.dir, "cache") };
+  if (set.capArgs) env.CAP_ARGS = JSON.stringify(set.capArgs);
+  return env;
 }
 
 /** One driver call (this process runs inside the node namespace), timed from spawn to exit. */
@@ -221,13 +254,11 @@ function floor() {
 async function inner(setFile) {
   const { set, driver } = JSON.parse(readFileSync(setFile, "utf8"));
   const times = sequential(set, driver);
-  const result = {
-    ADD: stats(times.ADD),
-    CHECK: stats(times.CHECK),
-    DEL: stats(times.DEL),
-    parallel: await parallel(set, driver),
-    peakMemoryMiB: peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]),
-  };
+  const result = { ADD: stats(times.ADD), CHECK: stats(times.CHECK), DEL: stats(times.DEL) };
+  if (set.name === "weft" || set.name === "ref") {
+    result.parallel = await parallel(set, driver);
+    result.peakMemoryMiB = peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]);
+  }
   writeFileSync(`${setFile}.result`, JSON.stringify(result));
 }
 
@@ -240,6 +271,17 @@ async function main() {
   spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(weftBin, t))]);
 
   const sets = [prepare("weft", weftBin, weftConflist), prepare("ref", REF_BIN, referenceConflist)];
+  if (!process.argv.includes("--no-parts")) {
+    sets.push(
+      prepare("weft-exec", executingBinDir(weftBin), weftConflist),
+      prepare("weft-mapped", weftBin, weftConflist, PORT_MAPPING),
+      prepare("ref-mapped", REF_BIN, referenceConflist, PORT_MAPPING),
+      prepare("weft-bridge", weftBin, bridgeConflist),
+      prepare("ref-bridge", REF_BIN, bridgeConflist),
+      prepare("weft-host-local", weftBin, hostLocalConflist),
+      prepare("ref-host-local", REF_BIN, hostLocalConflist),
+    );
+  }
   const results = { machine: machine(), rounds: ROUNDS, floor: stats(floor()), sets: {} };
   for (const set of sets) {
     const setFile = join(work, `${set.name}.json`);
@@ -286,6 +328,21 @@ function report(r) {
   const refAddDel = ref.ADD.median + ref.DEL.median;
   console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
   console.log(`weft ADD + DEL: ${round(addDel)} ms = ${round(addDel / (4 * floorMs) * 100) / 100}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${round(addDel / refAddDel * 100) / 100}x`);
+  if (!r.sets["weft-exec"]) return;
+  const parts = [
+    ["flannel chain, delegates executed", "weft-exec", undefined],
+    ["default conflist, 1 port mapping", "weft-mapped", "ref-mapped"],
+    ["bridge + host-local", "weft-bridge", "ref-bridge"],
+    ["host-local alone", "weft-host-local", "ref-host-local"],
+  ];
+  console.log(`\nper plugin, median / p95 ms (weft | Go reference)\n`);
+  console.log(`| ${"".padEnd(34)} | ${"ADD".padStart(13)} | ${"CHECK".padStart(13)} | ${"DEL".padStart(13)} |`);
+  console.log(`|${"-".repeat(36)}|${"-".repeat(15)}|${"-".repeat(15)}|${"-".repeat(15)}|`);
+  const row = (label, s) => console.log(`| ${label.padEnd(34)} | ${["ADD", "CHECK", "DEL"].map((v) => `${s[v].median} / ${s[v].p95}`.padStart(13)).join(" | ")} |`);
+  for (const [label, w, g] of parts) {
+    row(`${label}: weft`, r.sets[w]);
+    if (g) row(`${label}: Go`, r.sets[g]);
+  }
 }
 
 const PLUGIN_TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];

@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { accessSync, closeSync, constants, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { NetConf } from "./config.js";
@@ -49,6 +50,24 @@ export interface InProcessPlugins {
 
 export const DEFAULT_DELEGATE_TIMEOUT_MS = 120_000;
 
+/**
+ * An in-process delegate gets this much longer than the executables it runs itself, so that their
+ * timeouts fire first and it undoes its own work (bridge removes the veth when host-local hangs).
+ */
+const IN_PROCESS_GRACE_MS = 1_000;
+
+/** Delegate processes still running, so that a delegate given up on leaves none behind. */
+const runningDelegates = new Set<ChildProcess>();
+
+/** Kills a delegate and whatever it started in its process group (a hung foreign IPAM's children). */
+function killDelegate(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+  } catch {
+    child.kill("SIGKILL");
+  }
+}
+
 /** The timeout when the caller sets none: WEFT_DELEGATE_TIMEOUT_MS (a positive integer) or the default. */
 export function delegateTimeoutMs(options: Pick<DelegateOptions, "timeoutMs">): number {
   if (options.timeoutMs !== undefined) return options.timeoutMs;
@@ -68,24 +87,29 @@ async function execFile(path: string, options: DelegateOptions): Promise<ExecOut
   // with vm.Script, where import() of a builtin is not available on Node 20.)
   const { spawn } = nodeChildProcess();
   return new Promise((resolve, reject) => {
+    // A process group of its own, so that a timeout kills what the delegate started too.
     const child = spawn(path, [], {
       env: { ...options.env, CNI_COMMAND: options.verb },
       stdio: ["pipe", "pipe", "inherit"],
+      detached: true,
     });
+    runningDelegates.add(child);
     const chunks: Buffer[] = [];
     let timedOut = false;
     const timeoutMs = delegateTimeoutMs(options);
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill("SIGKILL");
+      killDelegate(child);
     }, timeoutMs);
     child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk));
     child.on("error", (err) => {
       clearTimeout(timer);
+      runningDelegates.delete(child);
       reject(new CniError(ErrorCode.Internal, `failed to run plugin ${path}: ${err.message}`));
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      runningDelegates.delete(child);
       if (timedOut) {
         reject(
           new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`),
@@ -166,10 +190,11 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
   const timeoutMs = delegateTimeoutMs(options);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => {
+      // The abandoned run cannot be stopped, but the processes it waits on can.
+      for (const child of runningDelegates) killDelegate(child);
+      reject(new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`));
+    }, timeoutMs + IN_PROCESS_GRACE_MS);
     timer.unref();
   });
   try {

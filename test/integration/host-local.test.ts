@@ -217,7 +217,7 @@ describe("host-local ADD", () => {
 
     for (const [name, state] of Object.entries(snapshot(store()))) {
       if (/^(10\.|fd88)/.test(name)) expect(state.content).toMatch(/^"(k\d+|first)\\r\\neth0"$/);
-      else if (name.startsWith("last_reserved_ip")) expect(state.content).toMatch(/^"(10\.88\.0|fd88:)[0-9.:]+"$/);
+      else if (name.startsWith("last_reserved_ip")) expect(state.content).toMatch(/^"(10\.88\.0|fd88:)[0-9a-f.:]+"$/);
       else if (name !== "lock") expect(name).toMatch(/^\.weft-\d+-\d+\.tmp$/);
     }
     expect(add("after", conf).status).toBe(0);
