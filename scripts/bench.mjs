@@ -94,7 +94,14 @@ function referenceConflist(dir) {
         isGateway: true,
         hairpinMode: true,
         isDefaultGateway: true,
-        ipam: { type: "host-local", dataDir: join(dir, "networks"), ranges: [[{ subnet: "10.244.1.0/24" }]], routes: [{ dst: "10.244.0.0/16" }] },
+        // The route names its gateway: the Go bridge's CHECK fails on the gateway-less route flannel
+        // renders (conformance/DIFFERENCES.md), though the kernel route is the same.
+        ipam: {
+          type: "host-local",
+          dataDir: join(dir, "networks"),
+          ranges: [[{ subnet: "10.244.1.0/24" }]],
+          routes: [{ dst: "10.244.0.0/16", gw: "10.244.1.1" }],
+        },
       },
       { type: "portmap", capabilities: { portMappings: true } },
     ],
@@ -106,10 +113,10 @@ function bridgeConflist(dir) {
   return { name: "cbr0", cniVersion: "1.0.0", plugins: [referenceConflist(dir).plugins[0]] };
 }
 
-/** host-local alone, as the main plugin of a list (both host-locals support that). */
+/** host-local alone, as the main plugin of a list: both host-locals read their config from `ipam`. */
 function hostLocalConflist(dir) {
   const { ipam } = referenceConflist(dir).plugins[0];
-  return { name: "cbr0", cniVersion: "1.0.0", plugins: [ipam] };
+  return { name: "cbr0", cniVersion: "1.0.0", plugins: [{ type: "host-local", ipam }] };
 }
 
 const PORT_MAPPING = { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] };
@@ -150,8 +157,9 @@ function timedDriver(set, driver, verb, pod) {
   const started = process.hrtime.bigint();
   const out = spawnSync(driver, [verb, "cbr0", pod, `/var/run/netns/${pod}`, "eth0"], { env: driverEnv(set), encoding: "utf8" });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (out.status !== 0) throw new Error(`driver ${verb} ${pod} failed: ${out.stdout}${out.stderr}`);
-  return { ms, stdout: out.stdout };
+  // The Go plugins' CHECK fails on some healthy pods (conformance/DIFFERENCES.md): counted, not fatal.
+  if (out.status !== 0 && verb !== "check") throw new Error(`driver ${verb} ${pod} failed: ${out.stdout}${out.stderr}`);
+  return { ms, ok: out.status === 0, stdout: out.stdout };
 }
 
 function asyncDriver(set, driver, verb, pod) {
@@ -178,7 +186,7 @@ const stats = (xs) => ({ median: round(median(xs)), p95: round(quantile(xs, 0.95
 const round = (x) => Math.round(x * 10) / 10;
 
 function sequential(set, driver) {
-  const times = { ADD: [], CHECK: [], DEL: [] };
+  const times = { ADD: [], CHECK: [], DEL: [], checkFailures: 0 };
   for (let i = 0; i < ROUNDS + 2; i++) {
     const pod = `${tag}-${set.name}-s${i}`;
     addNetns(pod);
@@ -189,6 +197,7 @@ function sequential(set, driver) {
     if (i < 2) continue; // warm-up: the first ADD creates cni0 and the addon cache
     times.ADD.push(add.ms);
     times.CHECK.push(check.ms);
+    if (!check.ok) times.checkFailures++;
     times.DEL.push(del.ms);
   }
   return times;
@@ -254,7 +263,7 @@ function floor() {
 async function inner(setFile) {
   const { set, driver } = JSON.parse(readFileSync(setFile, "utf8"));
   const times = sequential(set, driver);
-  const result = { ADD: stats(times.ADD), CHECK: stats(times.CHECK), DEL: stats(times.DEL) };
+  const result = { ADD: stats(times.ADD), CHECK: { ...stats(times.CHECK), failures: times.checkFailures }, DEL: stats(times.DEL) };
   if (set.name === "weft" || set.name === "ref") {
     result.parallel = await parallel(set, driver);
     result.peakMemoryMiB = peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]);
@@ -317,7 +326,7 @@ function report(r) {
   console.log(`rounds: ${r.rounds}; times in ms, median / p95, each a whole libcni driver process run inside the node namespace\n`);
   console.log(`| ${"".padEnd(26)} | ${"weft".padStart(14)} | ${"Go reference".padStart(14)} |`);
   console.log(`|${"-".repeat(28)}|${"-".repeat(16)}|${"-".repeat(16)}|`);
-  for (const verb of ["ADD", "CHECK", "DEL"]) line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].median} / ${ref[verb].p95}`);
+  for (const verb of ["ADD", "CHECK", "DEL"]) line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].failures ? "(failed) " : ""}${ref[verb].median} / ${ref[verb].p95}`);
   line(`${r.sets.weft.parallel.pods} pods ADD at once (wall)`, weft.parallel.addWallMs, ref.parallel.addWallMs);
   line("  failures / distinct IPs", `${weft.parallel.addFailures} / ${weft.parallel.distinctAddresses}`, `${ref.parallel.addFailures} / ${ref.parallel.distinctAddresses}`);
   line(`${r.sets.weft.parallel.pods} pods DEL at once (wall)`, weft.parallel.delWallMs, ref.parallel.delWallMs);
@@ -338,11 +347,14 @@ function report(r) {
   console.log(`\nper plugin, median / p95 ms (weft | Go reference)\n`);
   console.log(`| ${"".padEnd(34)} | ${"ADD".padStart(13)} | ${"CHECK".padStart(13)} | ${"DEL".padStart(13)} |`);
   console.log(`|${"-".repeat(36)}|${"-".repeat(15)}|${"-".repeat(15)}|${"-".repeat(15)}|`);
-  const row = (label, s) => console.log(`| ${label.padEnd(34)} | ${["ADD", "CHECK", "DEL"].map((v) => `${s[v].median} / ${s[v].p95}`.padStart(13)).join(" | ")} |`);
+  const cell = (s, v) => `${s[v].failures ? "(failed) " : ""}${s[v].median} / ${s[v].p95}`;
+  const row = (label, s) => console.log(`| ${label.padEnd(34)} | ${["ADD", "CHECK", "DEL"].map((v) => cell(s, v).padStart(13)).join(" | ")} |`);
   for (const [label, w, g] of parts) {
     row(`${label}: weft`, r.sets[w]);
     if (g) row(`${label}: Go`, r.sets[g]);
   }
+  const failing = Object.entries(r.sets).filter(([, s]) => s.CHECK.failures);
+  for (const [name, s] of failing) console.log(`(failed): CHECK of ${name} failed ${s.CHECK.failures} of ${s.CHECK.n} times on healthy pods (a Go plugin defect, conformance/DIFFERENCES.md)`);
 }
 
 const PLUGIN_TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
