@@ -1,4 +1,7 @@
+import { isKernelError } from "./errors.js";
+import type { Netns } from "./netns.js";
 import { findTool, run } from "./nft.js";
+import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, readCString, Rtnl } from "./rtnl.js";
 
 /**
  * Whole-table reads and one-transaction writes for nftables, and iptables-save / iptables-restore
@@ -63,6 +66,55 @@ export async function nftListTable(family: "inet" | "ip" | "ip6", table: string)
     throw err;
   }
   return parseNftTable(out);
+}
+
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFT_MSG_GETRULE = 7;
+const NFTA_RULE = { TABLE: 1, CHAIN: 2, HANDLE: 3, USERDATA: 7 } as const;
+const NFTNL_UDATA_RULE_COMMENT = 0;
+const NFPROTO = { inet: 1, ip: 2, ip6: 10 } as const;
+
+/** A rule as nfnetlink lists it: enough to find a pod's rules by comment and delete them. */
+export type NftRuleRef = Pick<NftListedRule, "chain" | "handle" | "comment">;
+
+/**
+ * The chain, handle and comment of every rule in a table, dumped over nfnetlink in netns (this
+ * namespace when absent; [] when the table does not exist): a fraction of a millisecond, where running nft costs about
+ * 10 ms. Undefined when the kernel gave no clear answer; the caller then asks nft.
+ */
+export async function nftRuleRefs(family: keyof typeof NFPROTO, table: string, netns?: Netns): Promise<NftRuleRef[] | undefined> {
+  let nl: Rtnl;
+  try {
+    nl = await Rtnl.open(netns, NETLINK_NETFILTER);
+  } catch {
+    return undefined;
+  }
+  // struct nfgenmsg: family, version NFNETLINK_V0, res_id 0; the table attribute filters the dump.
+  const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_RULE.TABLE, cstring(table))])]);
+  try {
+    const replies = await nl.dump((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, `list rules of nftables table ${family} ${table}`);
+    const rules: NftRuleRef[] = [];
+    for (const reply of replies) {
+      const attrs = decodeAttrs(reply.subarray(4));
+      const handle = attrs.get(NFTA_RULE.HANDLE);
+      const chain = readCString(attrs.get(NFTA_RULE.CHAIN));
+      if (readCString(attrs.get(NFTA_RULE.TABLE)) !== table || !chain || handle?.length !== 8) return undefined;
+      rules.push({ chain, handle: Number(handle.readBigUInt64BE(0)), comment: ruleComment(attrs.get(NFTA_RULE.USERDATA)) });
+    }
+    return rules;
+  } catch (err) {
+    return isKernelError(err, "ENOENT") ? [] : undefined;
+  } finally {
+    nl.close();
+  }
+}
+
+/** nft keeps a rule's comment in its user data, as type-length-value entries of one byte each. */
+function ruleComment(userdata: Buffer | undefined): string | undefined {
+  for (let off = 0; userdata && off + 2 <= userdata.length; off += 2 + userdata[off + 1]!) {
+    if (userdata[off] === NFTNL_UDATA_RULE_COMMENT) return readCString(userdata.subarray(off + 2, off + 2 + userdata[off + 1]!));
+  }
+  return undefined;
 }
 
 /** Parses `nft -j list table` output (pure, for tests). */

@@ -11,6 +11,8 @@ import type { Netns } from "./netns.js";
  */
 
 const NETLINK_ROUTE = 0;
+/** nfnetlink, for the one nftables question asked over netlink (see netfilter.ts). */
+export const NETLINK_NETFILTER = 12;
 
 export const NLM_F_MULTI = 0x2;
 export const NLM_F_DUMP_INTR = 0x10;
@@ -145,9 +147,9 @@ export class Rtnl {
    * native binding, which it loads as it is evaluated) is loaded on first use: verbs that never
    * talk to the kernel do not pay for it.
    */
-  static async open(netns?: Netns): Promise<Rtnl> {
+  static async open(netns?: Netns, protocol = NETLINK_ROUTE): Promise<Rtnl> {
     const { createNetlink } = await import("netlink/dist/netlink.js");
-    const create = () => createNetlink(NETLINK_ROUTE);
+    const create = () => createNetlink(protocol);
     return new Rtnl(netns ? netns.run(create) : create());
   }
 

@@ -8,7 +8,9 @@ import {
   nftApply,
   nftInstalled,
   nftListTable,
+  nftRuleRefs,
   type NatTable,
+  type NftRuleRef,
 } from "../kernel/netfilter.js";
 import type { PodAddress, PortmapSettings } from "./config.js";
 import {
@@ -56,14 +58,19 @@ export async function forwardPorts(s: PortmapSettings, pods: readonly PodAddress
   }
 }
 
+/** The rules of the network's table (none when it does not exist), from nfnetlink or else from nft. */
+async function tableRules(network: string): Promise<NftRuleRef[]> {
+  const table = nftTableName(network);
+  return (await nftRuleRefs("inet", table)) ?? (await nftListTable("inet", table))?.rules ?? [];
+}
+
 /** Removes every rule of the container in this network; returns how many rules or chains went. */
 export async function unforwardPorts(backend: PortmapSettings["backend"], id: Identity, families: readonly IpFamily[]): Promise<number> {
   if (backend === "nftables") {
     // Without nft there can be no nftables rules of ours to remove.
-    const listed = nftInstalled() ? await nftListTable("inet", nftTableName(id.network)) : undefined;
-    if (!listed) return 0;
+    if (!nftInstalled()) return 0;
     const tag = ruleTag(id.containerId);
-    const doomed = listed.rules.filter((r) => r.comment === tag);
+    const doomed = (await tableRules(id.network)).filter((r) => r.comment === tag);
     if (doomed.length) await nftApply(nftDeleteScript(id.network, doomed));
     return doomed.length;
   }
@@ -112,9 +119,8 @@ export async function missingRules(s: PortmapSettings, pods: readonly PodAddress
 export async function collectPorts(network: string, keep: ReadonlySet<string>): Promise<number> {
   let removed = 0;
   if (nftInstalled()) {
-    const listed = await nftListTable("inet", nftTableName(network));
     const keepTags = new Set([...keep].map(ruleTag));
-    const doomed = (listed?.rules ?? []).filter((r) => r.comment !== undefined && !keepTags.has(r.comment));
+    const doomed = (await tableRules(network)).filter((r) => r.comment !== undefined && !keepTags.has(r.comment));
     if (doomed.length) await nftApply(nftDeleteScript(network, doomed));
     removed += doomed.length;
   }

@@ -23,6 +23,7 @@ import {
 } from "../../plugins/kernel/link.js";
 import { addMasquerade, attachmentKey, gcMasquerade, listMasquerade, nftAddScript, removeMasquerade } from "../../plugins/kernel/masquerade.js";
 import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
+import { nftRuleRefs, parseNftTable } from "../../plugins/kernel/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
 import { Rtnl, withRtnl } from "../../plugins/kernel/rtnl.js";
 import { readSysctl, writeSysctl } from "../../plugins/kernel/sysctl.js";
@@ -280,6 +281,39 @@ describe("masquerade (nftables)", () => {
     const comment = /comment "([^"]*)"/.exec(script)![1]!;
     expect(comment.length).toBeLessThanOrEqual(127);
     expect(comment.startsWith("weft ")).toBe(true);
+  });
+});
+
+describe("nftables over nfnetlink", () => {
+  it("lists a table's rules with their chains, handles and comments as nft does, and none of an absent table", async () => {
+    const ns = pool.create();
+    const netns = Netns.open(ns.path);
+    opened.push(netns);
+    expect(await nftRuleRefs("inet", "weft_test", netns)).toEqual([]);
+    const long = "c".repeat(127);
+    const dir = mkdtempSync(join(tmpdir(), "weft-nft-"));
+    try {
+      writeFileSync(
+        join(dir, "rules.nft"),
+        [
+          "table inet weft_test {",
+          "  chain a { type nat hook prerouting priority -100; tcp dport 8080 dnat ip to 10.1.0.2:80 comment \"pod1\"; }",
+          `  chain b { udp dport 53 counter comment "${long}"; counter; tcp dport 22 accept comment "pod1"; }`,
+          "}",
+          "table inet weft_other {",
+          '  chain c { counter comment "elsewhere"; }',
+          "}",
+          "",
+        ].join("\n"),
+      );
+      ns.exec("nft", ["-f", join(dir, "rules.nft")]);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    const byNft = parseNftTable(ns.exec("nft", ["-j", "list", "table", "inet", "weft_test"])).rules.map(({ chain, handle, comment }) => ({ chain, handle, comment }));
+    const byNetlink = await nftRuleRefs("inet", "weft_test", netns);
+    expect(byNetlink).toEqual(byNft);
+    expect(byNetlink!.map((r) => r.comment)).toEqual(["pod1", long, undefined, "pod1"]);
   });
 });
 
