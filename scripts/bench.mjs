@@ -336,7 +336,7 @@ function report(r) {
   const addDel = weft.ADD.median + weft.DEL.median;
   const refAddDel = ref.ADD.median + ref.DEL.median;
   console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
-  console.log(`weft ADD + DEL: ${round(addDel)} ms = ${round(addDel / (4 * floorMs) * 100) / 100}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${round(addDel / refAddDel * 100) / 100}x`);
+  console.log(`weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`);
   if (!r.sets["weft-exec"]) return;
   const parts = [
     ["flannel chain, delegates executed", "weft-exec", undefined],
