@@ -3,7 +3,7 @@
 // (the conformance suite's driver), the way a kubelet's runtime runs plugins: a clean environment with
 // PATH and the CNI_ variables only. Never run by the tests: `make bench`.
 //
-//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json] [--no-parts]
+//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json] [--no-parts] [--bin bin]
 //
 // For each plugin set it makes a node network namespace of its own, and per round a pod namespace:
 // ADD, CHECK and DEL of the network list are timed one by one (median and p95). Then N pods are added
@@ -25,6 +25,8 @@ const arg = (name, fallback) => {
 const ROUNDS = Number(arg("rounds", 30));
 const PARALLEL = Number(arg("parallel", 64));
 const JSON_OUT = resolve(root, arg("json", "build/bench.json"));
+// Which weft executables: bin/ (script form) or dist/standalone (make standalone).
+const WEFT_BIN = resolve(root, arg("bin", "bin"));
 const REF_BIN = "/usr/lib/cni";
 const PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -120,6 +122,11 @@ function hostLocalConflist(dir) {
 }
 
 const PORT_MAPPING = { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] };
+
+function readWeftBanner(path) {
+  const head = readFileSync(path).subarray(0, 200).toString("latin1");
+  return /^#![^\n]*\n\/\/ weft \S+ \S+\n/.test(head);
+}
 
 /**
  * A bin dir where weft's delegates carry another build's banner: flannel then executes bridge, and
@@ -276,13 +283,14 @@ async function main() {
   const driver = buildDriver();
   const weftBin = join(work, "weft-bin");
   mkdirSync(weftBin);
-  for (const type of PLUGIN_TYPES) copyFileSync(join(root, "bin", type), join(weftBin, type));
+  for (const type of PLUGIN_TYPES) copyFileSync(join(WEFT_BIN, type), join(weftBin, type));
   spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(weftBin, t))]);
 
   const sets = [prepare("weft", weftBin, weftConflist), prepare("ref", REF_BIN, referenceConflist)];
   if (!process.argv.includes("--no-parts")) {
+    // Only the script form carries the banner that in-process delegation is decided by.
+    if (readWeftBanner(join(weftBin, "flannel"))) sets.push(prepare("weft-exec", executingBinDir(weftBin), weftConflist));
     sets.push(
-      prepare("weft-exec", executingBinDir(weftBin), weftConflist),
       prepare("weft-mapped", weftBin, weftConflist, PORT_MAPPING),
       prepare("ref-mapped", REF_BIN, referenceConflist, PORT_MAPPING),
       prepare("weft-bridge", weftBin, bridgeConflist),
@@ -337,13 +345,13 @@ function report(r) {
   const refAddDel = ref.ADD.median + ref.DEL.median;
   console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
   console.log(`weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`);
-  if (!r.sets["weft-exec"]) return;
   const parts = [
     ["flannel chain, delegates executed", "weft-exec", undefined],
     ["default conflist, 1 port mapping", "weft-mapped", "ref-mapped"],
     ["bridge + host-local", "weft-bridge", "ref-bridge"],
     ["host-local alone", "weft-host-local", "ref-host-local"],
-  ];
+  ].filter(([, w]) => r.sets[w]);
+  if (parts.length === 0) return;
   console.log(`\nper plugin, median / p95 ms (weft | Go reference)\n`);
   console.log(`| ${"".padEnd(34)} | ${"ADD".padStart(13)} | ${"CHECK".padStart(13)} | ${"DEL".padStart(13)} |`);
   console.log(`|${"-".repeat(36)}|${"-".repeat(15)}|${"-".repeat(15)}|${"-".repeat(15)}|`);

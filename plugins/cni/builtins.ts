@@ -15,6 +15,15 @@ export function nodeChildProcess(): typeof import("node:child_process") {
   return load("node:child_process") as typeof import("node:child_process");
 }
 
+/** node:sea, where this Node.js has it (20.12 and later); asked only when a delegate has no weft banner. */
+export function nodeSea(): typeof import("node:sea") | undefined {
+  try {
+    return load("node:sea") as typeof import("node:sea");
+  } catch {
+    return undefined;
+  }
+}
+
 /** Random bytes from the kernel without loading node:crypto. */
 export function randomBytes(count: number): Buffer {
   const bytes = Buffer.alloc(count);

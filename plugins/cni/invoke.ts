@@ -1,9 +1,9 @@
 import type { ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, openSync, readSync } from "node:fs";
-import { join } from "node:path";
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
+import { basename, join } from "node:path";
 import type { NetConf } from "./config.js";
 import type { CniEnv, Verb } from "./env.js";
-import { nodeChildProcess } from "./builtins.js";
+import { nodeChildProcess, nodeSea } from "./builtins.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { parseResult, type Result } from "./result.js";
 import { dispatch, writeAll, type Plugin } from "./skel.js";
@@ -167,9 +167,34 @@ export function readWeftBanner(path: string): { version: string; type: string } 
 async function inProcessPlugin(path: string, inProcess: InProcessPlugins | undefined): Promise<Plugin<NetConf> | undefined> {
   if (!inProcess) return undefined;
   const banner = readWeftBanner(path);
-  if (!banner || banner.version !== inProcess.version) return undefined;
-  const load = Object.hasOwn(inProcess.plugins, banner.type) ? inProcess.plugins[banner.type] : undefined;
+  let type: string;
+  if (banner) {
+    if (banner.version !== inProcess.version) return undefined;
+    type = banner.type;
+  } else if (isThisStandaloneExecutable(path)) {
+    // The multi-call executable runs as the plugin it is invoked by: the name it was found under.
+    type = basename(path);
+  } else {
+    return undefined;
+  }
+  const load = Object.hasOwn(inProcess.plugins, type) ? inProcess.plugins[type] : undefined;
   return load?.();
+}
+
+/**
+ * Whether path is the very file this process runs from, when that is weft's standalone executable
+ * (a hard link or symlink of it under another CNI name): then it is this build, and no banner is
+ * needed to trust it.
+ */
+function isThisStandaloneExecutable(path: string): boolean {
+  try {
+    if (!(nodeSea()?.isSea() ?? false)) return false;
+    const self = statSync(process.execPath);
+    const delegate = statSync(path);
+    return self.dev === delegate.dev && self.ino === delegate.ino;
+  } catch {
+    return false;
+  }
 }
 
 /**

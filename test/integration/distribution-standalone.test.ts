@@ -49,6 +49,44 @@ describe("the standalone multi-call executable", () => {
   });
 });
 
+describe("one process per pod in the standalone form", () => {
+  it.skipIf(process.getuid?.() !== 0 || spawnSync("sh", ["-c", "command -v strace"]).status !== 0)(
+    "flannel runs bridge and host-local, hard links of itself, in its own process; a copy is executed",
+    () => {
+      const t = join(tmp.dir, "one-process");
+      const copy = join(t, "copy");
+      mkdirSync(copy, { recursive: true });
+      writeFileSync(join(t, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+      // Not the same file: a byte-identical copy under the delegates' names must be executed.
+      for (const type of ["bridge", "host-local"]) execFileSync("cp", [join(SA, "weft"), join(copy, type)]);
+      const node = `${PFX}op-node`;
+      const pod = `${PFX}op-pod`;
+      for (const ns of [node, pod]) execFileSync("ip", ["netns", "add", ns]);
+      try {
+        const execs = (cniPath: string, id: string) => {
+          const conf = { cniVersion: "1.0.0", name: "cbr0", type: "flannel", subnetFile: join(t, "subnet.env"), dataDir: join(t, "flannel"), ipam: { dataDir: join(t, "ipam") } };
+          const trace = join(t, `trace-${id}`);
+          const env = ["PATH=/usr/bin:/bin", `CNI_CONTAINERID=${id}`, `CNI_NETNS=/run/netns/${pod}`, "CNI_IFNAME=eth0", `CNI_PATH=${cniPath}`, `WEFT_CACHE_DIR=${CACHE.WEFT_CACHE_DIR}`];
+          const run = (verb: string, traced: boolean) =>
+            spawnSync("ip", ["netns", "exec", node, "env", "-i", ...env, `CNI_COMMAND=${verb}`, ...(traced ? ["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace] : []), join(SA, "flannel")], {
+              input: JSON.stringify(conf),
+              encoding: "utf8",
+            });
+          const add = run("ADD", true);
+          expect(add.status, add.stdout + add.stderr).toBe(0);
+          expect(run("DEL", false).status).toBe(0);
+          return readFileSync(trace, "utf8").split("\n").filter((l) => l.includes("execve(") && !l.includes("ENOENT")).length;
+        };
+        expect(execs(SA, "same")).toBe(1);
+        expect(execs(`${copy}:${SA}`, "copied")).toBe(3);
+      } finally {
+        for (const ns of [node, pod]) spawnSync("ip", ["netns", "del", ns]);
+      }
+    },
+    60_000,
+  );
+});
+
 /** Why the end-to-end test cannot run here, or undefined when it can. */
 function missing(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root (mount and network namespaces)";
