@@ -12,7 +12,7 @@
 // the flannel chain with weft's delegates executed instead of run in-process (--no-parts skips these).
 // Everything it makes is removed at the end.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,8 +124,11 @@ function hostLocalConflist(dir) {
 const PORT_MAPPING = { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] };
 
 function readWeftBanner(path) {
-  const head = readFileSync(path).subarray(0, 200).toString("latin1");
-  return /^#![^\n]*\n\/\/ weft \S+ \S+\n/.test(head);
+  const head = Buffer.alloc(200);
+  const fd = openSync(path, "r");
+  const length = readSync(fd, head, 0, head.length, 0);
+  closeSync(fd);
+  return /^#![^\n]*\n\/\/ weft \S+ \S+\n/.test(head.toString("latin1", 0, length));
 }
 
 /**
@@ -238,9 +241,16 @@ function peakMemory(set, driver, types) {
   const log = join(set.dir, "maxrss");
   for (const type of types) {
     const real = join(set.binDir, type);
-    const copy = join(wrapped, `${type}.real`);
-    copyFileSync(real, copy);
-    writeFileSync(join(wrapped, type), `#!/bin/sh\nexec /usr/bin/time -a -o ${log} -f "${type} %M" ${copy}\n`, { mode: 0o755 });
+    // A hard link under its own name: the multi-call executable picks its plugin by name, and
+    // in-process delegation recognises its own file.
+    mkdirSync(join(wrapped, "real"), { recursive: true });
+    const link = join(wrapped, "real", type);
+    try {
+      linkSync(real, link);
+    } catch {
+      copyFileSync(real, link); // another file system (the reference's /usr/lib/cni)
+    }
+    writeFileSync(join(wrapped, type), `#!/bin/sh\nexec /usr/bin/time -a -o ${log} -f "${type} %M" ${link}\n`, { mode: 0o755 });
   }
   const pod = `${tag}-${set.name}-mem`;
   addNetns(pod);
@@ -283,7 +293,12 @@ async function main() {
   const driver = buildDriver();
   const weftBin = join(work, "weft-bin");
   mkdirSync(weftBin);
-  for (const type of PLUGIN_TYPES) copyFileSync(join(WEFT_BIN, type), join(weftBin, type));
+  // The standalone form is one file under five names, as scripts/install leaves it: one copy, hard links.
+  const standalone = !readWeftBanner(join(WEFT_BIN, "flannel"));
+  for (const type of PLUGIN_TYPES) {
+    if (standalone && type !== PLUGIN_TYPES[0]) linkSync(join(weftBin, PLUGIN_TYPES[0]), join(weftBin, type));
+    else copyFileSync(join(WEFT_BIN, type), join(weftBin, type));
+  }
   spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(weftBin, t))]);
 
   const sets = [prepare("weft", weftBin, weftConflist), prepare("ref", REF_BIN, referenceConflist)];
