@@ -218,7 +218,12 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
     timer = setTimeout(() => {
       // The abandoned run cannot be stopped, but the processes it waits on can.
       for (const child of runningDelegates) killDelegate(child);
-      reject(new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`));
+      reject(
+        new CniError(
+          ErrorCode.TryAgainLater,
+          `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms (and ${IN_PROCESS_GRACE_MS} ms more for its own delegates to time out first): given up on, its delegate processes killed`,
+        ),
+      );
     }, timeoutMs + IN_PROCESS_GRACE_MS);
     timer.unref();
   });

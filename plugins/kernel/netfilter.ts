@@ -78,9 +78,10 @@ const NFPROTO = { inet: 1, ip: 2, ip6: 10 } as const;
 export type NftRuleRef = Pick<NftListedRule, "chain" | "handle" | "comment">;
 
 /**
- * The chain, handle and comment of every rule in a table, dumped over nfnetlink in netns (this
- * namespace when absent; [] when the table does not exist): a fraction of a millisecond, where running nft costs about
- * 10 ms. Undefined when the kernel gave no clear answer; the caller then asks nft.
+ * The chain, handle and comment of every rule in a table ([] when the table does not exist),
+ * dumped over nfnetlink in netns (this namespace when absent): a fraction of a millisecond, where
+ * running nft costs about 10 ms. Undefined when the kernel gave no clear answer; the caller then
+ * asks nft.
  */
 export async function nftRuleRefs(family: keyof typeof NFPROTO, table: string, netns?: Netns): Promise<NftRuleRef[] | undefined> {
   let nl: Rtnl;

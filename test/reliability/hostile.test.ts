@@ -11,7 +11,7 @@ import { portmapPlugin } from "../../plugins/portmap/plugin.js";
 import { hostLocalPlugin } from "../../ipam/host-local/plugin.js";
 import { record } from "./figures.js";
 import { HOSTILE_MARKER, hostileNames } from "./random.js";
-import { createNode, invoke, kernelLeftovers, type Node } from "./sandbox.js";
+import { createNode, flannelConf, invoke, kernelLeftovers, SUBNET_ENV, type Node } from "./sandbox.js";
 
 /**
  * Issue 9, hostile ids: container ids, interface names and network names with "/", "..", NUL,
@@ -19,8 +19,6 @@ import { createNode, invoke, kernelLeftovers, type Node } from "./sandbox.js";
  * runs (in process, every plugin), and, through the executables under strace, before any of them
  * reaches a path, a netlink message or a command line. Then the symlink policy and file modes.
  */
-
-const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";
 
 let node: Node;
 let tried = 0;
@@ -127,17 +125,8 @@ describe("hostile names through the executables, under strace", () => {
 });
 
 describe("symlinks and modes", () => {
-  const flannelConf = (extra: Record<string, unknown> = {}) => ({
-    cniVersion: "1.1.0",
-    name: "cbr0",
-    type: "flannel",
-    subnetFile: join(node.work, "subnet.env"),
-    dataDir: join(node.work, "flannel"),
-    delegate: { hairpinMode: true },
-    ipam: { dataDir: join(node.work, "networks") },
-    ...extra,
-  });
-  const call = (verb: string, id: string, pod: string, conf: unknown = flannelConf()) => invoke(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config: conf });
+  const conf = (extra: Record<string, unknown> = {}) => flannelConf(node, extra);
+  const call = (verb: string, id: string, pod: string, config: unknown = conf()) => invoke(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config });
   const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
 
   it("creates files with the reference's modes: flannel dir 0700 and files 0600, host-local dir 0755, address files 0644, lock 0750", () => {
@@ -162,20 +151,20 @@ describe("symlinks and modes", () => {
     symlinkSync(join(real, "flannel"), join(node.work, "flannel-link"));
     symlinkSync(join(real, "networks"), join(node.work, "networks-link"));
     symlinkSync(join(real, "subnet.env"), join(node.work, "subnet-link.env"));
-    const conf = flannelConf({ dataDir: join(node.work, "flannel-link"), subnetFile: join(node.work, "subnet-link.env"), ipam: { dataDir: join(node.work, "networks-link") } });
+    const linked = conf({ dataDir: join(node.work, "flannel-link"), subnetFile: join(node.work, "subnet-link.env"), ipam: { dataDir: join(node.work, "networks-link") } });
     const pod = node.addPod();
-    expect(call("ADD", "linked", pod, conf).status).toBe(0);
+    expect(call("ADD", "linked", pod, linked).status).toBe(0);
     expect(readdirSync(join(real, "flannel"))).toEqual(["linked"]);
     expect(readdirSync(join(real, "networks", "cbr0"))).toContain("10.244.1.2");
     expect(lstatSync(join(node.work, "flannel-link")).isSymbolicLink()).toBe(true);
-    expect(call("DEL", "linked", pod, conf).status).toBe(0);
+    expect(call("DEL", "linked", pod, linked).status).toBe(0);
     expect(readdirSync(join(real, "flannel"))).toEqual([]);
   });
 
   it("a dangling dataDir symlink is a clear error and creates nothing", () => {
     symlinkSync(join(node.work, "nowhere"), join(node.work, "dangling"));
     const pod = node.addPod();
-    const o = call("ADD", "dangling", pod, flannelConf({ dataDir: join(node.work, "dangling") }));
+    const o = call("ADD", "dangling", pod, conf({ dataDir: join(node.work, "dangling") }));
     expect(o.status).toBe(1);
     expect(o.json.msg).toContain(join(node.work, "dangling"));
     expect(existsSync(join(node.work, "nowhere"))).toBe(false);

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { record } from "./figures.js";
-import { createNode, invokeAsync, kernelLeftovers, REFERENCE_DIR, type Node, type Outcome } from "./sandbox.js";
+import { createNode, flannelConf, invokeAsync, kernelLeftovers, REFERENCE_DIR, SUBNET_ENV, type Node, type Outcome } from "./sandbox.js";
 
 /**
  * Issue 9, races: many ADDs and DELs at once on one network, weft's host-local mixed with the
@@ -148,16 +148,7 @@ describe("host-local, weft and the reference on one store", () => {
 });
 
 describe("whole flannel chains in parallel", () => {
-  const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";
-  const conf = () => ({
-    cniVersion: "1.1.0",
-    name: "cbr0",
-    type: "flannel",
-    subnetFile: join(node.work, "subnet.env"),
-    dataDir: join(node.work, "flannel"),
-    delegate: { hairpinMode: true, isDefaultGateway: true },
-    ipam: { dataDir: join(node.work, "data") },
-  });
+  const conf = () => flannelConf(node, { delegate: { hairpinMode: true, isDefaultGateway: true }, ipam: { dataDir: join(node.work, "data") } });
   const chain = (verb: string, id: string, pod: string) => invokeAsync(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config: conf() });
 
   it("24 pods added at once, then deleted at once while 24 others are added: distinct addresses, nothing left", async () => {

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { record } from "./figures.js";
-import { BIN, createNode, invoke, invokeAsync, kernelLeftovers, type Node, type Outcome } from "./sandbox.js";
+import { BIN, createNode, flannelConf, invoke, invokeAsync, kernelLeftovers, SUBNET_ENV, type Node, type Outcome } from "./sandbox.js";
 
 /**
  * Issue 9, resource failures: a read-only or full data directory (small tmpfs mounted under the
@@ -11,8 +11,6 @@ import { BIN, createNode, invoke, invokeAsync, kernelLeftovers, type Node, type 
  * pod's namespace deleted while ADD runs. Each ends in a clear error or a clean success, and with
  * nothing half-made once the runtime's DEL has run.
  */
-
-const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";
 
 let node: Node;
 let scenarios = 0;
@@ -22,18 +20,7 @@ beforeAll(() => {
 });
 afterAll(() => node?.remove());
 
-function conf(extra: Record<string, unknown> = {}, ipamDir = join(node.work, "networks")) {
-  return {
-    cniVersion: "1.1.0",
-    name: "cbr0",
-    type: "flannel",
-    subnetFile: join(node.work, "subnet.env"),
-    dataDir: join(node.work, "flannel"),
-    delegate: { hairpinMode: true },
-    ipam: { dataDir: ipamDir },
-    ...extra,
-  };
-}
+const conf = (extra: Record<string, unknown> = {}, ipamDir = join(node.work, "networks")) => flannelConf(node, { ipam: { dataDir: ipamDir }, ...extra });
 
 const call = (verb: string, id: string, pod: string | undefined, config: unknown, extra: Record<string, unknown> = {}): Outcome =>
   invoke(node, { type: "flannel", verb, containerId: id, netns: pod ? `/run/netns/${pod}` : "", config, ...extra });

@@ -15,6 +15,23 @@ export const BIN = join(ROOT, "bin");
 export const REFERENCE_DIR = "/usr/lib/cni";
 export const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** The node's flanneld lease most scenarios use: IPv4 only, VXLAN's MTU, masquerade by flanneld. */
+export const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";
+
+/** weft's flannel config with every path under the node's work directory; extra keys win. */
+export function flannelConf(node: Node, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    cniVersion: "1.1.0",
+    name: "cbr0",
+    type: "flannel",
+    subnetFile: join(node.work, "subnet.env"),
+    dataDir: join(node.work, "flannel"),
+    delegate: { hairpinMode: true },
+    ipam: { dataDir: join(node.work, "networks") },
+    ...extra,
+  };
+}
+
 export interface Node {
   name: string;
   work: string;
