@@ -221,7 +221,7 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
       reject(
         new CniError(
           ErrorCode.TryAgainLater,
-          `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms (and ${IN_PROCESS_GRACE_MS} ms more for its own delegates to time out first): given up on, its delegate processes killed`,
+          `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed (run in-process: given up on ${IN_PROCESS_GRACE_MS} ms later, its delegate processes killed)`,
         ),
       );
     }, timeoutMs + IN_PROCESS_GRACE_MS);
