@@ -3,6 +3,12 @@
 //   flock(fd, op)            flock(2), op = LOCK_SH | LOCK_EX | LOCK_UN, optionally | LOCK_NB
 //   flockAsync(fd, op)       the same on a libuv worker thread, as a promise, so a blocking wait
 //                            never stalls the event loop (and a caller can time it out)
+//   netlinkSocket(protocol)  a netlink socket (fd) in the calling thread's network namespace
+//   netlinkRequest(fd, msg)  sends one netlink message and reads every reply up to the one that ends
+//                            it (NLMSG_ERROR or NLMSG_DONE with its sequence number), on a libuv
+//                            worker thread, as a promise of the replies' bytes: the kernel carries out
+//                            some requests inside the send itself, slowly (deleting a veth pair waits
+//                            out RCU grace periods), and the event loop stays free meanwhile
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <linux/netlink.h>
 #include <node_api.h>
 #include <uv.h>
 
@@ -113,11 +123,158 @@ static napi_value FlockAsync(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+static napi_value NetlinkSocket(napi_env env, napi_callback_info info) {
+  int32_t a[1];
+  if (!int_args(env, info, a, 1)) return NULL;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, a[0]);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  struct sockaddr_nl local = {.nl_family = AF_NETLINK};
+  // The kernel answers within microseconds or, for the slow requests, milliseconds: a minute
+  // without an answer means it never comes, and the worker thread must not wait forever.
+  struct timeval timeout = {.tv_sec = 60};
+  const char *failed = bind(fd, (struct sockaddr *)&local, sizeof local) != 0 ? "bind"
+                       : setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0 ? "setsockopt"
+                       : NULL;
+  if (failed) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, failed);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  char *request;
+  size_t request_length;
+  char *reply;
+  size_t reply_length;
+  int err;
+  const char *syscall;
+} netlink_job;
+
+/** Replies above this size are refused rather than buffered (a dump of a huge table). */
+#define NETLINK_REPLY_LIMIT (64u << 20)
+
+static void netlink_execute(napi_env env, void *data) {
+  (void)env;
+  netlink_job *job = data;
+  const struct nlmsghdr *sent = (const struct nlmsghdr *)job->request;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(job->fd, job->request, job->request_length, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    job->err = errno;
+    job->syscall = "sendto";
+    return;
+  }
+  size_t capacity = 0;
+  for (int done = 0; !done;) {
+    // The size of the next datagram first, so that nothing is ever truncated.
+    do {
+      n = recv(job->fd, NULL, 0, MSG_PEEK | MSG_TRUNC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      job->err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+      job->syscall = "recv";
+      return;
+    }
+    if (job->reply_length + (size_t)n > NETLINK_REPLY_LIMIT) {
+      job->err = ENOBUFS;
+      job->syscall = "recv";
+      return;
+    }
+    if (job->reply_length + (size_t)n > capacity) {
+      size_t wanted = capacity ? capacity : 65536;
+      while (wanted < job->reply_length + (size_t)n) wanted *= 2;
+      char *grown = realloc(job->reply, wanted);
+      if (!grown) {
+        job->err = ENOMEM;
+        job->syscall = "recv";
+        return;
+      }
+      job->reply = grown;
+      capacity = wanted;
+    }
+    char *chunk = job->reply + job->reply_length;
+    do {
+      n = recv(job->fd, chunk, capacity - job->reply_length, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      job->err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+      job->syscall = "recv";
+      return;
+    }
+    job->reply_length += (size_t)n;
+    for (size_t off = 0; off + sizeof(struct nlmsghdr) <= (size_t)n;) {
+      const struct nlmsghdr *h = (const struct nlmsghdr *)(chunk + off);
+      if (h->nlmsg_len < sizeof(struct nlmsghdr) || off + h->nlmsg_len > (size_t)n) break;
+      if (h->nlmsg_seq == sent->nlmsg_seq && (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)) done = 1;
+      off += NLMSG_ALIGN(h->nlmsg_len);
+    }
+  }
+}
+
+static void netlink_complete(napi_env env, napi_status status, void *data) {
+  netlink_job *job = data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value buffer;
+    napi_create_buffer_copy(env, job->reply_length, job->reply ? job->reply : "", NULL, &buffer);
+    napi_resolve_deferred(env, job->deferred, buffer);
+  } else {
+    throw_errno(env, job->err ? job->err : ECANCELED, job->syscall ? job->syscall : "netlink");
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_reject_deferred(env, job->deferred, exception);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->request);
+  free(job->reply);
+  free(job);
+}
+
+static napi_value NetlinkRequest(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  int32_t fd;
+  void *bytes;
+  size_t length;
+  bool is_buffer = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[1], &bytes, &length) != napi_ok || length < sizeof(struct nlmsghdr)) {
+    napi_throw_type_error(env, NULL, "expected a socket fd and a netlink message");
+    return NULL;
+  }
+  netlink_job *job = calloc(1, sizeof *job);
+  if (!job || !(job->request = malloc(length))) {
+    free(job);
+    return throw_errno(env, ENOMEM, "netlink");
+  }
+  memcpy(job->request, bytes, length);
+  job->request_length = length;
+  job->fd = fd;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "weft.netlink", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, netlink_execute, netlink_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"setns", NULL, Setns, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flockAsync", NULL, FlockAsync, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netlinkSocket", NULL, NetlinkSocket, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netlinkRequest", NULL, NetlinkRequest, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -4,7 +4,7 @@ import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } 
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
 import type { Verb } from "../cni/env.js";
-import { delLink, linkByIndex, linkByName, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
+import { delLink, delLinkByName, linkByIndex, linkByName, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
 import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../kernel/macspoof.js";
 import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../kernel/masquerade.js";
 import { isOwnNetns, Netns, NetnsPathError } from "../kernel/netns.js";
@@ -180,29 +180,40 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
     }
   }
 
+  /**
+   * Deletes CNI_IFNAME in the pod's namespace: "deleted" (or nothing was there), or "gone" when the
+   * namespace itself is (a stale path that is no namespace counts as gone: nothing left inside, §3 #14).
+   */
+  async function deletePodInterface(request: BridgeRequest): Promise<"deleted" | "gone"> {
+    let podNetns: Netns | undefined;
+    try {
+      podNetns = openPodNetns(request);
+      const netns = podNetns;
+      await step(`delete ${request.env.ifName}`, () => delLinkByName(netns, request.env.ifName));
+      return "deleted";
+    } catch (err) {
+      if (!(err instanceof NetnsPathError)) throw err;
+      request.log(`${err.message}: treating the namespace as gone`);
+      return "gone";
+    } finally {
+      podNetns?.close();
+    }
+  }
+
   async function del(request: BridgeRequest): Promise<void> {
     const s = bridgeSettings(request.config, request.cniArgs);
     const { conf } = s;
     const k = new Handles();
     try {
-      let podGone = request.env.netns === "";
-      if (!podGone) {
-        try {
-          const pod = await k.enter(openPodNetns(request));
-          const link = await linkByName(pod, request.env.ifName);
-          if (link) await step(`delete ${request.env.ifName}`, () => delLink(pod, link.index));
-        } catch (err) {
-          // Gone, or a stale path that is no namespace: nothing left inside; clean up the rest (§3 #14).
-          if (!(err instanceof NetnsPathError)) throw err;
-          request.log(`${err.message}: treating the namespace as gone`);
-          podGone = true;
-        }
-      }
-      if (podGone) await removeOrphanHostVeth(await k.host(), request, conf);
-      if (s.ipamType) {
-        const ipamType = s.ipamType;
-        await step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType));
-      }
+      // The kernel takes about 20 ms to delete a veth pair, inside the request: IPAM releases the
+      // address meanwhile (the reference releases it first, so neither order is new to a runtime).
+      const podInterface = request.env.netns === "" ? Promise.resolve("gone" as const) : deletePodInterface(request);
+      const ipamType = s.ipamType;
+      const release = ipamType ? step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType)) : Promise.resolve();
+      const [deleted, released] = await Promise.allSettled([podInterface, release]);
+      if (deleted.status === "rejected") throw deleted.reason;
+      if (deleted.value === "gone") await removeOrphanHostVeth(await k.host(), request, conf);
+      if (released.status === "rejected") throw released.reason;
       if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
       if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
     } finally {

@@ -1,7 +1,7 @@
 import { isKernelError } from "./errors.js";
 import type { Netns } from "./netns.js";
 import { findTool, run } from "./nft.js";
-import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, readCString, Rtnl } from "./rtnl.js";
+import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, NLM_F_DUMP, readCString, requestOffThread } from "./rtnl.js";
 
 /**
  * Whole-table reads and one-transaction writes for nftables, and iptables-save / iptables-restore
@@ -84,30 +84,25 @@ export type NftRuleRef = Pick<NftListedRule, "chain" | "handle" | "comment">;
  * asks nft.
  */
 export async function nftRuleRefs(family: keyof typeof NFPROTO, table: string, netns?: Netns): Promise<NftRuleRef[] | undefined> {
-  let nl: Rtnl;
-  try {
-    nl = await Rtnl.open(netns, NETLINK_NETFILTER);
-  } catch {
-    return undefined;
-  }
   // struct nfgenmsg: family, version NFNETLINK_V0, res_id 0; the table attribute filters the dump.
   const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_RULE.TABLE, cstring(table))])]);
+  let replies: Buffer[];
   try {
-    const replies = await nl.dump((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, `list rules of nftables table ${family} ${table}`);
-    const rules: NftRuleRef[] = [];
-    for (const reply of replies) {
-      const attrs = decodeAttrs(reply.subarray(4));
-      const handle = attrs.get(NFTA_RULE.HANDLE);
-      const chain = readCString(attrs.get(NFTA_RULE.CHAIN));
-      if (readCString(attrs.get(NFTA_RULE.TABLE)) !== table || !chain || handle?.length !== 8) return undefined;
-      rules.push({ chain, handle: Number(handle.readBigUInt64BE(0)), comment: ruleComment(attrs.get(NFTA_RULE.USERDATA)) });
-    }
-    return rules;
+    // Off the main thread only because that path needs neither the netlink package nor its binding,
+    // which portmap's DEL would otherwise load for this one question (about 3 ms).
+    replies = await requestOffThread(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, NLM_F_DUMP, `list rules of nftables table ${family} ${table}`);
   } catch (err) {
     return isKernelError(err, "ENOENT") ? [] : undefined;
-  } finally {
-    nl.close();
   }
+  const rules: NftRuleRef[] = [];
+  for (const reply of replies) {
+    const attrs = decodeAttrs(reply.subarray(4));
+    const handle = attrs.get(NFTA_RULE.HANDLE);
+    const chain = readCString(attrs.get(NFTA_RULE.CHAIN));
+    if (readCString(attrs.get(NFTA_RULE.TABLE)) !== table || !chain || handle?.length !== 8) return undefined;
+    rules.push({ chain, handle: Number(handle.readBigUInt64BE(0)), comment: ruleComment(attrs.get(NFTA_RULE.USERDATA)) });
+  }
+  return rules;
 }
 
 /** nft keeps a rule's comment in its user data, as type-length-value entries of one byte each. */

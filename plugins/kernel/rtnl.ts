@@ -1,7 +1,9 @@
+import { closeSync } from "node:fs";
 import type { NetlinkSocket } from "netlink/dist/netlink.js";
 import type { NetlinkMessage } from "netlink/dist/structs.js";
 import { KernelError, kernelError } from "./errors.js";
 import type { Netns } from "./netns.js";
+import { weftSyscalls } from "./syscalls.js";
 
 /**
  * An rtnetlink socket bound to one network namespace, and the small attribute codec weft needs.
@@ -10,10 +12,12 @@ import type { Netns } from "./netns.js";
  * cannot express the nested attributes used below (veth peer, bridge port flags, VLANs).
  */
 
-const NETLINK_ROUTE = 0;
+export const NETLINK_ROUTE = 0;
 /** nfnetlink, for the one nftables question asked over netlink (see netfilter.ts). */
 export const NETLINK_NETFILTER = 12;
 
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
 export const NLM_F_MULTI = 0x2;
 export const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300;
@@ -207,6 +211,69 @@ export class Rtnl {
   close(): void {
     this.socket?.close();
     this.socket = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests off the main thread
+
+/** A message as the kernel sent it: header type and flags, and the payload. */
+interface ReplyMessage {
+  type: number;
+  flags: number;
+  data: Buffer;
+}
+
+const NLMSG_HDRLEN = 16;
+
+function splitMessages(buf: Buffer): ReplyMessage[] {
+  const out: ReplyMessage[] = [];
+  for (let off = 0; off + NLMSG_HDRLEN <= buf.length; ) {
+    const len = buf.readUInt32LE(off);
+    if (len < NLMSG_HDRLEN || off + len > buf.length) break;
+    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), data: buf.subarray(off + NLMSG_HDRLEN, off + len) });
+    off += align4(len);
+  }
+  return out;
+}
+
+/**
+ * One request on a socket of its own in netns (this namespace when absent), sent and answered on a
+ * libuv worker thread (native/weft.c): the payloads of the replies, as Rtnl's get and dump give them.
+ * The kernel carries out some requests inside the send itself, and slowly: deleting a veth pair
+ * waits out RCU grace periods, about 20 ms on these machines. Asked this way, the process does its
+ * other work meanwhile; and a verb that asks nothing else needs neither the netlink package nor its
+ * binding. A dump the kernel interrupted is asked again, as Rtnl.dump does.
+ */
+export async function requestOffThread(netns: Netns | undefined, protocol: number, type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
+  const { netlinkSocket, netlinkRequest } = weftSyscalls();
+  const fd = netns ? netns.run(() => netlinkSocket(protocol)) : netlinkSocket(protocol);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const header = Buffer.alloc(NLMSG_HDRLEN);
+      header.writeUInt32LE(NLMSG_HDRLEN + body.length, 0);
+      header.writeUInt16LE(type, 4);
+      header.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
+      header.writeUInt32LE(attempt, 8);
+      let replies: ReplyMessage[];
+      try {
+        replies = splitMessages(await netlinkRequest(fd, Buffer.concat([header, body])));
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw typeof e.errno === "number" ? kernelError(e.errno, operation) : err;
+      }
+      for (const reply of replies) {
+        if ((reply.type === NLMSG_ERROR || reply.type === NLMSG_DONE) && reply.data.length >= 4 && reply.data.readInt32LE(0) < 0) {
+          throw kernelError(-reply.data.readInt32LE(0), operation);
+        }
+      }
+      if (!replies.some((r) => (r.flags & NLM_F_DUMP_INTR) !== 0)) {
+        return replies.filter((r) => r.type !== NLMSG_DONE && r.type !== NLMSG_ERROR).map((r) => r.data);
+      }
+      if (attempt >= DUMP_ATTEMPTS) throw new KernelError("EINTR", 4, `${operation}: dump interrupted ${attempt} times`);
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

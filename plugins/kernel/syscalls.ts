@@ -6,6 +6,10 @@ export interface WeftSyscalls {
   setns(fd: number, nstype: number): void;
   flock(fd: number, operation: number): void;
   flockAsync(fd: number, operation: number): Promise<void>;
+  /** A netlink socket of the protocol, in the calling thread's network namespace. */
+  netlinkSocket(protocol: number): number;
+  /** Sends one message on a libuv worker thread; resolves with every reply up to the one that ends it. */
+  netlinkRequest(fd: number, message: Buffer): Promise<Buffer>;
 }
 
 export const LOCK_SH = 1;

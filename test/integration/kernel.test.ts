@@ -7,6 +7,7 @@ import { isKernelError, KernelError } from "../../plugins/kernel/errors.js";
 import {
   createVethPair,
   delLink,
+  delLinkByName,
   ensureBridge,
   linkByIndex,
   linkByName,
@@ -25,7 +26,7 @@ import { addMasquerade, attachmentKey, gcMasquerade, listMasquerade, nftAddScrip
 import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
 import { nftRuleRefs, parseNftTable } from "../../plugins/kernel/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
-import { Rtnl, withRtnl } from "../../plugins/kernel/rtnl.js";
+import { requestOffThread, Rtnl, RTM, withRtnl } from "../../plugins/kernel/rtnl.js";
 import { readSysctl, writeSysctl } from "../../plugins/kernel/sysctl.js";
 import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
 
@@ -169,6 +170,43 @@ describe("links", () => {
     expect(await linkByName(node.nl, "vh")).toBeUndefined();
     expect(await delLink(pod.nl, moved!.index)).toBe(false);
     expect((await listLinks(node.nl)).map((l) => l.name).sort()).toEqual(["br1", "lo"]);
+  });
+
+  it("delLinkByName deletes a veth pair from inside the pod's namespace while the event loop keeps turning", async () => {
+    const node = await open(pool.create());
+    const pod = await open(pool.create());
+    await createVethPair(node.nl, { name: "vh", peerName: "eth0", peerNetns: pod.netns });
+    // Counted in turns of the event loop, not time: sent from the main thread, as the netlink package
+    // sends, the request would hold the loop for the whole unregistration (a few turns at most).
+    let turns = 0;
+    let deleting = true;
+    const spin = () => {
+      turns++;
+      if (deleting) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const deleted = await delLinkByName(pod.netns, "eth0").finally(() => (deleting = false));
+    expect(deleted).toBe(true);
+    expect(turns).toBeGreaterThan(20);
+    expect(await linkByName(node.nl, "vh")).toBeUndefined();
+    expect(await linkByName(pod.nl, "eth0")).toBeUndefined();
+    expect(await delLinkByName(pod.netns, "eth0")).toBe(false);
+  });
+
+  it("requestOffThread answers a GET, types the kernel's refusal, and dumps", async () => {
+    const pod = await open(pool.create());
+    const lo = Buffer.alloc(16);
+    lo.writeInt32LE(1, 4); // struct ifinfomsg: family 0, ifindex 1 (lo)
+    const [reply] = await requestOffThread(pod.netns, 0, RTM.GETLINK, lo, 0, "get lo");
+    expect(reply!.readInt32LE(4)).toBe(1);
+    const missing = Buffer.alloc(16);
+    missing.writeInt32LE(99999, 4);
+    await expect(requestOffThread(pod.netns, 0, RTM.GETLINK, missing, 0, "get link 99999")).rejects.toSatisfy(
+      (err) => isKernelError(err, "ENODEV") && /get link 99999/.test((err as Error).message),
+    );
+    await createVethPair(pod.nl, { name: "va", peerName: "vb" });
+    const all = await requestOffThread(pod.netns, 0, RTM.GETLINK, Buffer.alloc(16), 0x300, "dump links");
+    expect(all.map((data) => data.readInt32LE(4)).sort()).toEqual((await listLinks(pod.nl)).map((l) => l.index).sort());
   });
 });
 
