@@ -276,11 +276,72 @@ function floor() {
   return samples;
 }
 
+/**
+ * weft's own share: the four plugin processes of one pod's ADD and DEL, each executed directly as
+ * libcni executes it (same environment, stdin and prevResult), timed from spawn to exit without the
+ * driver around them.
+ */
+function direct(set) {
+  const conflist = JSON.parse(readFileSync(join(set.dir, "conf/10-bench.conflist"), "utf8"));
+  const [flannelConf, portmapConf] = conflist.plugins.map((p) => ({ cniVersion: conflist.cniVersion, name: conflist.name, ...p }));
+  const times = { "flannel ADD": [], "portmap ADD": [], "portmap DEL": [], "flannel DEL": [] };
+  for (let i = 0; i < ROUNDS + 2; i++) {
+    const pod = `${tag}-${set.name}-d${i}`;
+    addNetns(pod);
+    const env = (verb) => ({ PATH: PATH_ENV, CNI_COMMAND: verb, CNI_CONTAINERID: pod, CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: "eth0", CNI_PATH: set.binDir });
+    const run = (type, verb, conf) => {
+      const started = process.hrtime.bigint();
+      const out = spawnSync(join(set.binDir, type), [], { env: env(verb), input: JSON.stringify(conf), encoding: "utf8" });
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (out.status !== 0) throw new Error(`${type} ${verb} ${pod} failed: ${out.stdout}${out.stderr}`);
+      if (i >= 2) times[`${type} ${verb}`].push(ms);
+      return out.stdout;
+    };
+    const prevResult = JSON.parse(run("flannel", "ADD", flannelConf));
+    const chained = { ...portmapConf, prevResult };
+    run("portmap", "ADD", chained);
+    run("portmap", "DEL", chained);
+    run("flannel", "DEL", flannelConf);
+    delNetns(pod);
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, stats(v)]));
+}
+
+/**
+ * The kernel's share of a DEL: deleting a veth pair, timed as `ip link del` less `ip link show` of
+ * the same namespace (ip's own start and namespace switch). The request returns only once both
+ * devices are unregistered, which waits out RCU grace periods.
+ */
+function vethDelete() {
+  const samples = [];
+  for (let i = 0; i < ROUNDS + 2; i++) {
+    const pod = `${tag}-veth-${i}`;
+    addNetns(pod);
+    sh("ip", ["link", "add", `${tag}v`, "type", "veth", "peer", "name", "eth0", "netns", pod]);
+    sh("ip", ["link", "set", `${tag}v`, "up"]);
+    sh("ip", ["-n", pod, "link", "set", "eth0", "up"]);
+    const timed = (args) => {
+      const started = process.hrtime.bigint();
+      sh("ip", args);
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    const baseline = timed(["-n", pod, "link", "show", "eth0"]);
+    const deleting = timed(["-n", pod, "link", "del", "eth0"]);
+    delNetns(pod);
+    if (i >= 2) samples.push(deleting - baseline);
+  }
+  return stats(samples);
+}
+
 /** Inside the node namespace: the measurements of one plugin set, written as JSON. */
 async function inner(setFile) {
   const { set, driver } = JSON.parse(readFileSync(setFile, "utf8"));
   const times = sequential(set, driver);
   const result = { ADD: stats(times.ADD), CHECK: { ...stats(times.CHECK), failures: times.checkFailures }, DEL: stats(times.DEL) };
+  if (set.name === "weft") {
+    result.direct = direct(set);
+    result.vethDeleteMs = vethDelete();
+  }
   if (set.name === "weft" || set.name === "ref") {
     result.parallel = await parallel(set, driver);
     result.peakMemoryMiB = peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]);
@@ -319,7 +380,7 @@ async function main() {
     const setFile = join(work, `${set.name}.json`);
     writeFileSync(setFile, JSON.stringify({ set, driver }));
     // The pods this run makes inside: known names, so the cleanup here removes them whatever happens.
-    for (let i = 0; i < ROUNDS + 2; i++) namespaces.add(`${tag}-${set.name}-s${i}`);
+    for (let i = 0; i < ROUNDS + 2; i++) namespaces.add(`${tag}-${set.name}-s${i}`).add(`${tag}-${set.name}-d${i}`).add(`${tag}-veth-${i}`);
     for (let i = 0; i < PARALLEL; i++) namespaces.add(`${tag}-${set.name}-p${i}`);
     namespaces.add(`${tag}-${set.name}-mem`);
     const run = spawnSync("ip", ["netns", "exec", set.node, process.execPath, fileURLToPath(import.meta.url), "--inner", setFile, "--tag", tag, "--rounds", String(ROUNDS), "--parallel", String(PARALLEL)], {
@@ -360,6 +421,14 @@ function report(r) {
   const refAddDel = ref.ADD.median + ref.DEL.median;
   console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
   console.log(`weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`);
+  if (weft.direct) {
+    const d = weft.direct;
+    const own = Object.values(d).reduce((sum, s) => sum + s.median, 0);
+    const kernel = weft.vethDeleteMs.median;
+    console.log(`\nweft's processes executed directly, no driver (median / p95 ms): ${Object.entries(d).map(([k, s]) => `${k} ${s.median} / ${s.p95}`).join(", ")}`);
+    console.log(`  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel - own)} ms to ADD + DEL`);
+    console.log(`  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; floor + that = ${round(4 * floorMs + kernel)} ms, weft's processes = ${(own / (4 * floorMs + kernel)).toFixed(2)}x it`);
+  }
   const parts = [
     ["flannel chain, delegates executed", "weft-exec", undefined],
     ["default conflist, 1 port mapping", "weft-mapped", "ref-mapped"],
