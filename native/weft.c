@@ -3,6 +3,8 @@
 //   flock(fd, op)            flock(2), op = LOCK_SH | LOCK_EX | LOCK_UN, optionally | LOCK_NB
 //   flockAsync(fd, op)       the same on a libuv worker thread, as a promise, so a blocking wait
 //                            never stalls the event loop (and a caller can time it out)
+//   pollFd(fd, events)       poll(2) one descriptor until it is ready (POLLIN 1, POLLOUT 4) or hung
+//                            up: how a plugin handed a non-blocking stdin or stdout waits for it
 //   netlinkSocket(protocol)  a netlink socket (fd) in the calling thread's network namespace
 //   netlinkRequest(fd, msg)  sends one netlink message and reads every reply up to the one that ends
 //                            it (NLMSG_ERROR or NLMSG_DONE with its sequence number), on a libuv
@@ -15,6 +17,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -121,6 +124,20 @@ static napi_value FlockAsync(napi_env env, napi_callback_info info) {
   // The worker must not keep the process alive once the caller gave up waiting.
   napi_queue_async_work(env, job->work);
   return promise;
+}
+
+static napi_value PollFd(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (!int_args(env, info, a, 2)) return NULL;
+  struct pollfd p = {.fd = a[0], .events = (short)a[1]};
+  int rc;
+  do {
+    rc = poll(&p, 1, -1);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return throw_errno(env, errno, "poll");
+  napi_value result;
+  napi_create_int32(env, p.revents, &result);
+  return result;
 }
 
 static napi_value NetlinkSocket(napi_env env, napi_callback_info info) {
@@ -273,6 +290,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"setns", NULL, Setns, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
     {"flockAsync", NULL, FlockAsync, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pollFd", NULL, PollFd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkSocket", NULL, NetlinkSocket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkRequest", NULL, NetlinkRequest, NULL, NULL, NULL, napi_enumerable, NULL},
   };

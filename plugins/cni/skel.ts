@@ -5,6 +5,8 @@ import { readCommand, readEnvironment, validateAttachment, type CniEnv, type Env
 import { asCniError, CniError, ErrorCode } from "./errors.js";
 import { formatResult, marshalIndent, type Result } from "./result.js";
 import { CURRENT_VERSION, isSupportedVersion, SUPPORTED_VERSIONS, versionAtLeast, type SpecVersion } from "./version.js";
+// poll(2), which Node.js lacks, for a runtime that hands over non-blocking stdio (the addon loads only then).
+import { POLLIN, POLLOUT, weftSyscalls } from "../kernel/syscalls.js";
 
 /** Everything a verb handler gets: the validated config and the runtime's parameters. */
 export interface Request<C extends NetConf> {
@@ -187,7 +189,8 @@ export function writeAll(fd: number, text: string): void {
       offset += writeSync(fd, data, offset);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      // A non-blocking pipe that is full: wait until the reader makes room.
+      weftSyscalls().pollFd(fd, POLLOUT);
     }
   }
 }
@@ -202,9 +205,9 @@ function readProcessStdin(): Buffer {
     try {
       n = readSync(0, chunk, 0, chunk.length, null);
     } catch (err) {
-      // A runtime may hand over a non-blocking pipe: wait for it briefly rather than fail.
+      // A runtime may hand over a non-blocking pipe: wait until it has data or is closed.
       if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      weftSyscalls().pollFd(0, POLLIN);
       continue;
     }
     if (n === 0) break;

@@ -6,6 +6,8 @@ export interface WeftSyscalls {
   setns(fd: number, nstype: number): void;
   flock(fd: number, operation: number): void;
   flockAsync(fd: number, operation: number): Promise<void>;
+  /** Blocks until fd is ready for events (POLLIN, POLLOUT) or hung up; the events that happened. */
+  pollFd(fd: number, events: number): number;
   /** A netlink socket of the protocol, in the calling thread's network namespace. */
   netlinkSocket(protocol: number): number;
   /** Sends one message on a libuv worker thread; resolves with every reply up to the one that ends it. */
@@ -17,6 +19,8 @@ export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
 export const CLONE_NEWNET = 0x40000000;
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
 
 let syscalls: WeftSyscalls | undefined;
 

@@ -81,3 +81,38 @@ describe.each(PLUGINS)("bin/%s", (type) => {
     expect(out.stderr).toContain(`weft CNI plugin ${type}`);
   });
 });
+
+describe("stdio handed over non-blocking", () => {
+  const hasStrace = spawnSync("sh", ["-c", "command -v strace"]).status === 0;
+  // Node's spawn makes a child's stdio blocking, so perl (Debian's perl-base is essential) hands the
+  // plugin a non-blocking pipe, and a forked writer puts the config in it after the plugin started.
+  const nonBlockingStdin = `
+    use Fcntl;
+    pipe(my $r, my $w) or die "pipe: $!";
+    fcntl($r, F_SETFL, fcntl($r, F_GETFL, 0) | O_NONBLOCK) or die "fcntl: $!";
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) { close $r; select(undef, undef, undef, 0.4); syswrite($w, $ENV{CONFIG}); exit 0; }
+    close $w;
+    open(STDIN, "<&", $r) or die "dup: $!";
+    close $r;
+    exec @ARGV or die "exec: $!";`;
+
+  it.skipIf(!hasStrace)("waits in poll(2) for a config that arrives late, without retrying the read", () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-nonblock-"));
+    try {
+      const trace = join(dir, "trace");
+      const out = spawnSync("perl", ["-e", nonBlockingStdin, "strace", "-f", "-qq", "-e", "trace=read,poll", "-o", trace, join(process.cwd(), "bin", "loopback")], {
+        env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "VERSION", CONFIG: '{"cniVersion":"1.0.0"}' },
+        encoding: "utf8",
+      });
+      expect(out.status, out.stderr).toBe(0);
+      expect(JSON.parse(out.stdout)).toMatchObject({ cniVersion: "1.0.0", supportedVersions: ALL_VERSIONS });
+      const lines = readFileSync(trace, "utf8").split("\n");
+      // A retry every millisecond, as before, made hundreds of reads in the 0.4 s.
+      expect(lines.filter((l) => /\bread\(0,.*EAGAIN/.test(l)).length).toBeLessThanOrEqual(2);
+      expect(lines.some((l) => /\bpoll\(\[\{fd=0, events=POLLIN\}\]/.test(l))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
