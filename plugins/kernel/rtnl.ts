@@ -27,6 +27,8 @@ export const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 export const NLA_F_NESTED = 0x8000;
+/** rtnetlink multicast group of link changes. */
+export const RTNLGRP_LINK = 1;
 
 export const RTM = {
   NEWLINK: 16,
@@ -206,6 +208,23 @@ export class Rtnl {
       }
       if (attempt >= DUMP_ATTEMPTS) throw new KernelError("EINTR", 4, `${operation}: dump interrupted ${attempt} times`);
     }
+  }
+
+  /**
+   * Joins a multicast group (RTNLGRP_*): onMessage gets the type and payload of every notification
+   * the kernel sends to it, until the returned function is called.
+   */
+  subscribe(group: number, onMessage: (type: number, data: Buffer) => void): () => void {
+    const socket = this.sock;
+    const listener = (messages: NetlinkMessage[]) => {
+      for (const m of messages) onMessage(m.type, m.data);
+    };
+    socket.addMembership(group);
+    socket.on("message", listener);
+    return () => {
+      socket.off("message", listener);
+      if (this.socket === socket) socket.dropMembership(group);
+    };
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../../plugins/kernel/addr.js";
 import { isKernelError, KernelError } from "../../plugins/kernel/errors.js";
 import {
@@ -191,6 +191,31 @@ describe("links", () => {
     expect(await linkByName(node.nl, "vh")).toBeUndefined();
     expect(await linkByName(pod.nl, "eth0")).toBeUndefined();
     expect(await delLinkByName(pod.netns, "eth0")).toBe(false);
+  });
+
+  it("waitOperUp hears from the kernel when a port comes up, times out naming its state, and sees it vanish", async () => {
+    const node = await open(pool.create());
+    await createVethPair(node.nl, { name: "wa", peerName: "wb" });
+    const wa = (await linkByName(node.nl, "wa"))!;
+    const wb = (await linkByName(node.nl, "wb"))!;
+    await setLinkUp(node.nl, wa.index);
+    // Without a carrier (its peer is down) wa stays lowerlayerdown.
+    await expect(waitOperUp(node.nl, wa.index, 200)).rejects.toThrow(/error state: lowerlayerdown after 200 ms/);
+
+    const asked = vi.spyOn(node.nl, "get");
+    const waiting = waitOperUp(node.nl, wa.index);
+    setTimeout(() => void setLinkUp(node.nl, wb.index), 300);
+    expect(await waiting).toMatchObject({ index: wa.index, operState: "up" });
+    // A first look and one after joining the link notifications; polling would have asked ~8 times.
+    expect(asked.mock.calls.length).toBeLessThanOrEqual(2);
+    asked.mockRestore();
+
+    await createVethPair(node.nl, { name: "wc", peerName: "wd" });
+    const wc = (await linkByName(node.nl, "wc"))!;
+    await setLinkUp(node.nl, wc.index);
+    const vanishing = waitOperUp(node.nl, wc.index);
+    setTimeout(() => void delLink(node.nl, wc.index), 100);
+    await expect(vanishing).rejects.toSatisfy((err) => isKernelError(err, "ENODEV"));
   });
 
   it("requestOffThread answers a GET, types the kernel's refusal, and dumps", async () => {
