@@ -6,7 +6,7 @@ import { isKernelError } from "../kernel/errors.js";
 import { linkByName, setLinkUp, type Link } from "../kernel/link.js";
 import type { Netns } from "../kernel/netns.js";
 import { addRoute } from "../kernel/route.js";
-import type { Rtnl } from "../kernel/rtnl.js";
+import { RTNLGRP_IPV6_IFADDR, type Rtnl } from "../kernel/rtnl.js";
 import { familyOfCidr, effectiveGateway } from "./gateway.js";
 import { step } from "./rollback.js";
 
@@ -49,15 +49,33 @@ function podSysctls(podNetns: Netns, ifName: string, hasV6: boolean, enableDad: 
   });
 }
 
+/**
+ * Waits until no global IPv6 address of the link is tentative. The addresses are looked at again
+ * whenever the kernel announces an address change of the link (RTNLGRP_IPV6_IFADDR), not on a timer.
+ */
 async function waitForDad(pod: Rtnl, index: number, ifName: string): Promise<void> {
   const deadline = Date.now() + DAD_TIMEOUT_MS;
-  for (;;) {
-    const addrs = (await listAddresses(pod, { index, family: 6 })).filter((a) => a.scope === "global");
-    const failed = addrs.find((a) => a.dadFailed);
-    if (failed) throw new CniError(ErrorCode.Internal, `duplicate address detection failed for ${failed.cidr} on ${ifName}: another host uses it`);
-    if (!addrs.some((a) => a.tentative)) return;
-    if (Date.now() > deadline) throw new CniError(ErrorCode.Internal, `addresses on ${ifName} still tentative after ${DAD_TIMEOUT_MS} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+  let wake = () => {};
+  const unsubscribe = pod.subscribe(RTNLGRP_IPV6_IFADDR, (_type, data) => {
+    if (data.length >= 8 && data.readInt32LE(4) === index) wake();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    for (;;) {
+      // Armed before looking, so that an announcement during the dump is not missed.
+      const changed = new Promise<void>((resolve) => (wake = resolve));
+      const addrs = (await listAddresses(pod, { index, family: 6 })).filter((a) => a.scope === "global");
+      const failed = addrs.find((a) => a.dadFailed);
+      if (failed) throw new CniError(ErrorCode.Internal, `duplicate address detection failed for ${failed.cidr} on ${ifName}: another host uses it`);
+      if (!addrs.some((a) => a.tentative)) return;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new CniError(ErrorCode.Internal, `addresses on ${ifName} still tentative after ${DAD_TIMEOUT_MS} ms`);
+      await Promise.race([changed, new Promise<void>((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+    }
+  } finally {
+    clearTimeout(timer);
+    unsubscribe();
   }
 }
 

@@ -27,8 +27,9 @@ export const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 export const NLA_F_NESTED = 0x8000;
-/** rtnetlink multicast group of link changes. */
+/** rtnetlink multicast groups: link changes, IPv6 address changes. */
 export const RTNLGRP_LINK = 1;
+export const RTNLGRP_IPV6_IFADDR = 9;
 
 export const RTM = {
   NEWLINK: 16,
