@@ -2,6 +2,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
+// @ts-expect-error: plain JavaScript module shared with the esbuild build
+import { esbuildNativeAddons } from "../../scripts/native-addons.mjs";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { NetConf } from "./config.js";
 import { CniError } from "./errors.js";
@@ -68,6 +70,8 @@ beforeAll(async () => {
     target: "node20",
     banner: { js: `#!/usr/bin/env node\n// weft ${VERSION} echo` },
     outfile: join(dir, "echo"),
+    // The core's stdio waits on poll(2) from weft's addon, embedded as in the real executables.
+    plugins: [esbuildNativeAddons(join(cni, "../.."))],
     logLevel: "error",
   });
   chmodSync(join(dir, "echo"), 0o755);
