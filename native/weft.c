@@ -42,6 +42,25 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   return NULL;
 }
 
+/** Rejects the promise of deferred with the error throw_errno makes. */
+static void reject_errno(napi_env env, napi_deferred deferred, int err, const char *syscall) {
+  throw_errno(env, err, syscall);
+  napi_value exception;
+  napi_get_and_clear_last_exception(env, &exception);
+  napi_reject_deferred(env, deferred, exception);
+}
+
+/** Runs execute on a libuv worker thread and complete back on the main thread: the promise complete settles. */
+static napi_value queue_job(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete,
+                            void *job, napi_deferred *deferred, napi_async_work *work) {
+  napi_value promise, resource_name;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
+  napi_create_async_work(env, NULL, resource_name, execute, complete, job, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
 static int int_args(napi_env env, napi_callback_info info, int32_t *out, size_t count) {
   napi_value argv[4];
   size_t argc = 4;
@@ -101,10 +120,7 @@ static void flock_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undefined);
     napi_resolve_deferred(env, job->deferred, undefined);
   } else {
-    throw_errno(env, job->err ? job->err : ECANCELED, "flock");
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_reject_deferred(env, job->deferred, exception);
+    reject_errno(env, job->deferred, job->err ? job->err : ECANCELED, "flock");
   }
   napi_delete_async_work(env, job->work);
   free(job);
@@ -117,13 +133,7 @@ static napi_value FlockAsync(napi_env env, napi_callback_info info) {
   if (!job) return throw_errno(env, ENOMEM, "flock");
   job->fd = a[0];
   job->op = a[1];
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "weft.flock", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, flock_execute, flock_complete, job, &job->work);
-  // The worker must not keep the process alive once the caller gave up waiting.
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_job(env, "weft.flock", flock_execute, flock_complete, job, &job->deferred, &job->work);
 }
 
 static napi_value PollFd(napi_env env, napi_callback_info info) {
@@ -245,10 +255,7 @@ static void netlink_complete(napi_env env, napi_status status, void *data) {
     napi_create_buffer_copy(env, job->reply_length, job->reply ? job->reply : "", NULL, &buffer);
     napi_resolve_deferred(env, job->deferred, buffer);
   } else {
-    throw_errno(env, job->err ? job->err : ECANCELED, job->syscall ? job->syscall : "netlink");
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_reject_deferred(env, job->deferred, exception);
+    reject_errno(env, job->deferred, job->err ? job->err : ECANCELED, job->syscall ? job->syscall : "netlink");
   }
   napi_delete_async_work(env, job->work);
   free(job->request);
@@ -277,12 +284,7 @@ static napi_value NetlinkRequest(napi_env env, napi_callback_info info) {
   memcpy(job->request, bytes, length);
   job->request_length = length;
   job->fd = fd;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "weft.netlink", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, netlink_execute, netlink_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_job(env, "weft.netlink", netlink_execute, netlink_complete, job, &job->deferred, &job->work);
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
