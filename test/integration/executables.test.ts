@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -51,6 +51,22 @@ describe.each(PLUGINS)("bin/%s", (type) => {
     const out = runPlugin(type, { CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.1.0"}');
     expect(out.status).toBe(0);
     expect(JSON.parse(out.stdout)).toEqual({ cniVersion: "1.1.0", supportedVersions: ALL_VERSIONS });
+  });
+
+  it("keeps a V8 code cache of a verb only from a run of it that succeeded", () => {
+    const cache = mkdtempSync(join(tmpdir(), "weft-codecache-"));
+    try {
+      const cacheFiles = () => readdirSync(cache).flatMap((dir) => readdirSync(join(cache, dir)).filter((f) => f.endsWith(".jscache")));
+      // A failed first run compiles only its error path: a cache of it would slow every later run.
+      const failed = runPlugin(type, { ...ADD, WEFT_CACHE_DIR: cache }, "this is not json");
+      expect(failed.status).toBe(1);
+      expect(cacheFiles()).toEqual([]);
+      const answered = runPlugin(type, { CNI_COMMAND: "VERSION", WEFT_CACHE_DIR: cache }, '{"cniVersion":"1.1.0"}');
+      expect(answered.status).toBe(0);
+      expect(cacheFiles()).toEqual([`${type}.VERSION.jscache`]);
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 
   it("answers garbage on stdin with a code 6 error JSON and exit 1", () => {
