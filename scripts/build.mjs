@@ -131,7 +131,8 @@ function executable(version, type, bundle) {
   const loader = readFileSync(join(root, "scripts/loader.js"), "utf8")
     .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
     .replace("BUNDLE_LENGTH", String(bundleBytes.length))
-    .replace("PLUGIN_TYPE", JSON.stringify(type));
+    .replace("PLUGIN_TYPE", JSON.stringify(type))
+    .replace("STANDALONE", "false");
   const parts = [["bundle", bundleBytes]];
   for (const [name, path] of Object.entries(addonPaths(root))) {
     if (bundle.includes(`__weftPart("addon:${name}")`)) parts.push([`addon:${name}`, readFileSync(path)]);

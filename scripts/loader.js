@@ -1,6 +1,8 @@
 // The first lines of every weft executable; the rest of the file is its parts, one per line pair
 // "//WEFT-PART <name>" + "//<base64 of brotli>": the plugin's bundle and the native addons.
 // Parts sit in line comments because that is the cheapest text for Node to read past at every start.
+// The single executable (scripts/standalone.mjs) starts with this loader too, as its main script;
+// its parts are assets of the executable, and it serves whichever type it is invoked as.
 //
 // The bundle is unpacked once into weft's cache (<cache>/<bundle sha256>/bundle.js, beside the native
 // addons) and compiled with a V8 code cache per plugin and verb (<type>.<verb>.jscache), so a start
@@ -12,10 +14,17 @@
 (function () {
   "use strict";
   const fs = require("fs");
+  const standalone = STANDALONE;
   const root = process.env.WEFT_CACHE_DIR || "/var/cache/weft";
   const dir = `${root}/${BUNDLE_SHA256}`;
   const verb = /^[A-Z]{1,8}$/.test(process.env.CNI_COMMAND || "") ? process.env.CNI_COMMAND : "NONE";
-  const codeCacheFile = `${dir}/${PLUGIN_TYPE}.${verb}.jscache`;
+  /** The single executable's name as invoked (a hard link per type, or "weft <type>"): only a cache key. */
+  const invokedAs = () => {
+    const base = require("path").basename(process.argv0);
+    const name = base === "weft" && process.argv[2] ? `weft-${process.argv[2]}` : base;
+    return /^[a-z0-9-]{1,40}$/.test(name) ? name : "other";
+  };
+  const codeCacheFile = `${dir}/${standalone ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
   const uid = process.geteuid();
   // As for the native addons: only a directory of our own that nobody else can write to is trusted,
   // since what it holds is run as root.
@@ -45,8 +54,9 @@
     fs.writeFileSync(tmp, data, { mode: 0o600, flag: "wx" });
     fs.renameSync(tmp, file);
   };
-  /** A part of this file, decompressed. */
+  /** A part of this file, decompressed; or of the single executable, an asset. */
   const part = (name) => {
+    if (standalone) return Buffer.from(require("node:sea").getRawAsset(name));
     const text = fs.readFileSync(__filename, "latin1");
     const marker = `\n//WEFT-PART ${name}\n//`;
     const begin = text.indexOf(marker);

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
@@ -46,6 +46,21 @@ describe("the standalone multi-call executable", () => {
     const refused = bare(join(SA, "weft"));
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain("install this executable under one of the CNI type names");
+  });
+});
+
+describe("the standalone executable's code cache", () => {
+  it("keeps one per name and verb, written only by a run that succeeded, beside the unpacked bundle", () => {
+    const cache = join(tmp.dir, "codecache");
+    const run = (name: string, env: Record<string, string>, input: string) =>
+      spawnSync(join(SA, name), [], { env: { PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: cache, ...env }, encoding: "utf8", input });
+    const files = () => (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !f.endsWith(".node")).sort();
+    const failed = run("portmap", { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA }, "not json");
+    expect(failed.status).toBe(1);
+    expect(files().filter((f) => f.endsWith(".jscache"))).toEqual([]);
+    expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
+    expect(run("loopback", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
+    expect(files()).toEqual(["bundle.js", "loopback.VERSION.jscache", "portmap.VERSION.jscache"]);
   });
 });
 
