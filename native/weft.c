@@ -6,6 +6,13 @@
 //   pollFd(fd, events)       poll(2) one descriptor until it is ready (POLLIN 1, POLLOUT 4) or hung
 //                            up: how a plugin handed a non-blocking stdin or stdout waits for it
 //   netlinkSocket(protocol)  a netlink socket (fd) in the calling thread's network namespace
+//   netlinkJoin(fd, group)   joins a multicast group (RTNLGRP_*) on it
+//   wakeFd()                 an eventfd: a write to it ends a netlinkReceive waiting on it
+//   netlinkReceive(fd, wake, timeoutMs)  on a libuv worker thread, waits (at most timeoutMs) for
+//                            notifications and resolves with all that are queued (empty when the
+//                            time ran out, null when woken); rejects ENOBUFS when the kernel dropped
+//                            some because the socket's buffer was full. Bounded, because Node's exit
+//                            waits for the worker threads.
 //   netlinkRequest(fd, msg)  sends one netlink message and reads every reply up to the one that ends
 //                            it (NLMSG_ERROR or NLMSG_DONE with its sequence number), on a libuv
 //                            worker thread, as a promise of the replies' bytes: the kernel carries out
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -187,6 +195,39 @@ typedef struct {
 /** Replies above this size are refused rather than buffered (a dump of a huge table). */
 #define NETLINK_REPLY_LIMIT (64u << 20)
 
+/**
+ * Appends the next datagram of fd to *data, grown as needed so that nothing is ever truncated: 1
+ * when one was read, 0 when none was waiting (with MSG_DONTWAIT in flags), -1 with errno otherwise.
+ */
+static int recv_append(int fd, int flags, char **data, size_t *length, size_t *capacity) {
+  ssize_t n;
+  do {
+    n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | flags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return (flags & MSG_DONTWAIT) && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  if (*length + (size_t)n > NETLINK_REPLY_LIMIT) {
+    errno = ENOBUFS;
+    return -1;
+  }
+  if (*length + (size_t)n > *capacity) {
+    size_t wanted = *capacity ? *capacity : 65536;
+    while (wanted < *length + (size_t)n) wanted *= 2;
+    char *grown = realloc(*data, wanted);
+    if (!grown) {
+      errno = ENOMEM;
+      return -1;
+    }
+    *data = grown;
+    *capacity = wanted;
+  }
+  do {
+    n = recv(fd, *data + *length, *capacity - *length, flags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return (flags & MSG_DONTWAIT) && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  *length += (size_t)n;
+  return 1;
+}
+
 static void netlink_execute(napi_env env, void *data) {
   (void)env;
   netlink_job *job = data;
@@ -203,45 +244,17 @@ static void netlink_execute(napi_env env, void *data) {
   }
   size_t capacity = 0;
   for (int done = 0; !done;) {
-    // The size of the next datagram first, so that nothing is ever truncated.
-    do {
-      n = recv(job->fd, NULL, 0, MSG_PEEK | MSG_TRUNC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
+    size_t start = job->reply_length;
+    if (recv_append(job->fd, 0, &job->reply, &job->reply_length, &capacity) < 0) {
       job->err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
       job->syscall = "recv";
       return;
     }
-    if (job->reply_length + (size_t)n > NETLINK_REPLY_LIMIT) {
-      job->err = ENOBUFS;
-      job->syscall = "recv";
-      return;
-    }
-    if (job->reply_length + (size_t)n > capacity) {
-      size_t wanted = capacity ? capacity : 65536;
-      while (wanted < job->reply_length + (size_t)n) wanted *= 2;
-      char *grown = realloc(job->reply, wanted);
-      if (!grown) {
-        job->err = ENOMEM;
-        job->syscall = "recv";
-        return;
-      }
-      job->reply = grown;
-      capacity = wanted;
-    }
-    char *chunk = job->reply + job->reply_length;
-    do {
-      n = recv(job->fd, chunk, capacity - job->reply_length, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      job->err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
-      job->syscall = "recv";
-      return;
-    }
-    job->reply_length += (size_t)n;
-    for (size_t off = 0; off + sizeof(struct nlmsghdr) <= (size_t)n;) {
+    const char *chunk = job->reply + start;
+    size_t received = job->reply_length - start;
+    for (size_t off = 0; off + sizeof(struct nlmsghdr) <= received;) {
       const struct nlmsghdr *h = (const struct nlmsghdr *)(chunk + off);
-      if (h->nlmsg_len < sizeof(struct nlmsghdr) || off + h->nlmsg_len > (size_t)n) break;
+      if (h->nlmsg_len < sizeof(struct nlmsghdr) || off + h->nlmsg_len > received) break;
       if (h->nlmsg_seq == sent->nlmsg_seq && (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)) done = 1;
       off += NLMSG_ALIGN(h->nlmsg_len);
     }
@@ -287,6 +300,85 @@ static napi_value NetlinkRequest(napi_env env, napi_callback_info info) {
   return queue_job(env, "weft.netlink", netlink_execute, netlink_complete, job, &job->deferred, &job->work);
 }
 
+static napi_value NetlinkJoin(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (!int_args(env, info, a, 2)) return NULL;
+  int group = a[1];
+  if (setsockopt(a[0], SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) return throw_errno(env, errno, "setsockopt");
+  return NULL;
+}
+
+static napi_value WakeFd(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return throw_errno(env, errno, "eventfd");
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int wake_fd;
+  int timeout_ms;
+  int woken;
+  char *data;
+  size_t length;
+  int err;
+} receive_job;
+
+static void receive_execute(napi_env env, void *data) {
+  (void)env;
+  receive_job *job = data;
+  struct pollfd fds[2] = {{.fd = job->fd, .events = POLLIN}, {.fd = job->wake_fd, .events = POLLIN}};
+  int rc;
+  do {
+    rc = poll(fds, 2, job->timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    job->err = errno;
+    return;
+  }
+  if (fds[1].revents) {
+    job->woken = 1;
+    return;
+  }
+  size_t capacity = 0;
+  for (;;) {
+    int got = recv_append(job->fd, MSG_DONTWAIT, &job->data, &job->length, &capacity);
+    if (got < 0) job->err = errno;
+    if (got <= 0) return;
+  }
+}
+
+static void receive_complete(napi_env env, napi_status status, void *data) {
+  receive_job *job = data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value value;
+    if (job->woken) napi_get_null(env, &value);
+    else napi_create_buffer_copy(env, job->length, job->data ? job->data : "", NULL, &value);
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    reject_errno(env, job->deferred, job->err ? job->err : ECANCELED, "recv");
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->data);
+  free(job);
+}
+
+static napi_value NetlinkReceive(napi_env env, napi_callback_info info) {
+  int32_t a[3];
+  if (!int_args(env, info, a, 3)) return NULL;
+  receive_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "recv");
+  job->fd = a[0];
+  job->wake_fd = a[1];
+  job->timeout_ms = a[2];
+  return queue_job(env, "weft.netlinkReceive", receive_execute, receive_complete, job, &job->deferred, &job->work);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"setns", NULL, Setns, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -295,6 +387,9 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"pollFd", NULL, PollFd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkSocket", NULL, NetlinkSocket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkRequest", NULL, NetlinkRequest, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netlinkJoin", NULL, NetlinkJoin, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"wakeFd", NULL, WakeFd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netlinkReceive", NULL, NetlinkReceive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

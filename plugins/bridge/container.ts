@@ -56,9 +56,13 @@ function podSysctls(podNetns: Netns, ifName: string, hasV6: boolean, enableDad: 
 async function waitForDad(pod: Rtnl, index: number, ifName: string): Promise<void> {
   const deadline = Date.now() + DAD_TIMEOUT_MS;
   let wake = () => {};
-  const unsubscribe = pod.subscribe(RTNLGRP_IPV6_IFADDR, (_type, data) => {
-    if (data.length >= 8 && data.readInt32LE(4) === index) wake();
-  });
+  const unsubscribe = pod.subscribe(
+    RTNLGRP_IPV6_IFADDR,
+    (_type, data) => {
+      if (data.length >= 8 && data.readInt32LE(4) === index) wake();
+    },
+    () => wake(), // announcements were lost: look again
+  );
   let timer: NodeJS.Timeout | undefined;
   try {
     for (;;) {

@@ -389,13 +389,23 @@ export async function waitOperUp(nl: Rtnl, index: number, budgetMs = 2550): Prom
     fail = reject;
   });
   changed.catch(() => undefined); // may settle before it is awaited
-  const unsubscribe = nl.subscribe(RTNLGRP_LINK, (type, data) => {
-    if (data.length < 16 || data.readInt32LE(4) !== index) return;
-    if (type === RTM.DELLINK) fail(gone());
-    if (type !== RTM.NEWLINK) return;
-    last = parseLink(data);
-    if (isOperUp(last)) settle(last);
-  });
+  const lookAgain = () =>
+    linkByIndex(nl, index).then((link) => {
+      if (!link) fail(gone());
+      else if (isOperUp(link)) settle(link);
+      else last = link;
+    }, fail);
+  const unsubscribe = nl.subscribe(
+    RTNLGRP_LINK,
+    (type, data) => {
+      if (data.length < 16 || data.readInt32LE(4) !== index) return;
+      if (type === RTM.DELLINK) fail(gone());
+      if (type !== RTM.NEWLINK) return;
+      last = parseLink(data);
+      if (isOperUp(last)) settle(last);
+    },
+    () => void lookAgain(),
+  );
   const timer = setTimeout(() => fail(new Error(`bridge port in error state: ${last?.operState} after ${budgetMs} ms`)), budgetMs);
   try {
     // Looked at again now that notifications come, so that a change just before joining is not missed.

@@ -64,7 +64,7 @@ describe("embedded native addons", () => {
       encoding: "utf8",
       env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache },
     });
-    expect(out.trim().split("\n")).toEqual(Array(8).fill("loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest netlink"));
+    expect(out.trim().split("\n")).toEqual(Array(8).fill("loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive netlink"));
     expect(readdirSync(cache).length).toBe(2);
     for (const hashDir of readdirSync(cache)) expect(readdirSync(join(cache, hashDir))).toHaveLength(1);
   });

@@ -1,4 +1,4 @@
-import { closeSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
 import type { NetlinkSocket } from "netlink/dist/netlink.js";
 import type { NetlinkMessage } from "netlink/dist/structs.js";
 import { KernelError, kernelError } from "./errors.js";
@@ -146,7 +146,11 @@ function errnoOf(msg: NetlinkMessage): number {
 }
 
 export class Rtnl {
-  private constructor(private socket: NetlinkSocket | undefined) {}
+  private constructor(
+    private socket: NetlinkSocket | undefined,
+    private readonly netns: Netns | undefined,
+    private readonly protocol: number,
+  ) {}
 
   /**
    * Opens a socket in netns (the current namespace when absent). The socket stays bound to the
@@ -157,7 +161,7 @@ export class Rtnl {
   static async open(netns?: Netns, protocol = NETLINK_ROUTE): Promise<Rtnl> {
     const { createNetlink } = await import("netlink/dist/netlink.js");
     const create = () => createNetlink(protocol);
-    return new Rtnl(netns ? netns.run(create) : create());
+    return new Rtnl(netns ? netns.run(create) : create(), netns, protocol);
   }
 
   private get sock(): NetlinkSocket {
@@ -212,19 +216,51 @@ export class Rtnl {
   }
 
   /**
-   * Joins a multicast group (RTNLGRP_*): onMessage gets the type and payload of every notification
-   * the kernel sends to it, until the returned function is called.
+   * Joins a multicast group (RTNLGRP_*) on a socket of its own in this socket's namespace, read on a
+   * libuv worker thread (native/weft.c): onMessage gets the type and payload of every notification
+   * until the returned function is called. A flood of notifications (many pods at once) can overflow
+   * that socket's buffer: the kernel says so (ENOBUFS) and onLost is called, so that the caller looks
+   * again. Not through the netlink package, whose binding aborts the whole process on ENOBUFS.
    */
-  subscribe(group: number, onMessage: (type: number, data: Buffer) => void): () => void {
-    const socket = this.sock;
-    const listener = (messages: NetlinkMessage[]) => {
-      for (const m of messages) onMessage(m.type, m.data);
-    };
-    socket.addMembership(group);
-    socket.on("message", listener);
+  subscribe(group: number, onMessage: (type: number, data: Buffer) => void, onLost: () => void): () => void {
+    if (!this.socket) throw new Error("rtnetlink socket is closed");
+    const { netlinkSocket, netlinkJoin, wakeFd, netlinkReceive } = weftSyscalls();
+    const fd = this.netns ? this.netns.run(() => netlinkSocket(this.protocol)) : netlinkSocket(this.protocol);
+    let wake: number;
+    try {
+      netlinkJoin(fd, group);
+      wake = wakeFd();
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    let stopped = false;
+    let running = true;
+    void (async () => {
+      try {
+        while (!stopped) {
+          let batch: Buffer | null;
+          try {
+            batch = await netlinkReceive(fd, wake, WATCH_SLICE_MS);
+          } catch (err) {
+            if (stopped) break;
+            onLost();
+            if ((err as NodeJS.ErrnoException).code === "ENOBUFS") continue;
+            break; // the socket failed: the caller's own bound still applies
+          }
+          if (batch === null) break;
+          for (const m of splitMessages(batch)) if (!stopped) onMessage(m.type, m.data);
+        }
+      } finally {
+        running = false;
+        closeSync(fd);
+        closeSync(wake);
+      }
+    })();
     return () => {
-      socket.off("message", listener);
-      if (this.socket === socket) socket.dropMembership(group);
+      if (stopped) return;
+      stopped = true;
+      if (running) writeSync(wake, WAKE);
     };
   }
 
@@ -245,6 +281,14 @@ interface ReplyMessage {
 }
 
 const NLMSG_HDRLEN = 16;
+
+/**
+ * How long one wait for notifications may block its worker thread: Node's exit waits for the worker
+ * threads, so a plugin that exits while watching (a timed-out delegate) exits at most this late.
+ */
+const WATCH_SLICE_MS = 1000;
+/** The eventfd increment that wakes a watcher. */
+const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
 
 function splitMessages(buf: Buffer): ReplyMessage[] {
   const out: ReplyMessage[] = [];

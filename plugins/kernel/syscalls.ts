@@ -12,6 +12,15 @@ export interface WeftSyscalls {
   netlinkSocket(protocol: number): number;
   /** Sends one message on a libuv worker thread; resolves with every reply up to the one that ends it. */
   netlinkRequest(fd: number, message: Buffer): Promise<Buffer>;
+  /** Joins a netlink multicast group on the socket. */
+  netlinkJoin(fd: number, group: number): void;
+  /** An eventfd: writing to it ends a netlinkReceive that waits on it. */
+  wakeFd(): number;
+  /**
+   * Waits on a libuv worker thread, at most timeoutMs, for notifications on the socket: all that are
+   * queued (empty when the time ran out), null when woken; rejects ENOBUFS when the kernel dropped some.
+   */
+  netlinkReceive(fd: number, wake: number, timeoutMs: number): Promise<Buffer | null>;
 }
 
 export const LOCK_SH = 1;

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,7 +27,7 @@ import { addMasquerade, attachmentKey, gcMasquerade, listMasquerade, nftAddScrip
 import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
 import { nftRuleRefs, parseNftTable } from "../../plugins/kernel/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
-import { requestOffThread, Rtnl, RTM, withRtnl } from "../../plugins/kernel/rtnl.js";
+import { requestOffThread, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../plugins/kernel/rtnl.js";
 import { readSysctl, writeSysctl } from "../../plugins/kernel/sysctl.js";
 import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
 
@@ -216,6 +217,26 @@ describe("links", () => {
     const vanishing = waitOperUp(node.nl, wc.index);
     setTimeout(() => void delLink(node.nl, wc.index), 100);
     await expect(vanishing).rejects.toSatisfy((err) => isKernelError(err, "ENODEV"));
+  });
+
+  it("subscribe lives through a flood of notifications that overflows its socket, and says some were lost", async () => {
+    const ns = pool.create();
+    const { nl } = await open(ns);
+    let seen = 0;
+    let lost = 0;
+    const unsubscribe = nl.subscribe(RTNLGRP_LINK, () => seen++, () => lost++);
+    try {
+      // ip(8) runs while this process's event loop is blocked in spawnSync, so nothing reads the
+      // notifications of 600 new links meanwhile. The netlink package's binding would abort here.
+      const batch = Array.from({ length: 300 }, (_, i) => `link add f${i} type veth peer name g${i}`).join("\n");
+      expect(spawnSync("ip", ["-n", ns.name, "-batch", "-"], { input: `${batch}\n` }).status).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(lost).toBeGreaterThan(0);
+      expect(seen).toBeGreaterThan(0);
+      expect(await listLinks(nl)).toHaveLength(601);
+    } finally {
+      unsubscribe();
+    }
   });
 
   it("requestOffThread answers a GET, types the kernel's refusal, and dumps", async () => {
