@@ -271,7 +271,7 @@ export class Rtnl {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Requests off the main thread
+// Off the main thread: requests, and notifications read by subscribe
 
 /** A message as the kernel sent it: header type and flags, and the payload. */
 interface ReplyMessage {
