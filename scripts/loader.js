@@ -8,7 +8,9 @@
 // addons) and compiled with a V8 code cache per plugin and verb (<type>.<verb>.jscache), so a start
 // neither decompresses nor parses what an earlier start of the same verb already did. The cache is
 // only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual.
-// It is written by a run that succeeded: it holds the functions its run compiled, and a failed run
+// A build's first run on a node also removes the cache's entries that nothing has changed for 30
+// days (other builds' bundles and addons; one still in use is unpacked again by its next run), so
+// upgrades do not pile up. It is written by a run that succeeded: it holds the functions its run compiled, and a failed run
 // (the first ADDs of a node often fail, before flannel has written subnet.env) compiles only its
 // error path, which would leave every later ADD compiling the rest again (+9 ms a start, measured).
 (function () {
@@ -39,15 +41,38 @@
       return false;
     }
   };
+  const STALE_MS = 30 * 24 * 3600 * 1000;
+  /** Removes the entries of the cache (<sha256> directories only) that nothing changed for STALE_MS. */
+  const pruneStale = () => {
+    for (const name of fs.readdirSync(root)) {
+      if (!/^[0-9a-f]{64}$/.test(name) || `${root}/${name}` === dir) continue;
+      try {
+        const st = fs.lstatSync(`${root}/${name}`);
+        if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > STALE_MS) fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
+      } catch {
+        // another plugin removed it first, or it is not ours to remove
+      }
+    }
+  };
   const makeDirs = () => {
+    let created = false;
     for (const path of [root, dir]) {
       try {
         fs.mkdirSync(path, { mode: 0o700 });
+        created = path === dir;
       } catch (err) {
         if (err.code !== "EEXIST") throw err;
       }
     }
-    return trusted();
+    const ok = trusted();
+    if (ok && created) {
+      try {
+        pruneStale();
+      } catch {
+        // only housekeeping
+      }
+    }
+    return ok;
   };
   const writeAtomically = (file, data) => {
     const tmp = `${file}.${process.pid}.tmp`;

@@ -63,6 +63,15 @@ function extract(addon: EmbeddedAddon, dir: string, file: string): void {
 
 const loaded = new Map<string, unknown>();
 
+function lstatExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadEmbeddedAddon<T>(addon: EmbeddedAddon): T {
   const cached = loaded.get(addon.sha256);
   if (cached) return cached as T;
@@ -78,7 +87,14 @@ export function loadEmbeddedAddon<T>(addon: EmbeddedAddon): T {
   try {
     if (!present) extract(addon, dir, file);
     const module = { exports: {} as T };
-    process.dlopen(module, file);
+    try {
+      process.dlopen(module, file);
+    } catch (err) {
+      // A newer build's first run may have just pruned this cache entry as stale (scripts/loader.js).
+      if (!present || lstatExists(file)) throw err;
+      extract(addon, dir, file);
+      process.dlopen(module, file);
+    }
     loaded.set(addon.sha256, module.exports);
     return module.exports;
   } catch (err) {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -95,6 +95,35 @@ describe.each(PLUGINS)("bin/%s", (type) => {
     expect(out.status).toBe(0);
     expect(out.stdout).toBe("");
     expect(out.stderr).toContain(`weft CNI plugin ${type}`);
+  });
+});
+
+describe("the cache under WEFT_CACHE_DIR", () => {
+  it("loses, at a build's first run, the entries nothing changed for 30 days, and only those", () => {
+    const cache = mkdtempSync(join(tmpdir(), "weft-prune-"));
+    try {
+      const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 3600 * 1000);
+      const entry = (name: string, days: number) => {
+        mkdirSync(join(cache, name), { mode: 0o700 });
+        writeFileSync(join(cache, name, "bundle.js"), "");
+        utimesSync(join(cache, name), daysAgo(days), daysAgo(days));
+      };
+      entry("a".repeat(64), 40);
+      entry("b".repeat(64), 1);
+      entry("not-weft", 40);
+      const run = () => runPlugin("loopback", { CNI_COMMAND: "VERSION", WEFT_CACHE_DIR: cache }, '{"cniVersion":"1.1.0"}');
+      expect(run().status).toBe(0);
+      const after = readdirSync(cache);
+      expect(after).not.toContain("a".repeat(64));
+      expect(after).toContain("b".repeat(64));
+      expect(after).toContain("not-weft");
+      // Only a first run prunes: the build's own entry exists now.
+      entry("c".repeat(64), 40);
+      expect(run().status).toBe(0);
+      expect(readdirSync(cache)).toContain("c".repeat(64));
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 });
 
