@@ -8,11 +8,12 @@
 // addons) and compiled with a V8 code cache per plugin and verb (<type>.<verb>.jscache), so a start
 // neither decompresses nor parses what an earlier start of the same verb already did. The cache is
 // only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual.
-// A build's first run on a node also removes the cache's entries that nothing has changed for 30
-// days (other builds' bundles and addons; one still in use is unpacked again by its next run), so
-// upgrades do not pile up. It is written by a run that succeeded: it holds the functions its run compiled, and a failed run
-// (the first ADDs of a node often fail, before flannel has written subnet.env) compiles only its
-// error path, which would leave every later ADD compiling the rest again (+9 ms a start, measured).
+// A code cache is written only by a run that succeeded: it holds the functions its run compiled, and
+// a failed run (the first ADDs of a node often fail, before flannel has written subnet.env) compiles
+// only its error path, which would leave every later ADD compiling the rest (about 10 ms, measured).
+// A build's first run on a node also removes the cache's entries nothing has changed for 30 days
+// (other builds' bundles and addons; one still in use is unpacked again by its next run), so
+// upgrades do not pile up.
 (function () {
   "use strict";
   const fs = require("fs");
