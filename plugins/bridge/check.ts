@@ -3,7 +3,7 @@ import { CniError, ErrorCode } from "../cni/errors.js";
 import type { Interface, Result } from "../cni/result.js";
 import { listAddresses } from "../kernel/addr.js";
 import { linkByName, type Link } from "../kernel/link.js";
-import { attachmentKey, chooseBackend, listMasquerade, type MasqAttachment } from "../kernel/masquerade.js";
+import { chooseBackend, missingMasquerade, type MasqAttachment } from "../kernel/masquerade.js";
 import type { Netns } from "../kernel/netns.js";
 import { listRoutes, RT_TABLE_MAIN, type KernelRoute } from "../kernel/route.js";
 import type { Rtnl } from "../kernel/rtnl.js";
@@ -96,10 +96,15 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
     }
   }
 
-  if (conf.ipMasq && ips.length && chooseBackend(conf.ipMasqBackend) === "nftables") {
-    const key = attachmentKey(c.attachment);
-    const rules = (await listMasquerade(c.attachment.network)).filter((r) => r.startsWith(key));
-    if (rules.length < ips.length) problems.push(`expected ${ips.length} masquerade rule(s) for this pod, found ${rules.length}`);
+  if (conf.ipMasq && ips.length) {
+    // A pod added before a change of backend (or by the Go plugin with the other one) keeps its
+    // rules where they were made: either complete set is healthy.
+    const backend = chooseBackend(conf.ipMasqBackend);
+    const addresses = ips.map((ip) => ip.address);
+    const missing = await missingMasquerade(c.attachment, addresses, backend);
+    if (missing.length && (await missingMasquerade(c.attachment, addresses, backend === "iptables" ? "nftables" : "iptables").catch(() => missing)).length) {
+      problems.push(`masquerade rules missing (${backend}): ${missing.join("; ")}`);
+    }
   }
 
   if (problems.length) {

@@ -1,6 +1,7 @@
 import { isKernelError } from "./errors.js";
 import type { Netns } from "./netns.js";
-import { findTool, run } from "./nft.js";
+import { readFileSync } from "node:fs";
+import { currentNetns, findTool, run } from "./nft.js";
 import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, NLM_F_DUMP, readCString, requestOffThread } from "./rtnl.js";
 
 /**
@@ -69,7 +70,9 @@ export async function nftListTable(family: "inet" | "ip" | "ip6", table: string)
 }
 
 const NFNL_SUBSYS_NFTABLES = 10;
+const NFT_MSG_GETCHAIN = 4;
 const NFT_MSG_GETRULE = 7;
+const NFTA_CHAIN = { TABLE: 1, NAME: 3 } as const;
 const NFTA_RULE = { TABLE: 1, CHAIN: 2, HANDLE: 3, USERDATA: 7 } as const;
 const NFTNL_UDATA_RULE_COMMENT = 0;
 const NFPROTO = { inet: 1, ip: 2, ip6: 10 } as const;
@@ -111,6 +114,67 @@ function ruleComment(userdata: Buffer | undefined): string | undefined {
     if (userdata[off] === NFTNL_UDATA_RULE_COMMENT) return readCString(userdata.subarray(off + 2, off + 2 + userdata[off + 1]!));
   }
   return undefined;
+}
+
+/** The names of a table's chains over nfnetlink (empty when the table does not exist), or undefined when unclear. */
+export async function nftChainNames(family: keyof typeof NFPROTO, table: string, netns?: Netns): Promise<Set<string> | undefined> {
+  const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_CHAIN.TABLE, cstring(table))])]);
+  let replies: Buffer[];
+  try {
+    replies = await requestOffThread(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, request, NLM_F_DUMP, `list chains of nftables table ${family} ${table}`);
+  } catch (err) {
+    return isKernelError(err, "ENOENT") ? new Set() : undefined;
+  }
+  const names = new Set<string>();
+  for (const reply of replies) {
+    const attrs = decodeAttrs(reply.subarray(4));
+    const name = readCString(attrs.get(NFTA_CHAIN.NAME));
+    if (readCString(attrs.get(NFTA_CHAIN.TABLE)) !== table || !name) return undefined;
+    names.add(name);
+  }
+  return names;
+}
+
+/** Where to look for rules to delete: a table, and optionally only some of its chains. */
+export interface NftRuleScope {
+  family: keyof typeof NFPROTO;
+  table: string;
+  chains?: readonly string[];
+}
+
+async function rulesIn(scope: NftRuleScope): Promise<NftRuleRef[]> {
+  const rules = (await nftRuleRefs(scope.family, scope.table, currentNetns())) ?? (await nftListTable(scope.family, scope.table))?.rules ?? [];
+  return scope.chains ? rules.filter((r) => scope.chains!.includes(r.chain)) : rules;
+}
+
+/** The rules of these scopes whose comment select picks (for CHECK, GC and tests). */
+export async function nftFindRules(scopes: readonly NftRuleScope[], select: (comment: string) => boolean): Promise<Array<NftRuleRef & NftRuleScope>> {
+  const found: Array<NftRuleRef & NftRuleScope> = [];
+  for (const scope of scopes) {
+    for (const rule of await rulesIn(scope)) {
+      if (rule.comment !== undefined && select(rule.comment)) found.push({ ...scope, ...rule });
+    }
+  }
+  return found;
+}
+
+/**
+ * Deletes, in one transaction, the rules of these scopes whose comment select picks, and returns
+ * how many went. Listing goes over nfnetlink, so nft runs only when there is something to delete;
+ * a rule deleted by someone else in between makes the transaction fail, and it is tried again.
+ */
+export async function nftDeleteRules(scopes: readonly NftRuleScope[], select: (comment: string) => boolean): Promise<number> {
+  if (!nftInstalled()) return 0;
+  for (let attempt = 1; ; attempt++) {
+    const doomed = await nftFindRules(scopes, select);
+    if (doomed.length === 0) return 0;
+    try {
+      await nftApply(doomed.map((r) => `delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}\n`).join(""));
+      return doomed.length;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
 }
 
 /** Parses `nft -j list table` output (pure, for tests). */
@@ -262,4 +326,83 @@ export async function iptablesRestoreNat(family: IptablesFamily, lines: readonly
 
 export function iptablesInstalled(family: IptablesFamily): boolean {
   return iptablesTool(family, "-restore") !== undefined;
+}
+
+/** The value after the first of these flags in a rule's arguments. */
+export function valueAfter(rule: readonly string[], ...flags: string[]): string | undefined {
+  const i = rule.findIndex((t) => flags.includes(t));
+  return i >= 0 ? rule[i + 1] : undefined;
+}
+
+/** The restore lines that remove chains: every jump to them, then their rules, then the chains (pure). */
+export function iptablesRemoveLines(chains: readonly string[], existing: NatTable): string[][] {
+  const doomed = new Set(chains.filter((c) => existing.chains.has(c)));
+  if (doomed.size === 0) return [];
+  const lines: string[][] = [];
+  for (const [chain, rules] of existing.rules) {
+    if (doomed.has(chain)) continue;
+    for (const rule of rules) {
+      const target = valueAfter(rule, "-j", "--jump", "-g", "--goto");
+      if (target && doomed.has(target)) lines.push(["-D", chain, ...rule]);
+    }
+  }
+  for (const chain of doomed) lines.push(["-F", chain]);
+  for (const chain of doomed) lines.push(["-X", chain]);
+  return lines;
+}
+
+/**
+ * Whether any of these nat chains may exist, answered without running iptables: iptables-legacy's
+ * tables are listed in /proc once something used them in this namespace, and iptables-nft keeps
+ * its chains in the nftables table "nat", listed over nfnetlink. True when either is unclear.
+ */
+async function natChainsMayExist(family: IptablesFamily, chains: readonly string[]): Promise<boolean> {
+  const netns = currentNetns();
+  const legacy = `/proc/thread-self/net/${family === 4 ? "ip_tables_names" : "ip6_tables_names"}`;
+  const readLegacy = () => {
+    try {
+      return readFileSync(legacy, "utf8").split("\n").includes("nat");
+    } catch {
+      // The legacy module is not loaded: there are no legacy tables anywhere.
+      return false;
+    }
+  };
+  if (netns ? netns.run(readLegacy) : readLegacy()) return true;
+  const names = await nftChainNames(family === 4 ? "ip" : "ip6", "nat", netns);
+  return names === undefined || chains.some((c) => names.has(c));
+}
+
+/**
+ * Removes nat chains with every jump to them, for one family, in one iptables-restore; returns how
+ * many lines that took (0 when none of the chains exists, found without running iptables).
+ */
+export async function iptablesRemoveChains(family: IptablesFamily, chains: readonly string[]): Promise<number> {
+  if (!iptablesInstalled(family) || !(await natChainsMayExist(family, chains))) return 0;
+  const existing = await iptablesSaveNat(family);
+  if (!existing) return 0;
+  const lines = iptablesRemoveLines(chains, existing);
+  await iptablesRestoreNat(family, lines.map(iptablesLine));
+  return lines.length;
+}
+
+/** GC: removes the nat chains that pick chooses from the table as it is, with the jumps to them. */
+export async function iptablesCollectChains(family: IptablesFamily, pick: (existing: NatTable) => string[]): Promise<number> {
+  if (!iptablesInstalled(family)) return 0;
+  const existing = await iptablesSaveNat(family);
+  if (!existing) return 0;
+  const lines = iptablesRemoveLines(pick(existing), existing);
+  await iptablesRestoreNat(family, lines.map(iptablesLine));
+  return lines.length;
+}
+
+export type NetfilterBackend = "iptables" | "nftables";
+
+/**
+ * The reference's automatic choice (pkg/ip/ipmasq_linux.go, portmap): iptables where it is usable,
+ * else nftables where nft is, else iptables (whose absence the caller then reports). "Usable" is
+ * "installed": probing the kernel would cost an exec on every ADD.
+ */
+export function defaultBackend(): NetfilterBackend {
+  if (iptablesInstalled(4)) return "iptables";
+  return nftInstalled() ? "nftables" : "iptables";
 }

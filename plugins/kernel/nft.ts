@@ -47,6 +47,11 @@ export function run(tool: string, args: string[], stdin?: string): Promise<strin
   });
 }
 
+/** The namespace tools run in now (undefined: the plugin's own). */
+export function currentNetns(): Netns | undefined {
+  return context.netns;
+}
+
 /** Runs fn with the tools in ctx's namespace. Calls with different contexts must not overlap. */
 export async function within<T>(ctx: NftContext | undefined, fn: () => Promise<T>): Promise<T> {
   const saved = context;

@@ -1,37 +1,40 @@
 import type { IpFamily } from "../cni/ip.js";
 import {
+  iptablesCollectChains,
   iptablesEnsureChain,
   iptablesInstalled,
   iptablesLine,
+  iptablesRemoveChains,
   iptablesRestoreNat,
   iptablesSaveNat,
   nftApply,
+  nftDeleteRules,
   nftInstalled,
   nftListTable,
-  nftRuleRefs,
   type NatTable,
-  type NftRuleRef,
+  type NftRuleScope,
 } from "../kernel/netfilter.js";
 import type { PodAddress, PortmapSettings } from "./config.js";
 import {
   iptablesAddLines,
   iptablesMissing,
   iptablesPodChains,
-  iptablesRemoveLines,
   iptablesSharedChains,
   iptablesStaleChains,
+  legacyNftTableName,
   nftAddScript,
-  nftDeleteScript,
   nftExpectedSignatures,
   nftRuleSignature,
-  nftTableName,
+  NFT_POD_CHAINS,
+  NFT_TABLE,
   ruleTag,
 } from "./rules.js";
 
 /**
- * Applies what rules.ts computes. nftables: one `nft -f` per call (ADD), or one listing plus one
- * transaction (DEL, GC). iptables: per family of the pod, one iptables-save and one
- * iptables-restore, plus `iptables -N` for a shared chain the first time it is needed.
+ * Applies what rules.ts computes. nftables: one `nft -f` per ADD. iptables: per family of the
+ * pod, one iptables-save and one iptables-restore, plus `iptables -N` for a shared chain the first
+ * time it is needed. DEL and GC clean both backends and every layout, and run a tool only when a
+ * listing over nfnetlink shows something to remove.
  */
 
 type Identity = Pick<PortmapSettings, "network" | "containerId">;
@@ -58,80 +61,70 @@ export async function forwardPorts(s: PortmapSettings, pods: readonly PodAddress
   }
 }
 
-/** The rules of the network's table (none when it does not exist), from nfnetlink or else from nft. */
-async function tableRules(network: string): Promise<NftRuleRef[]> {
-  const table = nftTableName(network);
-  return (await nftRuleRefs("inet", table)) ?? (await nftListTable("inet", table))?.rules ?? [];
+/** Where a pod's nftables rules can be: the Go layout's tables, and the network's table of older weft releases. */
+function nftScopes(network: string): NftRuleScope[] {
+  return [
+    { family: "ip", table: NFT_TABLE, chains: NFT_POD_CHAINS },
+    { family: "ip6", table: NFT_TABLE, chains: NFT_POD_CHAINS },
+    { family: "inet", table: legacyNftTableName(network) },
+  ];
 }
 
-/** Removes every rule of the container in this network; returns how many rules or chains went. */
-export async function unforwardPorts(backend: PortmapSettings["backend"], id: Identity, families: readonly IpFamily[]): Promise<number> {
-  if (backend === "nftables") {
-    // Without nft there can be no nftables rules of ours to remove.
-    if (!nftInstalled()) return 0;
-    const tag = ruleTag(id.containerId);
-    const doomed = (await tableRules(id.network)).filter((r) => r.comment === tag);
-    if (doomed.length) await nftApply(nftDeleteScript(id.network, doomed));
-    return doomed.length;
-  }
-  let removed = 0;
-  for (const family of families) {
-    if (!iptablesInstalled(family)) continue;
-    const existing = await iptablesSaveNat(family);
-    if (!existing) continue;
-    const lines = iptablesRemoveLines(iptablesPodChains(id.network, id.containerId), existing);
-    await iptablesRestoreNat(family, lines.map(iptablesLine));
-    removed += lines.length;
-  }
+/**
+ * Removes every rule of the container in this network from both backends, whichever made them
+ * (weft or the Go plugin, either backend, an older weft layout); returns how many rules or restore
+ * lines went. A backend that holds nothing of the pod's costs no tool run.
+ */
+export async function unforwardPorts(id: Identity): Promise<number> {
+  const tag = ruleTag(id.containerId);
+  let removed = await nftDeleteRules(nftScopes(id.network), (comment) => comment === tag);
+  for (const family of [4, 6] as const) removed += await iptablesRemoveChains(family, iptablesPodChains(id.network, id.containerId));
   return removed;
 }
 
 /** CHECK: the pod's rules that are missing, described (empty when all are there). */
 export async function missingRules(s: PortmapSettings, pods: readonly PodAddress[]): Promise<string[]> {
-  if (s.backend === "nftables") {
-    const table = nftTableName(s.network);
-    const listed = await nftListTable("inet", table);
-    if (!listed) return [`nftables table inet ${table} not found`];
+  if (s.backend === "iptables") {
     const missing: string[] = [];
-    for (const chain of ["prerouting", "output", "hostports", "masquerading"]) {
-      if (!listed.chains.has(chain)) missing.push(`chain ${chain} in table inet ${table}`);
-    }
-    for (const hook of ["prerouting", "output"]) {
-      const jumps = listed.rules.filter((r) => r.chain === hook && JSON.stringify(r.expr).includes('"jump":{"target":"hostports"}'));
-      if (jumps.length === 0) missing.push(`jump to hostports in chain ${hook}`);
-    }
-    const tag = ruleTag(s.containerId);
-    const found = new Set(listed.rules.filter((r) => r.comment === tag).map((r) => nftRuleSignature(r.expr)));
-    for (const signature of nftExpectedSignatures(s, pods)) {
-      if (!found.has(signature)) missing.push(`rule "${signature}"`);
-    }
+    for (const pod of pods) missing.push(...iptablesMissing(s, pod, await natTable(pod.family)));
     return missing;
   }
+  const tag = ruleTag(s.containerId);
   const missing: string[] = [];
-  for (const pod of pods) missing.push(...iptablesMissing(s, pod, await natTable(pod.family)));
+  for (const family of [4, 6] as const) {
+    const mine = pods.filter((p) => p.family === family);
+    if (mine.length === 0) continue;
+    const where = `table ${family === 4 ? "ip" : "ip6"} ${NFT_TABLE}`;
+    const listed = await nftListTable(family === 4 ? "ip" : "ip6", NFT_TABLE);
+    if (!listed) {
+      missing.push(`nftables ${where} not found`);
+      continue;
+    }
+    for (const chain of ["prerouting", "output", "hostports_all", "hostports"]) {
+      if (!listed.chains.has(chain)) missing.push(`chain ${chain} in ${where}`);
+    }
+    for (const hook of ["prerouting", "output"]) {
+      const jumps = listed.rules.filter((r) => r.chain === hook && JSON.stringify(r.expr).includes('"jump":{"target":"hostports_all"}'));
+      if (jumps.length === 0) missing.push(`jump to hostports_all in chain ${hook} of ${where}`);
+    }
+    const found = new Set(listed.rules.filter((r) => r.comment === tag).map((r) => nftRuleSignature(r.expr)));
+    for (const signature of nftExpectedSignatures(s, mine)) {
+      if (!found.has(signature)) missing.push(`rule "${signature}" in ${where}`);
+    }
+  }
   return missing;
 }
 
 /**
- * GC: removes this network's rules of containers not in keep, in both backends (rules may predate
- * a change of backend, or come from the reference plugin's iptables layout).
+ * GC: removes this network's rules of containers not in keep: from iptables, whose rules name the
+ * network, and from older weft's per-network nftables table. The Go layout's shared tables name
+ * no network, so a rule there cannot be told from another network's: DEL removes those, by
+ * container ID, as the Go plugin does.
  */
 export async function collectPorts(network: string, keep: ReadonlySet<string>): Promise<number> {
-  let removed = 0;
-  if (nftInstalled()) {
-    const keepTags = new Set([...keep].map(ruleTag));
-    const doomed = (await tableRules(network)).filter((r) => r.comment !== undefined && !keepTags.has(r.comment));
-    if (doomed.length) await nftApply(nftDeleteScript(network, doomed));
-    removed += doomed.length;
-  }
-  for (const family of [4, 6] as const) {
-    if (!iptablesInstalled(family)) continue;
-    const existing = await iptablesSaveNat(family);
-    if (!existing) continue;
-    const lines = iptablesRemoveLines(iptablesStaleChains(network, keep, existing), existing);
-    await iptablesRestoreNat(family, lines.map(iptablesLine));
-    removed += lines.length;
-  }
+  const keepTags = new Set([...keep].map(ruleTag));
+  let removed = await nftDeleteRules([{ family: "inet", table: legacyNftTableName(network) }], (comment) => !keepTags.has(comment));
+  for (const family of [4, 6] as const) removed += await iptablesCollectChains(family, (existing) => iptablesStaleChains(network, keep, existing));
   return removed;
 }
 

@@ -109,10 +109,10 @@ function parseMapping(m: PortMappingConf, i: number): PortMapping {
 
 /**
  * The backend: the one the config names, else the one its backend-specific keys imply (so a
- * config written for the reference's iptables layout keeps it), else nftables where nft is
- * installed, else iptables.
+ * config written for the reference's iptables layout keeps it), else the reference's automatic
+ * choice (iptables where it is usable).
  */
-function chooseBackend(conf: PortmapConf, nftInstalled: () => boolean): Backend {
+function chooseBackend(conf: PortmapConf, automatic: () => Backend): Backend {
   const iptablesKeys: string[] = [];
   const nftablesKeys: string[] = [];
   if (conf.externalSetMarkChain !== undefined) iptablesKeys.push("externalSetMarkChain");
@@ -125,7 +125,7 @@ function chooseBackend(conf: PortmapConf, nftInstalled: () => boolean): Backend 
     throw invalid(`configuration mixes iptables-specific options [${iptablesKeys.join(" ")}] and nftables-specific options [${nftablesKeys.join(" ")}]`);
   }
   const backend: Backend =
-    conf.backend ?? (iptablesKeys.length || conf.markMasqBit !== undefined ? "iptables" : nftablesKeys.length ? "nftables" : nftInstalled() ? "nftables" : "iptables");
+    conf.backend ?? (iptablesKeys.length || conf.markMasqBit !== undefined ? "iptables" : nftablesKeys.length ? "nftables" : automatic());
   const wrong = backend === "iptables" ? nftablesKeys : iptablesKeys;
   if (wrong.length) {
     throw invalid(`${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`);
@@ -133,11 +133,11 @@ function chooseBackend(conf: PortmapConf, nftInstalled: () => boolean): Backend 
   return backend;
 }
 
-export function portmapSettings(conf: PortmapConf, containerId: string, nftInstalled: () => boolean): PortmapSettings {
+export function portmapSettings(conf: PortmapConf, containerId: string, automatic: () => Backend): PortmapSettings {
   if (conf.markMasqBit !== undefined && conf.externalSetMarkChain !== undefined) {
     throw invalid("Cannot specify externalSetMarkChain and markMasqBit");
   }
-  const backend = chooseBackend(conf, nftInstalled);
+  const backend = chooseBackend(conf, automatic);
   const conditions: Record<IpFamily, string[]> = { 4: [...(conf.conditionsV4 ?? [])], 6: [...(conf.conditionsV6 ?? [])] };
   for (const [family, key] of [[4, "conditionsV4"], [6, "conditionsV6"]] as const) {
     if (backend === "nftables") checkNftConditions(key, conditions[family]);

@@ -1,10 +1,9 @@
 import { portmap as validatePortmap } from "../../gen/validators.js";
 import { asCniError, CniError, ErrorCode } from "../cni/errors.js";
-import type { IpFamily } from "../cni/ip.js";
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
 import { enableRouteLocalnet } from "../kernel/netfilter-localnet.js";
-import { NetfilterBusyError, nftInstalled } from "../kernel/netfilter.js";
+import { defaultBackend, NetfilterBusyError } from "../kernel/netfilter.js";
 import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import { crashPoint } from "../cni/crash.js";
@@ -21,7 +20,7 @@ async function step<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
   }
 }
 
-const settingsOf = (request: PortmapRequest) => portmapSettings(request.config, request.env.containerId, nftInstalled);
+const settingsOf = (request: PortmapRequest) => portmapSettings(request.config, request.env.containerId, defaultBackend);
 
 async function add(request: PortmapRequest): Promise<Result> {
   const prev = request.prevResult;
@@ -40,21 +39,20 @@ async function add(request: PortmapRequest): Promise<Result> {
     crashPoint("portmap:rules");
   } catch (err) {
     // iptables applies a family at a time: an IPv6 failure must not leave the IPv4 half behind.
-    await unforwardPorts(s.backend, s, [4, 6]).catch((undo: Error) => request.log(`rollback: ${undo.message}`));
+    await unforwardPorts(s).catch((undo: Error) => request.log(`rollback: ${undo.message}`));
     throw err;
   }
   return prev;
 }
 
 /**
- * Removes the container's rules whatever runtimeConfig says now: the runtime may not resend
- * portMappings on DEL (plugins#683), and rules left behind would keep the host port (§3 #9).
+ * Removes the container's rules whatever runtimeConfig and the backend say now: the runtime may
+ * not resend portMappings on DEL (plugins#683), the pod may have been added by the Go plugin or
+ * with the other backend, and rules left behind would keep the host port.
  */
 async function del(request: PortmapRequest): Promise<void> {
   const s = settingsOf(request);
-  const pods = request.prevResult ? podAddresses(request.prevResult, request.env.ifName) : [];
-  const families: IpFamily[] = pods.length ? pods.map((p) => p.family) : [4, 6];
-  await step(`remove ${s.backend} rules for port mappings`, () => unforwardPorts(s.backend, s, families));
+  await step("remove port mapping rules", () => unforwardPorts(s));
 }
 
 async function check(request: PortmapRequest): Promise<void> {

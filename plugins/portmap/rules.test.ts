@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseNatTable, parseNftTable } from "../kernel/netfilter.js";
+import { iptablesRemoveLines, parseNatTable, parseNftTable } from "../kernel/netfilter.js";
 import { interfaceFor, parseProcRoutes } from "../kernel/netfilter-localnet.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import {
@@ -8,12 +8,11 @@ import {
   iptablesEntryRules,
   iptablesMissing,
   iptablesPodRules,
-  iptablesRemoveLines,
   iptablesStaleChains,
+  legacyNftTableName,
   nftAddScript,
   nftExpectedSignatures,
   nftRuleSignature,
-  nftTableName,
   ruleTag,
 } from "./rules.js";
 
@@ -36,18 +35,19 @@ function conf(extra: Partial<PortmapConf> = {}): PortmapConf {
   };
 }
 
-const settings = (extra: Partial<PortmapConf> = {}, nft = true) => portmapSettings(conf(extra), "c1", () => nft);
+const settings = (extra: Partial<PortmapConf> = {}, automatic: "iptables" | "nftables" = "nftables") => portmapSettings(conf(extra), "c1", () => automatic);
 
 describe("backend choice", () => {
-  it("defaults to nftables where nft is installed, iptables otherwise", () => {
-    expect(settings({}, true).backend).toBe("nftables");
-    expect(settings({}, false).backend).toBe("iptables");
+  it("takes the automatic choice when neither backend nor a backend-specific key is set", () => {
+    expect(settings({}, "nftables").backend).toBe("nftables");
+    expect(settings({}, "iptables").backend).toBe("iptables");
+    expect(settings({ backend: "nftables" }, "iptables").backend).toBe("nftables");
   });
   it("follows the reference's backend-specific keys when backend is not set", () => {
     expect(settings({ conditionsV4: ["-d", "10.0.0.0/8"] }).backend).toBe("iptables");
     expect(settings({ externalSetMarkChain: "KUBE-MARK-MASQ" }).backend).toBe("iptables");
     expect(settings({ markMasqBit: 14 }).backend).toBe("iptables");
-    expect(settings({ conditionsV6: ["ip6 saddr", "fd00::/8"] }, false).backend).toBe("nftables");
+    expect(settings({ conditionsV6: ["ip6 saddr", "fd00::/8"] }, "iptables").backend).toBe("nftables");
   });
   it("refuses options of the other backend, and externalSetMarkChain with markMasqBit", () => {
     expect(() => settings({ backend: "nftables", conditionsV4: ["-d", "1.2.3.4"] })).toThrow(/nftables backend was requested but configuration contains iptables-specific options \[conditionsV4\]/);
@@ -62,12 +62,12 @@ describe("backend choice", () => {
     expect(settings({ conditionsV4: ['iifname "eth0"', "ip daddr { 10.0.0.1, 10.0.0.2 }"] }).conditions[4]).toHaveLength(2);
   });
   it("normalizes protocols and host IPs", () => {
-    const s = portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "SCTP", hostIP: "fd00:0::5" }, { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: "0.0.0.0" }] } }), "c", () => true);
+    const s = portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "SCTP", hostIP: "fd00:0::5" }, { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: "0.0.0.0" }] } }), "c", () => "nftables");
     expect(s.mappings).toEqual([
       { hostPort: 1, containerPort: 2, protocol: "sctp", hostIP: { ip: "fd00::5", family: 6, unspecified: false } },
       { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: { ip: "0.0.0.0", family: 4, unspecified: true } },
     ]);
-    expect(() => portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "tcp", hostIP: "1.2.3" }] } }), "c", () => true)).toThrow(/hostIP "1.2.3"/);
+    expect(() => portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "tcp", hostIP: "1.2.3" }] } }), "c", () => "nftables")).toThrow(/hostIP "1.2.3"/);
   });
 });
 
@@ -89,40 +89,50 @@ describe("pod addresses from prevResult", () => {
 });
 
 describe("nftables rules", () => {
-  it("puts both families of one ADD in one transaction in the network's table", () => {
+  it("lays both families of one ADD out as the Go plugin does, in one transaction", () => {
     const script = nftAddScript(settings(), [V4, V6]);
-    const table = nftTableName("testnet");
-    expect(table).toMatch(/^weft_portmap_[0-9a-f]{16}$/);
+    const head = (ipx: string) => [
+      `add table ${ipx} cni_hostport { comment "CNI portmap plugin" ; }`,
+      `add chain ${ipx} cni_hostport hostports`,
+      `add chain ${ipx} cni_hostport hostip_hostports`,
+      `add chain ${ipx} cni_hostport hostports_all`,
+      `flush chain ${ipx} cni_hostport hostports_all`,
+      `add rule ${ipx} cni_hostport hostports_all jump hostip_hostports`,
+      `add rule ${ipx} cni_hostport hostports_all jump hostports`,
+      `add chain ${ipx} cni_hostport prerouting { type nat hook prerouting priority dstnat ; }`,
+      `flush chain ${ipx} cni_hostport prerouting`,
+      `add rule ${ipx} cni_hostport prerouting fib daddr type local jump hostports_all`,
+      `add chain ${ipx} cni_hostport output { type nat hook output priority -100 ; }`,
+      `flush chain ${ipx} cni_hostport output`,
+      `add rule ${ipx} cni_hostport output fib daddr type local jump hostports_all`,
+      `add chain ${ipx} cni_hostport masquerading { type nat hook postrouting priority srcnat ; }`,
+    ];
     expect(script.split("\n").filter(Boolean)).toEqual([
-      `add table inet ${table} { comment "weft portmap, network testnet"; }`,
-      `add chain inet ${table} hostports`,
-      `add chain inet ${table} prerouting { type nat hook prerouting priority -100; policy accept; }`,
-      `add chain inet ${table} output { type nat hook output priority -100; policy accept; }`,
-      `add chain inet ${table} masquerading { type nat hook postrouting priority srcnat; policy accept; }`,
-      `flush chain inet ${table} prerouting`,
-      `add rule inet ${table} prerouting meta nfproto ipv4 fib daddr type local jump hostports`,
-      `add rule inet ${table} prerouting meta nfproto ipv6 fib daddr type local jump hostports`,
-      `flush chain inet ${table} output`,
-      `add rule inet ${table} output meta nfproto ipv4 fib daddr type local jump hostports`,
-      `add rule inet ${table} output meta nfproto ipv6 fib daddr type local jump hostports`,
-      `insert rule inet ${table} hostports meta nfproto ipv4 meta l4proto tcp th dport 8080 dnat ip to 10.99.1.2:80 comment "c1"`,
-      `insert rule inet ${table} masquerading ip saddr { 10.99.1.0/24, 127.0.0.1 } ip daddr 10.99.1.2 meta l4proto tcp th dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"`,
-      `insert rule inet ${table} hostports meta nfproto ipv4 meta l4proto udp th dport 8053 dnat ip to 10.99.1.2:53 comment "c1"`,
-      `insert rule inet ${table} masquerading ip saddr { 10.99.1.0/24, 127.0.0.1 } ip daddr 10.99.1.2 meta l4proto udp th dport 53 ct original proto-dst 8053 ct status dnat masquerade comment "c1"`,
-      `insert rule inet ${table} hostports ip daddr 192.168.5.5 meta l4proto tcp th dport 9090 dnat ip to 10.99.1.2:90 comment "c1"`,
-      `insert rule inet ${table} masquerading ip saddr { 10.99.1.0/24, 127.0.0.1 } ip daddr 10.99.1.2 meta l4proto tcp th dport 90 ct original proto-dst 9090 ct status dnat masquerade comment "c1"`,
-      `insert rule inet ${table} hostports meta nfproto ipv6 meta l4proto tcp th dport 8080 dnat ip6 to [fd99::2]:80 comment "c1"`,
-      `insert rule inet ${table} masquerading ip6 saddr fd99::/64 ip6 daddr fd99::2 meta l4proto tcp th dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"`,
-      `insert rule inet ${table} hostports meta nfproto ipv6 meta l4proto udp th dport 8053 dnat ip6 to [fd99::2]:53 comment "c1"`,
-      `insert rule inet ${table} masquerading ip6 saddr fd99::/64 ip6 daddr fd99::2 meta l4proto udp th dport 53 ct original proto-dst 8053 ct status dnat masquerade comment "c1"`,
+      ...head("ip"),
+      `insert rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.1.2:80 comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 10.99.1.0/24 ip daddr 10.99.1.2 tcp dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.1.2 tcp dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"`,
+      `insert rule ip cni_hostport hostports udp dport 8053 dnat to 10.99.1.2:53 comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 10.99.1.0/24 ip daddr 10.99.1.2 udp dport 53 ct original proto-dst 8053 ct status dnat masquerade comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.1.2 udp dport 53 ct original proto-dst 8053 ct status dnat masquerade comment "c1"`,
+      `insert rule ip cni_hostport hostports ip daddr 192.168.5.5 tcp dport 9090 dnat to 10.99.1.2:90 comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 10.99.1.0/24 ip daddr 10.99.1.2 tcp dport 90 ct original proto-dst 9090 ct status dnat masquerade comment "c1"`,
+      `insert rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.1.2 tcp dport 90 ct original proto-dst 9090 ct status dnat masquerade comment "c1"`,
+      ...head("ip6"),
+      `insert rule ip6 cni_hostport hostports tcp dport 8080 dnat to [fd99::2]:80 comment "c1"`,
+      `insert rule ip6 cni_hostport masquerading ip6 saddr fd99::/64 ip6 daddr fd99::2 tcp dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"`,
+      `insert rule ip6 cni_hostport hostports udp dport 8053 dnat to [fd99::2]:53 comment "c1"`,
+      `insert rule ip6 cni_hostport masquerading ip6 saddr fd99::/64 ip6 daddr fd99::2 udp dport 53 ct original proto-dst 8053 ct status dnat masquerade comment "c1"`,
     ]);
+    expect(legacyNftTableName("testnet")).toMatch(/^weft_portmap_[0-9a-f]{16}$/);
   });
   it("applies conditions per family, masqAll drops the source match, snat false drops masquerade", () => {
     const s = settings({ conditionsV4: ["ip daddr 10.0.0.0/8"], masqAll: true });
     const script = nftAddScript(s, [V4]);
-    expect(script).toContain("prerouting meta nfproto ipv4 ip daddr 10.0.0.0/8 fib daddr type local jump hostports");
-    expect(script).toContain("masquerading ip daddr 10.99.1.2 meta l4proto tcp th dport 80 ct original proto-dst 8080");
-    expect(nftAddScript(settings({ snat: false }), [V4])).not.toContain("masquerade comment");
+    expect(script).toContain("add rule ip cni_hostport prerouting ip daddr 10.0.0.0/8 fib daddr type local jump hostports_all");
+    expect(script).toContain("masquerading ip daddr 10.99.1.2 tcp dport 80 ct original proto-dst 8080");
+    expect(script).not.toContain("ip6 cni_hostport");
+    expect(nftAddScript(settings({ snat: false }), [V4])).not.toContain("masquerad");
   });
   it("tags long container IDs with a hash that fits an nft comment", () => {
     expect(ruleTag("c1")).toBe("c1");
@@ -133,7 +143,20 @@ describe("nftables rules", () => {
       nftables: [
         { chain: { name: "hostports" } },
         { rule: { chain: "hostports", handle: 7, comment: "c1", expr: [{ match: { op: "==", left: { meta: { key: "nfproto" } }, right: "ipv4" } }, { match: { op: "==", left: { payload: { protocol: "tcp", field: "dport" } }, right: 8080 } }, { dnat: { family: "ip", addr: "10.99.1.2", port: 80 } }] } },
-        { rule: { chain: "masquerading", handle: 8, comment: "c1", expr: [{ match: { op: "==", left: { payload: { protocol: "ip", field: "daddr" } }, right: "10.99.1.2" } }, { match: { op: "==", left: { payload: { protocol: "tcp", field: "dport" } }, right: 80 } }, { match: { op: "==", left: { ct: { key: "proto-dst", dir: "original" } }, right: 8080 } }, { masquerade: null }] } },
+        ...[{ prefix: { addr: "10.99.1.0", len: 24 } }, "127.0.0.1"].map((source, i) => ({
+          rule: {
+            chain: "masquerading",
+            handle: 8 + i,
+            comment: "c1",
+            expr: [
+              { match: { op: "==", left: { payload: { protocol: "ip", field: "saddr" } }, right: source } },
+              { match: { op: "==", left: { payload: { protocol: "ip", field: "daddr" } }, right: "10.99.1.2" } },
+              { match: { op: "==", left: { payload: { protocol: "tcp", field: "dport" } }, right: 80 } },
+              { match: { op: "==", left: { ct: { key: "proto-dst", dir: "original" } }, right: 8080 } },
+              { masquerade: null },
+            ],
+          },
+        })),
       ],
     });
     const listed = parseNftTable(json);
@@ -227,7 +250,7 @@ describe("iptables rules (the reference's layout)", () => {
     expect(missing).toContain('rule "-s 10.99.1.0/24 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK" in chain CNI-DN-328e3d85e6c0f709cddd7');
     expect(missing.some((m) => m.includes("--dports 8053"))).toBe(true);
     expect(missing.some((m) => m.includes("--dports 8080,9090"))).toBe(false);
-    expect(iptablesMissing(settings({}, false), V4, parseNatTable("*nat\nCOMMIT\n"))).toEqual(["chain CNI-DN-328e3d85e6c0f709cddd7 not found in iptables table nat"]);
+    expect(iptablesMissing(settings({}, "iptables"), V4, parseNatTable("*nat\nCOMMIT\n"))).toEqual(["chain CNI-DN-328e3d85e6c0f709cddd7 not found in iptables table nat"]);
   });
 });
 

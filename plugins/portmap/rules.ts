@@ -1,6 +1,6 @@
 import { sha256Hex, sha512Hex } from "../cni/builtins.js";
 import type { IpFamily } from "../cni/ip.js";
-import type { NatTable, NftListedRule } from "../kernel/netfilter.js";
+import { valueAfter, type NatTable } from "../kernel/netfilter.js";
 import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";
 
 /**
@@ -11,22 +11,30 @@ import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";
  */
 
 // ---------------------------------------------------------------------------------------------
-// nftables: one inet table per network, so v4 and v6 go in one transaction and GC can never touch
-// another network's rules.
+// nftables: the Go plugin's layout (v1.6+, portmap_nftables.go), so that either implementation's
+// DEL removes the other's rules: one table per family, shared by every network, the pod's rules
+// tagged with its container ID.
 //
-//   prerouting, output (nat, -100): [conditions] fib daddr type local jump hostports
-//   hostports:    [ip daddr <hostIP>] <proto> dport <hostPort> dnat to <pod>:<port>   comment "<tag>"
-//   masquerading (nat, srcnat): saddr <pod subnet, 127.0.0.1 | any> daddr <pod> <proto> dport <port>
-//                 ct original proto-dst <hostPort> ct status dnat masquerade          comment "<tag>"
+//   table ip cni_hostport / ip6 cni_hostport
+//   prerouting (nat, dstnat), output (nat, -100): [conditions] fib daddr type local jump hostports_all
+//   hostports_all:  jump hostip_hostports; jump hostports
+//   hostports:      [ip daddr <hostIP>] <proto> dport <hostPort> dnat to <pod>:<port>   comment "<cid>"
+//   masquerading (nat, srcnat): saddr <pod subnet | 127.0.0.1 | any> daddr <pod> <proto> dport <port>
+//                   ct original proto-dst <hostPort> ct status dnat masquerade          comment "<cid>"
+//
+// The masquerading rules are weft's: the Go plugin masquerades only a pod reaching itself, which
+// leaves a hairpin from another pod of the subnet broken; its DEL still removes them by comment.
 
-export const NFT_TABLE_PREFIX = "weft_portmap_";
+export const NFT_TABLE = "cni_hostport";
+const NFT_TABLE_COMMENT = "CNI portmap plugin";
+/** The chains that hold pods' rules, as the Go plugin's DEL searches them. */
+export const NFT_POD_CHAINS = ["hostports", "hostip_hostports", "masquerading"] as const;
 /** nft keeps at most 128 bytes of a comment, the terminating NUL included. */
 const NFT_COMMENT_MAX = 127;
-/** The base chains are weft's alone, so ADD rewrites their few jump rules in the same transaction. */
-const NAT_DNAT_PRIORITY = -100;
 
-export function nftTableName(network: string): string {
-  return `${NFT_TABLE_PREFIX}${sha256Hex(network).slice(0, 16)}`;
+/** The per-network table of weft releases before the Go layout; DEL and GC still clean it. */
+export function legacyNftTableName(network: string): string {
+  return `weft_portmap_${sha256Hex(network).slice(0, 16)}`;
 }
 
 /** The comment that marks a pod's rules: its container ID, as the reference writes it, or a hash of an ID too long for nft. */
@@ -34,7 +42,6 @@ export function ruleTag(containerId: string): string {
   return containerId.length <= NFT_COMMENT_MAX ? containerId : `sha256:${sha256Hex(containerId)}`;
 }
 
-const NFPROTO = { 4: "ipv4", 6: "ipv6" } as const;
 const IPX = { 4: "ip", 6: "ip6" } as const;
 const LOOPBACK_V4 = "127.0.0.1";
 
@@ -52,62 +59,79 @@ function dnatTarget(pod: PodAddress, port: number): string {
   return pod.family === 4 ? `${pod.ip}:${port}` : `[${pod.ip}]:${port}`;
 }
 
-function nftDnatRule(table: string, pod: PodAddress, m: PortMapping, tag: string): string {
+function nftDnatRule(pod: PodAddress, m: PortMapping, tag: string): string {
+  const ipx = IPX[pod.family];
   const daddr = hostDaddr(m);
-  const match = daddr ? `${IPX[pod.family]} daddr ${daddr}` : `meta nfproto ${NFPROTO[pod.family]}`;
-  return `insert rule inet ${table} hostports ${match} meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${IPX[pod.family]} to ${dnatTarget(pod, m.containerPort)} comment "${tag}"`;
+  const match = daddr ? `${ipx} daddr ${daddr} ` : "";
+  return `insert rule ${ipx} ${NFT_TABLE} hostports ${match}${m.protocol} dport ${m.hostPort} dnat to ${dnatTarget(pod, m.containerPort)} comment "${tag}"`;
 }
 
-function nftMasqRule(table: string, pod: PodAddress, m: PortMapping, masqAll: boolean, tag: string): string {
+/**
+ * Hairpin (a pod of the subnet to a host port that leads back into the subnet) and, for IPv4, the
+ * node's own 127.0.0.1: without the masquerade the reply would bypass the node's conntrack. One
+ * rule per source, without anonymous sets, so the cost of a pod's rules grows linearly and small.
+ */
+function masqSources(pod: PodAddress, masqAll: boolean): Array<string | undefined> {
+  return masqAll ? [undefined] : pod.family === 4 ? [pod.subnet, LOOPBACK_V4] : [pod.subnet];
+}
+
+function nftMasqRules(pod: PodAddress, m: PortMapping, masqAll: boolean, tag: string): string[] {
   const ipx = IPX[pod.family];
-  // Hairpin (a pod of the subnet to a host port that leads back into the subnet) and, for IPv4,
-  // the node's own 127.0.0.1: without the masquerade the reply would bypass the node's conntrack.
-  const sources = pod.family === 4 ? `{ ${pod.subnet}, ${LOOPBACK_V4} }` : pod.subnet;
-  const saddr = masqAll ? "" : `${ipx} saddr ${sources} `;
-  return (
-    `insert rule inet ${table} masquerading ${saddr}${ipx} daddr ${pod.ip} meta l4proto ${m.protocol} th dport ${m.containerPort} ` +
-    `ct original proto-dst ${m.hostPort} ct status dnat masquerade comment "${tag}"`
+  return masqSources(pod, masqAll).map(
+    (source) =>
+      `insert rule ${ipx} ${NFT_TABLE} masquerading ${source ? `${ipx} saddr ${source} ` : ""}${ipx} daddr ${pod.ip} ${m.protocol} dport ${m.containerPort} ` +
+      `ct original proto-dst ${m.hostPort} ct status dnat masquerade comment "${tag}"`,
   );
 }
 
-/** The one transaction of an ADD: table, chains, the entry jumps, then the pod's rules. */
+/** The one transaction of an ADD: per family of the pod, the table, its chains and jumps, then the pod's rules. */
 export function nftAddScript(s: PortmapSettings, pods: readonly PodAddress[]): string {
-  const table = nftTableName(s.network);
   const tag = ruleTag(s.containerId);
-  const lines = [
-    `add table inet ${table} { comment "weft portmap, network ${s.network}"; }`,
-    `add chain inet ${table} hostports`,
-    `add chain inet ${table} prerouting { type nat hook prerouting priority ${NAT_DNAT_PRIORITY}; policy accept; }`,
-    `add chain inet ${table} output { type nat hook output priority ${NAT_DNAT_PRIORITY}; policy accept; }`,
-    `add chain inet ${table} masquerading { type nat hook postrouting priority srcnat; policy accept; }`,
-  ];
-  for (const hook of ["prerouting", "output"]) {
-    lines.push(`flush chain inet ${table} ${hook}`);
-    for (const family of [4, 6] as const) {
-      const conditions = s.conditions[family].join(" ");
-      lines.push(`add rule inet ${table} ${hook} meta nfproto ${NFPROTO[family]} ${conditions ? `${conditions} ` : ""}fib daddr type local jump hostports`);
-    }
-  }
-  for (const pod of pods) {
-    for (const m of mappingsFor(s.mappings, pod.family)) {
-      lines.push(nftDnatRule(table, pod, m, tag));
-      if (s.snat) lines.push(nftMasqRule(table, pod, m, s.masqAll, tag));
+  const lines: string[] = [];
+  for (const family of [4, 6] as const) {
+    const mine = pods.filter((p) => p.family === family);
+    if (mine.length === 0) continue;
+    const t = `${IPX[family]} ${NFT_TABLE}`;
+    const conditions = s.conditions[family].length ? `${s.conditions[family].join(" ")} ` : "";
+    lines.push(
+      `add table ${t} { comment "${NFT_TABLE_COMMENT}" ; }`,
+      `add chain ${t} hostports`,
+      `add chain ${t} hostip_hostports`,
+      `add chain ${t} hostports_all`,
+      `flush chain ${t} hostports_all`,
+      `add rule ${t} hostports_all jump hostip_hostports`,
+      `add rule ${t} hostports_all jump hostports`,
+      `add chain ${t} prerouting { type nat hook prerouting priority dstnat ; }`,
+      `flush chain ${t} prerouting`,
+      `add rule ${t} prerouting ${conditions}fib daddr type local jump hostports_all`,
+      `add chain ${t} output { type nat hook output priority -100 ; }`,
+      `flush chain ${t} output`,
+      `add rule ${t} output ${conditions}fib daddr type local jump hostports_all`,
+    );
+    if (s.snat) lines.push(`add chain ${t} masquerading { type nat hook postrouting priority srcnat ; }`);
+    for (const pod of mine) {
+      for (const m of mappingsFor(s.mappings, family)) {
+        lines.push(nftDnatRule(pod, m, tag));
+        if (s.snat) lines.push(...nftMasqRules(pod, m, s.masqAll, tag));
+      }
     }
   }
   return `${lines.join("\n")}\n`;
 }
 
-/** Deletes rules by handle in one transaction. */
-export function nftDeleteScript(network: string, rules: readonly Pick<NftListedRule, "chain" | "handle">[]): string {
-  const table = nftTableName(network);
-  return rules.map((r) => `delete rule inet ${table} ${r.chain} handle ${r.handle}\n`).join("");
+/** An address or prefix as nft's JSON writes the right side of a match. */
+function jsonAddress(right: unknown): string | undefined {
+  if (typeof right === "string") return right;
+  const prefix = (right as { prefix?: { addr?: unknown; len?: unknown } } | null)?.prefix;
+  return prefix && typeof prefix.addr === "string" ? `${prefix.addr}/${String(prefix.len)}` : undefined;
 }
 
-/** What a DNAT or masquerade rule does, read back from nft's JSON: "tcp 8080 -> 10.1.0.2:80". */
+/** What a DNAT or masquerade rule does, read back from nft's JSON: "dnat tcp * 8080 -> 10.1.0.2:80". */
 export function nftRuleSignature(expr: readonly unknown[]): string | undefined {
   let proto: string | undefined;
   let dport: unknown;
   let daddr: unknown;
+  let saddr: string | undefined;
   let origPort: unknown;
   let target: string | undefined;
   let masquerade = false;
@@ -121,13 +145,14 @@ export function nftRuleSignature(expr: readonly unknown[]): string | undefined {
         dport = right;
       }
       if (payload && payload.field === "daddr" && typeof right === "string") daddr = right;
+      if (payload && payload.field === "saddr") saddr = jsonAddress(right);
       if (left?.ct && left.ct.key === "proto-dst" && left.ct.dir === "original") origPort = right;
     }
     if (e.dnat) target = `${String(e.dnat.addr)}:${String(e.dnat.port)}`;
     if ("masquerade" in e) masquerade = true;
   }
   if (target && proto) return `dnat ${proto} ${daddr ?? "*"} ${String(dport)} -> ${target}`;
-  if (masquerade && proto) return `masq ${proto} ${String(origPort)} -> ${String(daddr)}:${String(dport)}`;
+  if (masquerade && proto) return `masq ${proto} ${saddr ?? "*"} ${String(origPort)} -> ${String(daddr)}:${String(dport)}`;
   return undefined;
 }
 
@@ -137,7 +162,7 @@ export function nftExpectedSignatures(s: PortmapSettings, pods: readonly PodAddr
   for (const pod of pods) {
     for (const m of mappingsFor(s.mappings, pod.family)) {
       out.push(`dnat ${m.protocol} ${hostDaddr(m) ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
-      if (s.snat) out.push(`masq ${m.protocol} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
+      if (s.snat) for (const source of masqSources(pod, s.masqAll)) out.push(`masq ${m.protocol} ${source ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
     }
   }
   return out;
@@ -252,10 +277,6 @@ function hasRule(table: NatTable, chain: string, rule: readonly string[]): boole
   return (table.rules.get(chain) ?? []).some((r) => key(r) === k);
 }
 
-function valueAfter(rule: readonly string[], ...flags: string[]): string | undefined {
-  const i = rule.findIndex((t) => flags.includes(t));
-  return i >= 0 ? rule[i + 1] : undefined;
-}
 
 /** An entry rule's identity, whatever order iptables-save prints the conditions in. */
 function entrySignature(rule: readonly string[]): string {
@@ -283,22 +304,6 @@ export function iptablesAddLines(s: PortmapSettings, pod: PodAddress, existing: 
   return lines;
 }
 
-/** The restore lines that remove chains: every jump to them, then their rules, then the chains. */
-export function iptablesRemoveLines(chains: readonly string[], existing: NatTable): string[][] {
-  const doomed = new Set(chains.filter((c) => existing.chains.has(c)));
-  if (doomed.size === 0) return [];
-  const lines: string[][] = [];
-  for (const [chain, rules] of existing.rules) {
-    if (doomed.has(chain)) continue;
-    for (const rule of rules) {
-      const target = valueAfter(rule, "-j", "--jump", "-g", "--goto");
-      if (target && doomed.has(target)) lines.push(["-D", chain, ...rule]);
-    }
-  }
-  for (const chain of doomed) lines.push(["-F", chain]);
-  for (const chain of doomed) lines.push(["-X", chain]);
-  return lines;
-}
 
 /** The pod's chains (the current one and the pre-v0.7 SNAT one). */
 export function iptablesPodChains(network: string, containerId: string): string[] {

@@ -128,6 +128,22 @@ const addrs = (ns: TestNetns, dev: string) => ns.ipJson<IpAddr[]>("addr", "show"
 const routes = (ns: TestNetns, family: "-4" | "-6") => ns.ipJson<Array<{ dst: string; gateway?: string }>>(family, "route", "show");
 const nftRuleset = (ns: TestNetns) => ns.exec("nft", ["list", "ruleset"]);
 
+/** The container ID of every masquerade rule of the bridge's ipMasq, in either backend's layout. */
+function masqRules(ns: TestNetns): string[] {
+  const ids: string[] = [];
+  for (const tool of ["iptables-save", "ip6tables-save"]) {
+    for (const line of ns.exec(tool, ["-t", "nat"]).split("\n")) {
+      const m = /^-A CNI-\w+ .*id: \\"([^"\\]*)\\"" -j MASQUERADE$/.exec(line);
+      if (m) ids.push(m[1]!);
+    }
+  }
+  for (const line of nftRuleset(ns).split("\n")) {
+    const m = /masquerade comment "[0-9a-f]{16}-[0-9a-f]{16}, net: .*, id: ([^"]*)"/.exec(line);
+    if (m) ids.push(m[1]!);
+  }
+  return ids.sort();
+}
+
 /** Results compared field by field, with what legitimately differs masked: MACs and veth names. */
 function masked(result: Record<string, unknown>): unknown {
   const copy = JSON.parse(JSON.stringify(result)) as Record<string, unknown>;
@@ -281,14 +297,15 @@ describe("bridge failures leave nothing behind", () => {
     expect(links(pod).map((l) => l.ifname)).toEqual(["lo"]);
     expect(links(node).map((l) => l.ifname).sort()).toEqual(["cni0", "lo"]);
     expect(ipFiles(dir)).toEqual([]);
-    expect(nftRuleset(node)).not.toContain("masquerade comment");
+    expect(masqRules(node)).toEqual([]);
 
     // forceAddress replaces the stale address.
     ok(run("ADD", { ...conf, forceAddress: true }, a));
     const global = addrs(node, "cni0").filter((x) => x.family === "inet");
     expect(global.map((x) => x.local)).toEqual(["10.244.1.1"]);
+    expect(masqRules(node)).toEqual(["c-conflict", "c-conflict"]);
     ok(run("DEL", conf, a));
-    expect(nftRuleset(node)).not.toContain("masquerade comment");
+    expect(masqRules(node)).toEqual([]);
   });
 
   it("a route the kernel refuses, after IPAM and masquerade: rolled back, the step named", () => {
@@ -339,19 +356,20 @@ describe("bridge failures leave nothing behind", () => {
 });
 
 describe("bridge DEL when the namespace is gone or unusable", () => {
-  it("releases IPAM and removes masquerade rules after the pod's namespace was deleted", () => {
+  it.each([["iptables (the default)", {}], ["nftables", { ipMasqBackend: "nftables" }]])("%s: releases IPAM and removes masquerade rules after the pod's namespace was deleted", (_b, backend) => {
     const node = pool.create();
     const pod = pool.create();
     const dir = dataDir();
-    const conf = flannelConf(dir, { ipMasq: true });
+    const conf = flannelConf(dir, { ipMasq: true, ...backend });
     const a = { node, netns: pod.path, containerId: "c-gone" };
     const added = ok(run("ADD", conf, a));
-    expect(nftRuleset(node).match(/masquerade comment/g)).toHaveLength(2);
+    expect(masqRules(node)).toEqual(["c-gone", "c-gone"]);
     ok(run("CHECK", { ...conf, prevResult: added }, a));
     spawnSync("ip", ["netns", "delete", pod.name]);
-    ok(run("DEL", { ...conf, prevResult: added }, a));
+    // DEL without ipMasqBackend: it removes the rules of either backend.
+    ok(run("DEL", { ...conf, ipMasqBackend: undefined, prevResult: added }, a));
     expect(ipFiles(dir)).toEqual([]);
-    expect(nftRuleset(node)).not.toContain("masquerade comment");
+    expect(masqRules(node)).toEqual([]);
     expect(links(node).filter((l) => l.linkinfo?.info_kind === "veth")).toEqual([]);
     ok(run("DEL", conf, { ...a, netns: "" }));
   });
@@ -430,20 +448,20 @@ describe("bridge options", () => {
     expect(bad.json).toMatchObject({ code: 7, msg: "cannot set hairpin mode and promiscuous mode at the same time" });
   });
 
-  it("GC removes the masquerade rules of attachments not in the valid list, of this network only", () => {
+  it.each([["iptables (the default)", {}], ["nftables", { ipMasqBackend: "nftables" }]])("%s: GC removes the masquerade rules of attachments not in the valid list, of this network only", (_b, backend) => {
     const node = pool.create();
-    const pods = [pool.create(), pool.create()];
+    const pods = [pool.create(), pool.create(), pool.create()];
     const dir = dataDir();
     // Debian's host-local stops at spec 1.0.0: ADD at 1.0.0, GC and STATUS (1.1.0 verbs) at 1.1.0.
-    const conf = flannelConf(dir, { ipMasq: true }, "1.0.0");
+    const conf = flannelConf(dir, { ipMasq: true, ...backend }, "1.0.0");
     ok(run("ADD", conf, { node, netns: pods[0]!.path, containerId: "keep" }));
     ok(run("ADD", conf, { node, netns: pods[1]!.path, containerId: "drop" }));
-    expect(nftRuleset(node).match(/masquerade comment/g)).toHaveLength(4);
+    const otherNet = { ...conf, name: "othernet", bridge: "cni1", ipam: { ...conf.ipam, ranges: [[{ subnet: "10.245.1.0/24" }]], routes: [] } };
+    ok(run("ADD", otherNet, { node, netns: pods[2]!.path, containerId: "other" }));
+    expect(masqRules(node)).toEqual(["drop", "drop", "keep", "keep", "other"]);
     const gcConf = { ...conf, cniVersion: "1.1.0" };
     ok(run("GC", { ...gcConf, "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] }, { node, netns: "", containerId: "" }));
-    const left = nftRuleset(node);
-    expect(left.match(/masquerade comment/g)).toHaveLength(2);
-    expect(left).toContain("id: keep");
+    expect(masqRules(node)).toEqual(["keep", "keep", "other"]);
     ok(run("STATUS", gcConf, { node, netns: "", containerId: "" }));
   });
 });

@@ -23,7 +23,7 @@ import {
   setPromisc,
   waitOperUp,
 } from "../../plugins/kernel/link.js";
-import { addMasquerade, attachmentKey, gcMasquerade, listMasquerade, nftAddScript, removeMasquerade } from "../../plugins/kernel/masquerade.js";
+import { addMasquerade, attachmentKey, gcMasquerade, iptablesChain, listMasquerade, missingMasquerade, nftAddScript, removeMasquerade } from "../../plugins/kernel/masquerade.js";
 import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
 import { nftRuleRefs, parseNftTable } from "../../plugins/kernel/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
@@ -330,41 +330,96 @@ describe("sysctl", () => {
   });
 });
 
-describe("masquerade (nftables)", () => {
-  it("adds tagged rules in one transaction and removes exactly one attachment's, without its addresses", async () => {
+describe("masquerade", () => {
+  function setup() {
     const ns = pool.create();
     const netns = Netns.open(ns.path);
     opened.push(netns);
-    const ctx = { netns };
-    const a = { network: "cbr0", containerId: "c1", ifName: "eth0" };
-    const b = { network: "cbr0", containerId: "c2", ifName: "eth0" };
-    const other = { network: "other", containerId: "c1", ifName: "eth0" };
+    return { ns, ctx: { netns } };
+  }
+  const a = { network: "cbr0", containerId: "c1", ifName: "eth0" };
+  const b = { network: "cbr0", containerId: "c2", ifName: "eth0" };
+  const other = { network: "other", containerId: "c1", ifName: "eth0" };
+
+  it("nftables: the Go plugin's table and comments; removes exactly one attachment's rules, without its addresses", async () => {
+    const { ns, ctx } = setup();
     await addMasquerade(a, ["10.244.1.2/24", "fd00:10:244:1::2/64"], "nftables", ctx);
     await addMasquerade(b, ["10.244.1.3/24"], "nftables", ctx);
     await addMasquerade(other, ["10.99.0.2/24"], "nftables", ctx);
-    const ruleset = ns.exec("nft", ["list", "table", "inet", "weft_masquerade"]);
-    expect(ruleset).toContain("ip saddr 10.244.1.2 ip daddr != 10.244.1.0/24 ip daddr != 224.0.0.0/4 masquerade");
-    expect(ruleset).toContain("ip6 saddr fd00:10:244:1::2 ip6 daddr != fd00:10:244:1::/64 ip6 daddr != ff00::/8 masquerade");
+    // A repeated ADD replaces the attachment's rules rather than adding more.
+    await addMasquerade(b, ["10.244.1.3/24"], "nftables", ctx);
+    const ruleset = ns.exec("nft", ["list", "table", "inet", "cni_plugins_masquerade"]);
+    expect(ruleset).toContain('ip saddr 10.244.1.2 ip daddr != 10.244.1.0/24 masquerade comment "cb6e746fae1a4d6c-');
+    expect(ruleset).toContain("ip6 saddr fd00:10:244:1::2 ip6 daddr != fd00:10:244:1::/64 masquerade");
+    expect(ruleset).toMatch(/chain postrouting \{\s+type nat hook postrouting priority srcnat; policy accept;\s+ip daddr 224\.0\.0\.0\/4 return\s+ip6 daddr ff00::\/8 return\s+goto masq_checks/);
     expect(await listMasquerade("cbr0", ctx)).toHaveLength(3);
+    expect(await missingMasquerade(b, ["10.244.1.3/24"], "nftables", ctx)).toEqual([]);
 
-    expect(await removeMasquerade(a, ["nftables"], ctx)).toBe(2);
-    expect(await removeMasquerade(a, ["nftables"], ctx)).toBe(0);
+    expect(await removeMasquerade(a, ctx)).toBe(2);
+    expect(await removeMasquerade(a, ctx)).toBe(0);
     const left = await listMasquerade("cbr0", ctx);
     expect(left).toHaveLength(1);
     expect(left[0]!.startsWith(attachmentKey(b))).toBe(true);
     expect(await listMasquerade("other", ctx)).toHaveLength(1);
 
     // GC keeps the valid attachments of its own network only.
-    expect(await gcMasquerade("cbr0", [], ctx)).toBe(1);
+    expect(await gcMasquerade("cbr0", [{ containerId: "c9", ifName: "eth0" }], ctx)).toBe(1);
     expect(await listMasquerade("cbr0", ctx)).toHaveLength(0);
     expect(await listMasquerade("other", ctx)).toHaveLength(1);
+    expect(await missingMasquerade(b, ["10.244.1.3/24"], "nftables", ctx)).toEqual([expect.stringContaining("found 0")]);
   });
 
-  it("renders the comment within nft's 128-byte limit", () => {
+  it("iptables: the Go plugin's chain, rules and comments; DEL removes chain and jump; GC by network", async () => {
+    const { ns, ctx } = setup();
+    await addMasquerade(a, ["10.244.1.2/24"], "iptables", ctx);
+    await addMasquerade(a, ["10.244.1.2/24"], "iptables", ctx);
+    await addMasquerade(b, ["10.244.1.3/24"], "iptables", ctx);
+    await addMasquerade(other, ["10.99.0.2/24"], "iptables", ctx);
+    const chain = iptablesChain(a);
+    const saved = ns.exec("iptables-save", ["-t", "nat"]);
+    expect(saved).toContain(`-A POSTROUTING -s 10.244.1.2/32 -m comment --comment "name: \\"cbr0\\" id: \\"c1\\"" -j ${chain}`);
+    expect(saved).toContain(`-A ${chain} -d 10.244.1.0/24 -m comment --comment "name: \\"cbr0\\" id: \\"c1\\"" -j ACCEPT`);
+    expect(saved).toContain(`-A ${chain} ! -d 224.0.0.0/4 -m comment --comment "name: \\"cbr0\\" id: \\"c1\\"" -j MASQUERADE`);
+    expect(saved.split("\n").filter((l) => l.includes(chain))).toHaveLength(4);
+    expect(await missingMasquerade(a, ["10.244.1.2/24"], "iptables", ctx)).toEqual([]);
+
+    expect(await removeMasquerade(a, ctx)).toBeGreaterThan(0);
+    expect(ns.exec("iptables-save", ["-t", "nat"])).not.toContain(chain);
+    expect(await removeMasquerade(a, ctx)).toBe(0);
+    expect(await missingMasquerade(a, ["10.244.1.2/24"], "iptables", ctx)).toEqual([`iptables chain ${chain}`, expect.stringContaining("ACCEPT"), expect.stringContaining("MASQUERADE"), expect.stringContaining("POSTROUTING")]);
+
+    expect(await gcMasquerade("cbr0", [{ containerId: "c9", ifName: "eth0" }], ctx)).toBeGreaterThan(0);
+    const after = ns.exec("iptables-save", ["-t", "nat"]);
+    expect(after).not.toContain(iptablesChain(b));
+    expect(after).toContain(iptablesChain(other));
+  });
+
+  it("removes what an older weft made in its own table", async () => {
+    const { ns, ctx } = setup();
+    const oldKey = "weft 0a2b0e9e8c2a6a5b-8f3c1d2e4a5b6c7d";
+    ns.exec("nft", ["-f", "-"], {
+      input: [
+        "add table inet weft_masquerade",
+        "add chain inet weft_masquerade postrouting { type nat hook postrouting priority srcnat; }",
+        `add rule inet weft_masquerade postrouting ip saddr 10.244.1.2 masquerade comment "${oldKey} net: x"`,
+        "",
+      ].join("\n"),
+    });
+    // The old key is sha256-based: compute it the way the old release did.
+    const { sha256Hex } = await import("../../plugins/cni/builtins.js");
+    const key = `weft ${sha256Hex(a.network).slice(0, 16)}-${sha256Hex(`${a.ifName}:${a.containerId}`).slice(0, 16)}`;
+    ns.exec("nft", ["add", "rule", "inet", "weft_masquerade", "postrouting", "ip", "saddr", "10.244.1.2", "masquerade", "comment", `"${key} net: cbr0"`]);
+    expect(await removeMasquerade(a, ctx)).toBe(1);
+    const listing = ns.exec("nft", ["list", "table", "inet", "weft_masquerade"]);
+    expect(listing).not.toContain(key);
+    expect(listing).toContain(oldKey);
+  });
+
+  it("renders the comment as the Go plugin does, cut at 128 characters", () => {
     const script = nftAddScript({ network: "n".repeat(100), containerId: "c".repeat(64), ifName: "eth0" }, ["10.1.0.2/24"]);
-    const comment = /comment "([^"]*)"/.exec(script)![1]!;
-    expect(comment.length).toBeLessThanOrEqual(127);
-    expect(comment.startsWith("weft ")).toBe(true);
+    const comment = /masquerade comment "([^"]*)"/.exec(script)![1]!;
+    expect(comment).toHaveLength(128);
+    expect(comment).toMatch(/^[0-9a-f]{16}-[0-9a-f]{16}, net: n+$/);
   });
 });
 

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -141,12 +142,14 @@ function fetch(from: TestNetns, host: string, port: number): string {
   return last.out;
 }
 
-function nftRules(node: Node): Array<{ chain: string; comment?: string; handle: number }> {
-  const tables = node.ns.exec("nft", ["-j", "list", "tables"]);
-  const names = (JSON.parse(tables).nftables as Array<{ table?: { name: string } }>).flatMap((t) => (t.table?.name.startsWith("weft_portmap_") ? [t.table.name] : []));
-  return names.flatMap((name) =>
-    (JSON.parse(node.ns.exec("nft", ["-j", "list", "table", "inet", name])).nftables as Array<{ rule?: { chain: string; comment?: string; handle: number } }>).flatMap((i) => (i.rule?.comment ? [i.rule] : [])),
-  );
+/** The commented rules of the nftables layouts portmap uses: the Go plugin's shared tables, and older weft's per-network ones. */
+function nftRules(node: Node): Array<{ table: string; chain: string; comment?: string; handle: number }> {
+  const listing = JSON.parse(node.ns.exec("nft", ["-j", "list", "ruleset"])).nftables as Array<{ rule?: { family: string; table: string; chain: string; comment?: string; handle: number } }>;
+  return listing.flatMap((i) => {
+    const r = i.rule;
+    if (!r?.comment || !(r.table === "cni_hostport" || r.table.startsWith("weft_portmap_"))) return [];
+    return [{ table: `${r.family} ${r.table}`, chain: r.chain, comment: r.comment, handle: r.handle }];
+  });
 }
 
 function natRules(node: Node, tool: "iptables-save" | "ip6tables-save"): string[] {
@@ -160,8 +163,8 @@ const M8080 = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }];
 const M8081 = [{ hostPort: 8081, containerPort: 80, protocol: "tcp" }];
 
 describe.each([
-  ["nftables (the default where nft is installed)", {}],
-  ["iptables", { backend: "iptables" }],
+  ["iptables (the default where iptables is installed)", {} as Record<string, string>],
+  ["nftables", { backend: "nftables" } as Record<string, string>],
 ])("portmap through libcni, %s", (_label, portmapConf) => {
   it("forwards the host port from another host and from the node itself, v4 and v6, with hairpin; DEL removes only that pod's rules", () => {
     const node = makeNode(WEFT_PORTMAP, portmapConf);
@@ -192,7 +195,7 @@ describe.each([
     expect(fetch(node.client, NODE_V6, 8081)).toBe(`hello ${CLIENT_V6}`);
     // Exactly pod1's rules went: pod2's are all still there, unchanged.
     const after = { nft: nftRules(node), v4: natRules(node, "iptables-save"), v6: natRules(node, "ip6tables-save") };
-    if (Object.keys(portmapConf).length === 0) {
+    if (portmapConf.backend === "nftables") {
       expect(before.nft.filter((r) => r.comment === "pod1").length).toBeGreaterThan(0);
       expect(after.nft).toEqual(before.nft.filter((r) => r.comment !== "pod1"));
       expect(after.v4).toEqual(before.v4);
@@ -263,7 +266,7 @@ describe("portmap executed directly", () => {
     expect(JSON.parse(lone.out).msg).toBe("must be called as chained plugin");
   });
 
-  it.each([["nftables", {}], ["iptables", { backend: "iptables" }]])("%s: DEL removes the pod's rules even without runtimeConfig; CHECK notices a missing rule", (_b, extra) => {
+  it.each([["nftables", { backend: "nftables" }], ["iptables (the default)", {}]])("%s: DEL removes the pod's rules even without runtimeConfig or backend; CHECK notices a missing rule", (_b, extra: Record<string, string>) => {
     const node = makeNode(WEFT_PORTMAP);
     const pod = pool.create("weft-pm-pod-");
     const prev = prevResultOf(node, "p1", pod);
@@ -271,10 +274,9 @@ describe("portmap executed directly", () => {
     expect(add.code, add.out + add.err).toBe(0);
     expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(prev, M8080, extra), "p1", pod.path).code).toBe(0);
     // Take one rule away behind the plugin's back.
-    if (Object.keys(extra).length === 0) {
+    if (extra.backend === "nftables") {
       const victim = nftRules(node).find((r) => r.chain === "masquerading" && r.comment === "p1")!;
-      const table = node.ns.exec("nft", ["list", "tables"]).match(/weft_portmap_\w+/)![0];
-      node.ns.exec("nft", ["delete", "rule", "inet", table, "masquerading", "handle", String(victim.handle)]);
+      node.ns.exec("nft", ["delete", "rule", ...victim.table.split(" "), "masquerading", "handle", String(victim.handle)]);
     } else {
       const chain = natRules(node, "iptables-save").find((l) => l.startsWith(":CNI-DN-"))!.slice(1).split(" ")[0]!;
       node.ns.exec("iptables", ["-t", "nat", "-D", chain, "1"]);
@@ -283,7 +285,7 @@ describe("portmap executed directly", () => {
     expect(check.code).toBe(1);
     expect(JSON.parse(check.out).msg).toBe("missing hostport rules for container p1");
     // DEL as a runtime that did not resend portMappings (plugins#683), and with no prevResult either.
-    const del = exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined, extra), "p1", pod.path);
+    const del = exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "p1", pod.path);
     expect(del.code, del.out + del.err).toBe(0);
     expect(nftRules(node)).toEqual([]);
     expect(natRules(node, "iptables-save").filter((l) => l.includes("CNI-DN-"))).toEqual([]);
@@ -291,24 +293,45 @@ describe("portmap executed directly", () => {
     expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined, extra), "p1", "").code).toBe(0);
   });
 
-  it.each([["nftables", {}], ["iptables", { backend: "iptables" }]])("%s: GC removes the rules of attachments not in the valid list, and only those", (_b, extra) => {
+  it("GC removes the iptables rules of attachments not in the valid list, and only those; it leaves the Go layout's shared nftables tables to DEL", () => {
     const node = makeNode(WEFT_PORTMAP);
-    const pods = ["g1", "g2"].map((id) => {
+    const pods = ["g1", "g2", "n1"].map((id) => {
       const pod = pool.create("weft-pm-pod-");
       const prev = prevResultOf(node, id, pod);
-      const mappings = id === "g1" ? M8080 : M8081;
+      const mappings = id === "g1" ? M8080 : id === "g2" ? M8081 : [{ hostPort: 8082, containerPort: 80, protocol: "tcp" }];
+      const extra = id === "n1" ? { backend: "nftables" } : {};
       expect(exec(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings, extra), id, pod.path).code).toBe(0);
-      return { id, pod, prev, mappings };
+      return { id, pod, prev, mappings, extra };
     });
-    const gcConf = { ...portmapConf(undefined, undefined, extra, "1.1.0"), "cni.dev/valid-attachments": [{ containerID: "g2", ifname: "eth0" }] };
+    const gcConf = { ...portmapConf(undefined, undefined, {}, "1.1.0"), "cni.dev/valid-attachments": [{ containerID: "g2", ifname: "eth0" }] };
     const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], { input: JSON.stringify(gcConf), encoding: "utf8" });
     expect(gc.status, gc.stdout + gc.stderr).toBe(0);
-    const g1 = pods[0]!;
-    const g2 = pods[1]!;
-    expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(g1.prev, g1.mappings, extra), "g1", g1.pod.path).code).toBe(1);
-    expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(g2.prev, g2.mappings, extra), "g2", g2.pod.path).code).toBe(0);
-    expect(nftRules(node).some((r) => r.comment === "g1")).toBe(false);
+    const [g1, g2, n1] = pods as [(typeof pods)[0], (typeof pods)[0], (typeof pods)[0]];
+    expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(g1.prev, g1.mappings), "g1", g1.pod.path).code).toBe(1);
+    expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(g2.prev, g2.mappings), "g2", g2.pod.path).code).toBe(0);
     expect(natRules(node, "iptables-save").some((l) => l.includes('id: \\"g1\\"'))).toBe(false);
+    // The shared tables name no network: a rule there may be another network's pod, so GC keeps it.
+    expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(n1.prev, n1.mappings, n1.extra), "n1", n1.pod.path).code).toBe(0);
+    expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "n1", n1.pod.path).code).toBe(0);
+    expect(nftRules(node)).toEqual([]);
+  });
+
+  it("DEL and GC remove the rules an older weft made in its per-network nftables table", () => {
+    const node = makeNode(WEFT_PORTMAP);
+    const table = `weft_portmap_${createHash("sha256").update(NET).digest("hex").slice(0, 16)}`;
+    const otherNet = `weft_portmap_${createHash("sha256").update("othernet").digest("hex").slice(0, 16)}`;
+    const rules = (t: string) => [
+      `add table inet ${t}`,
+      `add chain inet ${t} hostports`,
+      ...["old1", "old2", "old3"].map((id, i) => `add rule inet ${t} hostports meta l4proto tcp th dport ${9000 + i} dnat ip to 10.88.1.${10 + i}:80 comment "${id}"`),
+    ];
+    node.ns.exec("nft", ["-f", "-"], { input: [...rules(table), ...rules(otherNet), ""].join("\n") });
+    expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "old1", "").code).toBe(0);
+    const gcConf = { ...portmapConf(undefined, undefined, {}, "1.1.0"), "cni.dev/valid-attachments": [{ containerID: "old3", ifname: "eth0" }] };
+    const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], { input: JSON.stringify(gcConf), encoding: "utf8" });
+    expect(gc.status, gc.stdout + gc.stderr).toBe(0);
+    const left = nftRules(node).map((r) => `${r.table.split(" ")[1] === table ? "mine" : "other"}:${r.comment}`);
+    expect(left.sort()).toEqual(["mine:old3", "other:old1", "other:old2", "other:old3"]);
   });
 });
 
