@@ -6,6 +6,7 @@ import { enableRouteLocalnet } from "../kernel/netfilter-localnet.js";
 import { defaultBackend, NetfilterBusyError } from "../kernel/netfilter.js";
 import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
+import { MAX_PORT_MAPPINGS } from "./schema.js";
 import { crashPoint } from "../cni/crash.js";
 
 type PortmapRequest = Request<PortmapConf>;
@@ -27,6 +28,13 @@ async function add(request: PortmapRequest): Promise<Result> {
   if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "must be called as chained plugin", "portmap needs the result of the plugin before it (prevResult)");
   const s = settingsOf(request);
   if (s.mappings.length === 0) return prev;
+  if (s.mappings.length > MAX_PORT_MAPPINGS) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `runtimeConfig.portMappings has ${s.mappings.length} mappings: at most ${MAX_PORT_MAPPINGS} per pod`,
+      "map fewer host ports, or run the pod with hostNetwork",
+    );
+  }
   const pods = podAddresses(prev, request.env.ifName);
   if (pods.length === 0) {
     request.log(`prevResult has no address on ${request.env.ifName}: no port mapped`);

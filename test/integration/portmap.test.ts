@@ -144,7 +144,7 @@ function fetch(from: TestNetns, host: string, port: number): string {
 
 /** The commented rules of the nftables layouts portmap uses: the Go plugin's shared tables, and older weft's per-network ones. */
 function nftRules(node: Node): Array<{ table: string; chain: string; comment?: string; handle: number }> {
-  const listing = JSON.parse(node.ns.exec("nft", ["-j", "list", "ruleset"])).nftables as Array<{ rule?: { family: string; table: string; chain: string; comment?: string; handle: number } }>;
+  const listing = JSON.parse(node.ns.exec("nft", ["-j", "list", "ruleset"], { maxBuffer: 256 << 20 })).nftables as Array<{ rule?: { family: string; table: string; chain: string; comment?: string; handle: number } }>;
   return listing.flatMap((i) => {
     const r = i.rule;
     if (!r?.comment || !(r.table === "cni_hostport" || r.table.startsWith("weft_portmap_"))) return [];
@@ -291,6 +291,28 @@ describe("portmap executed directly", () => {
     expect(natRules(node, "iptables-save").filter((l) => l.includes("CNI-DN-"))).toEqual([]);
     expect(natRules(node, "ip6tables-save").filter((l) => l.includes("CNI-DN-"))).toEqual([]);
     expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined, extra), "p1", "").code).toBe(0);
+  });
+
+  it.each([["nftables", { backend: "nftables" }], ["iptables (the default)", {}]])("%s: refuses more than 1024 mappings with code 7 and touches nothing; 1024 are added and deleted whole", (_b, extra: Record<string, string>) => {
+    const node = makeNode(WEFT_PORTMAP);
+    const pod = pool.create("weft-pm-pod-");
+    const prev = prevResultOf(node, "many", pod);
+    const mappings = (n: number) => Array.from({ length: n }, (_, i) => ({ hostPort: 20000 + i, containerPort: 80, protocol: i % 2 ? "udp" : "tcp" }));
+    const natBefore = natRules(node, "iptables-save");
+    const refused = exec(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1025), extra), "many", pod.path);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.out)).toMatchObject({ code: 7, msg: "runtimeConfig.portMappings has 1025 mappings: at most 1024 per pod" });
+    expect(nftRules(node)).toEqual([]);
+    expect(natRules(node, "iptables-save")).toEqual(natBefore);
+
+    const added = exec(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1024), extra), "many", pod.path);
+    expect(added.code, added.out + added.err).toBe(0);
+    // Per mapping: a DNAT and two masquerades (subnet, 127.0.0.1) for IPv4, a DNAT and one masquerade for IPv6.
+    if (extra.backend === "nftables") expect(nftRules(node).filter((r) => r.comment === "many")).toHaveLength(1024 * 5);
+    else expect(natRules(node, "iptables-save").filter((l) => l.includes("DNAT --to-destination"))).toHaveLength(1024);
+    expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "many", pod.path).code).toBe(0);
+    expect(nftRules(node)).toEqual([]);
+    expect(natRules(node, "iptables-save").filter((l) => l.includes("CNI-DN-"))).toEqual([]);
   });
 
   it("GC removes the iptables rules of attachments not in the valid list, and only those; it leaves the Go layout's shared nftables tables to DEL", () => {
