@@ -224,9 +224,13 @@ export function removeMasquerade(a: MasqAttachment, ctx?: NftContext): Promise<n
   return within(ctx, async () => {
     const key = attachmentKey(a);
     const oldKey = oldAttachmentKey(a);
-    let removed = await nftDeleteRules([SCOPE, OLD_SCOPE], (c) => c.startsWith(key) || c.startsWith(oldKey));
-    for (const family of [4, 6] as const) removed += await iptablesRemoveChains(family, [iptablesChain(a)]);
-    return removed;
+    const chains = [iptablesChain(a)];
+    const removed = await Promise.all([
+      nftDeleteRules([SCOPE, OLD_SCOPE], (c) => c.startsWith(key) || c.startsWith(oldKey)),
+      iptablesRemoveChains(4, chains),
+      iptablesRemoveChains(6, chains),
+    ]);
+    return removed.reduce((x, y) => x + y, 0);
   });
 }
 

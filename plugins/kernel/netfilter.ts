@@ -149,13 +149,8 @@ async function rulesIn(scope: NftRuleScope): Promise<NftRuleRef[]> {
 
 /** The rules of these scopes whose comment select picks (for CHECK, GC and tests). */
 export async function nftFindRules(scopes: readonly NftRuleScope[], select: (comment: string) => boolean): Promise<Array<NftRuleRef & NftRuleScope>> {
-  const found: Array<NftRuleRef & NftRuleScope> = [];
-  for (const scope of scopes) {
-    for (const rule of await rulesIn(scope)) {
-      if (rule.comment !== undefined && select(rule.comment)) found.push({ ...scope, ...rule });
-    }
-  }
-  return found;
+  const listed = await Promise.all(scopes.map(rulesIn));
+  return scopes.flatMap((scope, i) => listed[i]!.filter((r) => r.comment !== undefined && select(r.comment)).map((r) => ({ ...scope, ...r })));
 }
 
 /**

@@ -77,9 +77,9 @@ function nftScopes(network: string): NftRuleScope[] {
  */
 export async function unforwardPorts(id: Identity): Promise<number> {
   const tag = ruleTag(id.containerId);
-  let removed = await nftDeleteRules(nftScopes(id.network), (comment) => comment === tag);
-  for (const family of [4, 6] as const) removed += await iptablesRemoveChains(family, iptablesPodChains(id.network, id.containerId));
-  return removed;
+  const chains = iptablesPodChains(id.network, id.containerId);
+  const removed = await Promise.all([nftDeleteRules(nftScopes(id.network), (comment) => comment === tag), iptablesRemoveChains(4, chains), iptablesRemoveChains(6, chains)]);
+  return removed.reduce((a, b) => a + b, 0);
 }
 
 /** CHECK: the pod's rules that are missing, described (empty when all are there). */
