@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -228,6 +228,17 @@ function exec(node: Node, plugin: string, verb: string, conf: Record<string, unk
   return { code: p.status ?? -1, out: p.stdout, err: p.stderr };
 }
 
+/** As exec, under /usr/bin/time and a hard timeout: also the plugin's peak RSS in MiB. */
+function execMeasured(node: Node, plugin: string, verb: string, conf: Record<string, unknown>, id: string, netns: string) {
+  const rss = join(node.dir, `rss-${verb}-${id}`);
+  const p = spawnSync(
+    "ip",
+    ["netns", "exec", node.ns.name, "/usr/bin/time", "-f", "%M", "-o", rss, "env", "-i", `PATH=${PATH}`, `CNI_COMMAND=${verb}`, `CNI_CONTAINERID=${id}`, `CNI_NETNS=${netns}`, "CNI_IFNAME=eth0", `CNI_PATH=${node.bin}`, plugin],
+    { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" },
+  );
+  return { code: p.status ?? -1, out: p.stdout, err: p.stderr, rssMiB: Number(readFileSync(rss, "utf8").trim().split("\n").pop()) / 1024 };
+}
+
 function portmapConf(prevResult: Record<string, unknown> | undefined, mappings: Mapping[] | undefined, extra: Record<string, unknown> = {}, version = "1.0.0") {
   return {
     cniVersion: version,
@@ -299,18 +310,22 @@ describe("portmap executed directly", () => {
     const prev = prevResultOf(node, "many", pod);
     const mappings = (n: number) => Array.from({ length: n }, (_, i) => ({ hostPort: 20000 + i, containerPort: 80, protocol: i % 2 ? "udp" : "tcp" }));
     const natBefore = natRules(node, "iptables-save");
-    const refused = exec(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1025), extra), "many", pod.path);
+    const refused = execMeasured(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1025), extra), "many", pod.path);
     expect(refused.code).toBe(1);
+    expect(refused.rssMiB).toBeLessThan(100);
     expect(JSON.parse(refused.out)).toMatchObject({ code: 7, msg: "runtimeConfig.portMappings has 1025 mappings: at most 1024 per pod" });
     expect(nftRules(node)).toEqual([]);
     expect(natRules(node, "iptables-save")).toEqual(natBefore);
 
-    const added = exec(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1024), extra), "many", pod.path);
+    const added = execMeasured(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1024), extra), "many", pod.path);
     expect(added.code, added.out + added.err).toBe(0);
+    expect(added.rssMiB).toBeLessThan(150);
     // Per mapping: a DNAT and two masquerades (subnet, 127.0.0.1) for IPv4, a DNAT and one masquerade for IPv6.
     if (extra.backend === "nftables") expect(nftRules(node).filter((r) => r.comment === "many")).toHaveLength(1024 * 5);
     else expect(natRules(node, "iptables-save").filter((l) => l.includes("DNAT --to-destination"))).toHaveLength(1024);
-    expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "many", pod.path).code).toBe(0);
+    const deleted = execMeasured(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "many", pod.path);
+    expect(deleted.code, deleted.out + deleted.err).toBe(0);
+    expect(deleted.rssMiB).toBeLessThan(150);
     expect(nftRules(node)).toEqual([]);
     expect(natRules(node, "iptables-save").filter((l) => l.includes("CNI-DN-"))).toEqual([]);
   });
