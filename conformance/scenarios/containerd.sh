@@ -47,7 +47,7 @@ oci_image() {
 # ctrx <args...>: ctr against the suite's containerd, inside its mount and network namespaces (ctr
 # 1.6 runs the CNI plugins itself, from /etc/cni/net.d and /opt/cni/bin).
 ctrx() {
-  nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$SCN_DIR/c/containerd.sock" -n weft "$@"
+  nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$CTR_SOCK" -n weft "$@"
 }
 
 # Processes this scenario's containerd started (shims), found by its socket path, ended by id.
@@ -58,7 +58,7 @@ ctr_cleanup() {
   sleep 0.3
   for c in $(ctrx containers ls -q 2>/dev/null); do ctrx tasks rm -f "$c" 2>/dev/null; ctrx containers rm "$c" 2>/dev/null || true; done
   kill "$(cat "$SCN_DIR/containerd.pid")" 2>/dev/null || true
-  for pid in $(grep -l -s -F "$SCN_DIR/c/containerd.sock" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+  for pid in $(grep -l -s -F "$CTR_SOCK" /proc/[0-9]*/cmdline | cut -d/ -f3); do
     kill "$pid" 2>/dev/null || true
   done
   sleep 0.3
@@ -77,7 +77,11 @@ sc_containerd() {
 
   [ -s "$WORK/busybox-oci.tar" ] || oci_image "$WORK/busybox-oci.tar"
   node=$(netns node)
-  mkdir -p "$SCN_DIR/c/root" "$SCN_DIR/c/state" "$SCN_DIR/c/ovl" "$SCN_DIR/bin" "$SCN_DIR/empty" "$SCN_DIR/ipam"
+  # The socket and the runtime state (which holds the shims' sockets) in the run's short directory.
+  CTR_STATE=$(mktemp -d "$RUN_DIR/ctr.XXXX")
+  CTR_SOCK=$CTR_STATE/sock
+  defer "rm -rf $CTR_STATE"
+  mkdir -p "$SCN_DIR/c/root" "$SCN_DIR/c/ovl" "$SCN_DIR/bin" "$SCN_DIR/empty" "$SCN_DIR/ipam"
   if [ "$plugins" = weft ]; then
     cp "$WEFT_BIN"/{flannel,bridge,host-local,portmap,loopback} "$SCN_DIR/bin/"
     subnet_env "$SCN_DIR/subnet.env" 10.244.1.1/24 1450
@@ -90,10 +94,10 @@ sc_containerd() {
   cat >"$SCN_DIR/c/config.toml" <<EOF
 version = 2
 root = "$SCN_DIR/c/root"
-state = "$SCN_DIR/c/state"
+state = "$CTR_STATE/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
-  address = "$SCN_DIR/c/containerd.sock"
+  address = "$CTR_SOCK"
 EOF
   # Inside the node netns and a private mount ns: overlays (upper layers on a tmpfs of ours) on
   # /etc, /opt and /var/lib, then the suite's conflist and plugins in the paths ctr reads.
@@ -115,13 +119,13 @@ EOF
   nsenter --net="/run/netns/$node" unshare --mount --propagation private bash "$SCN_DIR/c/start.sh" >"$SCN_DIR/containerd.log" 2>&1 &
   echo $! >"$SCN_DIR/containerd.pid"
   defer ctr_cleanup
-  eventually 20 test -S "$SCN_DIR/c/containerd.sock" || fail "containerd did not start: $(tail -3 "$SCN_DIR/containerd.log")"
+  eventually 20 test -S "$CTR_SOCK" || fail "containerd did not start: $(tail -3 "$SCN_DIR/containerd.log")"
   eventually 10 ctrx version >/dev/null || fail "containerd does not answer: $(tail -3 "$SCN_DIR/containerd.log")"
   ctrx images import "$WORK/busybox-oci.tar" >&2 || fail "ctr images import failed"
   ctrx images ls -q | has -x "$CTR_IMAGE" || fail "imported image $CTR_IMAGE not listed: $(ctrx images ls -q)"
 
   # Attached, in the background: killing ctr makes it tear the task down and send DEL.
-  nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$SCN_DIR/c/containerd.sock" -n weft \
+  nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$CTR_SOCK" -n weft \
     run --cni --rm "$CTR_IMAGE" c1 /bin/sh -c \
     'trap "exit 0" TERM; ip -o -4 addr show eth0; ip -o link show eth0; ip route; echo READY; sleep 300 & wait' \
     >"$SCN_DIR/ctr.out" 2>"$SCN_DIR/ctr.err" &
