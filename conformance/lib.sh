@@ -62,12 +62,15 @@ scn_cleanup() {
 
 # --- namespaces ----------------------------------------------------------------------------------
 
-# netns <short-name>: create netns $PFX<short-name> with lo up, deleted at cleanup; prints its name.
+# netns <short-name> [down]: create netns $PFX<short-name> with lo up (down: left down), deleted at
+# cleanup after the processes in it are killed; prints its name. Its inode is recorded for the
+# final leftover check.
 netns() {
   local name="$PFX$1"
   ip netns add "$name" || fail "cannot create netns $name"
-  defer "ip netns del $name"
-  ip -n "$name" link set lo up
+  defer "ip netns pids $name | xargs -r kill -KILL; ip netns del $name"
+  stat -L -c %i "/run/netns/$name" >>"$RUN_DIR/netns"
+  [ "${2:-}" = down ] || ip -n "$name" link set lo up
   echo "$name"
 }
 
@@ -90,26 +93,6 @@ plugin_call() {
   return $rc
 }
 
-# Is <plugin> in <dir> still weft's placeholder? Detected by running it: a STATUS (no side effects)
-# answered with code 100 "not implemented". Memoized per run.
-plugin_pending() {
-  local dir=$1 plugin=$2 memo
-  memo="$WORK/probe/$(echo "$dir" | tr / _)-$plugin"
-  if [ ! -f "$memo" ]; then
-    mkdir -p "$WORK/probe"
-    local out
-    out=$(env -i PATH="$PATH" CNI_COMMAND=STATUS CNI_PATH="$dir" "$dir/$plugin" 2>/dev/null \
-      <<<"{\"cniVersion\":\"1.1.0\",\"name\":\"probe\",\"type\":\"$plugin\"}" || true)
-    if [ "$(printf '%s' "$out" | jq -r '.code? // empty' 2>/dev/null)" = 100 ] &&
-      printf '%s' "$out" | has -i 'not implemented'; then
-      printf '%s' "$out" | jq -r .msg >"$memo"
-    else
-      : >"$memo"
-    fi
-  fi
-  [ -s "$memo" ]
-}
-
 # find_plugin <plugin>: its path in $CNI_BIN (':'-separated, first match).
 find_plugin() {
   local d
@@ -119,14 +102,12 @@ find_plugin() {
   return 1
 }
 
-# need <plugin...>: SKIP the scenario while any of them is a placeholder in $CNI_BIN.
+# need <plugin...>: FAIL the scenario unless each is in $CNI_BIN. Every plugin is implemented: an
+# answer "not implemented" (code 100) is a failure like any other, never a SKIP.
 need() {
-  local p path
+  local p
   for p in "$@"; do
-    path=$(find_plugin "$p") || fail "$p not found in $CNI_BIN"
-    if plugin_pending "$(dirname "$path")" "$p"; then
-      skip "$path answers code 100 ($(cat "$WORK/probe/$(dirname "$path" | tr / _)-$p"))"
-    fi
+    find_plugin "$p" >/dev/null || fail "$p not found in $CNI_BIN"
   done
 }
 
@@ -150,8 +131,7 @@ conflist() {
 }
 
 # drv <node-netns> <verb> <args...>: run the driver inside a node namespace against $CNI_BIN, the
-# scenario's conf dir and libcni cache. Stdout -> $SCN_DIR/out. A code-100 "not implemented" answer
-# from a weft placeholder turns the scenario into a SKIP.
+# scenario's conf dir and libcni cache. Stdout -> $SCN_DIR/out.
 drv() {
   local node=$1 rc=0
   shift
@@ -159,10 +139,6 @@ drv() {
     CAP_ARGS="${CAP_ARGS:-}" CNI_ARGS="${DRV_CNI_ARGS:-}" DRIVER_DIRECT="${DRIVER_DIRECT:-}" DRIVER_LIBCNI="${DRIVER_LIBCNI:-}" \
     "$DRIVER" "$@" >"$SCN_DIR/out" 2>"$SCN_DIR/err" || rc=$?
   { echo "+ driver $* (rc=$rc)"; cat "$SCN_DIR/out" "$SCN_DIR/err"; } >&2
-  if [ $rc -ne 0 ] && [ "$(jq -r '.code? // empty' "$SCN_DIR/out" 2>/dev/null)" = 100 ] &&
-    grep -qi 'not implemented' "$SCN_DIR/out"; then
-    skip "driver $1: $(jq -r .msg "$SCN_DIR/out")"
-  fi
   return $rc
 }
 
@@ -171,9 +147,14 @@ drv_ok() {
   drv "$@" || fail "driver $2 $3 $4: $(jq -r '.error // empty' "$SCN_DIR/out" 2>/dev/null | head -c 300)"
 }
 
-# drv_err: as drv, FAIL if it succeeds.
+# drv_err <code> <node> <args...>: as drv, FAIL unless it fails with error code <code> (the plugin's
+# code; 0 for an error of libcni itself).
 drv_err() {
-  if drv "$@"; then fail "driver $2 $3 $4 succeeded but must fail"; fi
+  local want=$1 got
+  shift
+  if drv "$@"; then fail "driver $2 $3 $4 succeeded but must fail with code $want"; fi
+  got=$(jq -r '.code' "$SCN_DIR/out" 2>/dev/null) || fail "driver $2 $3 $4 failed without a JSON error: $(head -c 300 "$SCN_DIR/out")"
+  [ "$got" = "$want" ] || fail "driver $2 $3 $4 failed with code $got, want $want: $(jq -r '.error // empty' "$SCN_DIR/out" | head -c 300)"
 }
 
 out() { cat "$SCN_DIR/out"; }

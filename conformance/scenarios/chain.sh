@@ -102,15 +102,27 @@ sc_chain_portmap() {
   www="$SCN_DIR/www"
   mkdir -p "$www"
   echo weft-portmap >"$www/index.html"
+  # Ended with the pod's namespace: netns's cleanup kills what runs in it.
   nsexec "$pod" busybox httpd -f -p 80 -h "$www" &
-  defer "kill $! 2>/dev/null"
   get() { nsexec "$node" busybox timeout 3 busybox wget -qO- "http://$1/index.html" 2>/dev/null; }
   eventually 5 get 10.244.1.2:80 >/dev/null || fail "the pod's web server does not answer on 10.244.1.2:80"
   [ "$(get 10.244.1.1:8080)" = weft-portmap ] || fail "hostPort 8080 on the node does not reach the pod's port 80"
   drv_check "$node" cbr0 c1 "/run/netns/$pod" eth0
+  [ -n "$(pod_rules "$node")" ] || fail "no rule names the pod's address or port 8080 after ADD: pod_rules sees nothing"
   drv_ok "$node" del cbr0 c1 "/run/netns/$pod" eth0
+  [ -z "$(pod_rules "$node")" ] || fail "rules of the pod left after DEL: $(pod_rules "$node" | head -5 | tr '\n' ' ')"
   [ -z "$(get 10.244.1.1:8080)" ] || fail "hostPort 8080 still forwarded after DEL"
   drv_ok "$node" del cbr0 c1 "/run/netns/$pod" eth0
+}
+
+# pod_rules <node>: the iptables and nftables rules in the node namespace that name the portmap
+# pod's address (10.244.1.2) or host port (8080).
+pod_rules() {
+  {
+    nsexec "$1" iptables-save
+    nsexec "$1" ip6tables-save
+    nsexec "$1" nft list ruleset
+  } | grep -E '10\.244\.1\.2([^0-9]|$)|8080' || true
 }
 
 sc_flannel_chain() {
@@ -160,7 +172,7 @@ sc_flannel_no_env() {
   node=$(netns node)
   p1=$(netns p1)
   conflist cbr0 1.0.0 "$(flannel_plugins "$SCN_DIR/missing/subnet.env")"
-  drv_err "$node" add cbr0 c1 "/run/netns/$p1" eth0
+  drv_err 11 "$node" add cbr0 c1 "/run/netns/$p1" eth0
   grep -q 'subnet.env' "$SCN_DIR/out" || fail "the error does not name subnet.env: $(cat "$SCN_DIR/out")"
   ip -n "$p1" link show eth0 >/dev/null 2>&1 && fail "a failed ADD left eth0 in the pod"
   drv_ok "$node" del cbr0 c1 "/run/netns/$p1" eth0

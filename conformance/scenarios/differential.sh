@@ -17,6 +17,7 @@ mask_result() {
 }
 
 # json_diff <scenario> <weft.json> <ref.json>: one line per differing leaf, "<scenario> <path> weft=… ref=…".
+# Not called in a pipeline: fail must end the scenario, not a subshell of it.
 json_diff() {
   jq -rn --arg s "$1" --slurpfile a "$2" --slurpfile b "$3" '
     def leaves: [paths(scalars or ((type == "array" or type == "object") and length == 0))];
@@ -25,7 +26,8 @@ json_diff() {
     | (try ($A | getpath($p)) catch "<absent>") as $x
     | (try ($B | getpath($p)) catch "<absent>") as $y
     | select($x != $y)
-    | "\($s) \($p | map(tostring) | join(".")) weft=\($x | tojson) ref=\($y | tojson)"'
+    | "\($s) \($p | map(tostring) | join(".")) weft=\($x | tojson) ref=\($y | tojson)"' ||
+    fail "jq could not compare $2 and $3"
 }
 
 # unlisted <diff-file>: the differences DIFFERENCES.md does not justify.

@@ -93,9 +93,7 @@ sc_loopback() {
   need loopback
   local node pod
   node=$(netns node)
-  pod="$PFX"pod
-  ip netns add "$pod"
-  defer "ip netns del $pod"
+  pod=$(netns pod down)
   conflist lo 1.0.0 '[{"type":"loopback"}]'
   drv_ok "$node" add lo c1 "/run/netns/$pod" eth0
   jq_true "$SCN_DIR/out" '.cniVersion == "1.0.0" and .interfaces[0].name == "lo"' "ADD result does not describe lo"
@@ -127,7 +125,7 @@ sc_host_local() {
   reserved ipam 10.244.9.2 && fail "DEL did not release 10.244.9.2"
   drv_ok "$node" add ipam c3 "/run/netns/none" eth0
   jq_true "$SCN_DIR/out" '.ips[0].address == "10.244.9.4/24"' "allocation is not round-robin after a release (want .4)"
-  drv_err "$node" check ipam c1 "/run/netns/none" eth0
+  drv_err "$(check_failed_code)" "$node" check ipam c1 "/run/netns/none" eth0
   for c in c2 c3; do drv_ok "$node" del ipam $c "/run/netns/none" eth0; done
   [ -z "$(ls "$SCN_DIR/ipam/ipam" | grep -v -e '^lock$' -e '^last_reserved_ip')" ] ||
     fail "reservations left after DEL: $(ls "$SCN_DIR/ipam/ipam")"
@@ -152,15 +150,14 @@ sc_cni_version() {
   if [ "$v" = 1.1.0 ]; then
     for p in bridge host-local; do
       if ! supports "$CNI_BIN" "$p" 1.1.0; then
-        drv_err "$node" add cbr0 c1 "/run/netns/$pod" eth0
-        jq_true "$SCN_DIR/out" '.code == 1' "$p does not list 1.1.0 but ADD at 1.1.0 was not refused with code 1"
+        drv_err 1 "$node" add cbr0 c1 "/run/netns/$pod" eth0
         ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "the refused ADD left eth0 in the pod"
         skip "$p lists $(plugin_versions "$CNI_BIN" $p | tr '\n' ' ')(no 1.1.0); ADD at 1.1.0 refused with code 1 as required"
       fi
     done
     # libcni 1.1.2 itself (containerd 1.6): the plugins do ADD, then libcni cannot parse a 1.1.0
     # result; the ADD fails and the runtime's DEL must clean everything.
-    DRIVER_LIBCNI=1 drv_err "$node" add cbr0 c0 "/run/netns/$pod" eth0
+    DRIVER_LIBCNI=1 drv_err 0 "$node" add cbr0 c0 "/run/netns/$pod" eth0
     grep -q 'unsupported CNI result version' "$SCN_DIR/out" ||
       fail "libcni 1.1.2 with a 1.1.0 result: expected 'unsupported CNI result version', got $(cat "$SCN_DIR/out")"
     DRIVER_LIBCNI=1 drv_ok "$node" del cbr0 c0 "/run/netns/$pod" eth0
@@ -178,7 +175,7 @@ sc_cni_version() {
   if [ "$(printf '%s\n0.4.0\n' "$v" | sort -V | head -1)" = 0.4.0 ]; then
     drv_ok "$node" check cbr0 c1 "/run/netns/$pod" eth0
   else
-    drv_err "$node" check cbr0 c1 "/run/netns/$pod" eth0
+    drv_err 0 "$node" check cbr0 c1 "/run/netns/$pod" eth0
     grep -q 'does not support the CHECK command' "$SCN_DIR/out" || fail "CHECK at $v: unexpected error $(cat "$SCN_DIR/out")"
   fi
   drv_ok "$node" del cbr0 c1 "/run/netns/$pod" eth0
@@ -191,27 +188,37 @@ sc_cni_version() {
 # host_veth: the host-side interface name in the last ADD result.
 host_veth() { jq -r '.interfaces[1].name' "$SCN_DIR/out"; }
 
+# The code of a CHECK that found the attachment changed: weft's CheckFailed; the Go plugins print
+# every failure of their own as 999.
+check_failed_code() { if [ "$TARGET" = weft ]; then echo 101; else echo 999; fi; }
+
+# Each tampering on a pod of its own, so that each CHECK failure has one cause.
 sc_check_tamper() {
   need bridge host-local
-  local node p1 p2 p3 v1 v3
+  local node v3 i
   node=$(netns node)
-  p1=$(netns p1) p2=$(netns p2) p3=$(netns p3)
+  for i in 1 2 3 4; do netns "p$i" >/dev/null; done
   conflist cbr0 1.0.0 "[$(bridge_plugin 10.244.1.0/24 1450 "$GW_ROUTES")]"
-  drv_ok "$node" add cbr0 c1 "/run/netns/$p1" eth0
-  v1=$(host_veth)
-  drv_ok "$node" add cbr0 c2 "/run/netns/$p2" eth0
-  drv_ok "$node" add cbr0 c3 "/run/netns/$p3" eth0
-  v3=$(host_veth)
-  for i in 1 2 3; do drv_ok "$node" check cbr0 c$i "/run/netns/$PFX"p$i eth0; done
-  ip -n "$p1" addr flush dev eth0
-  drv_err "$node" check cbr0 c1 "/run/netns/$p1" eth0
+  for i in 1 2 3 4; do
+    drv_ok "$node" add cbr0 c$i "/run/netns/$PFX"p$i eth0
+    [ $i != 3 ] || v3=$(host_veth)
+  done
+  for i in 1 2 3 4; do drv_ok "$node" check cbr0 c$i "/run/netns/$PFX"p$i eth0; done
+  # said <extended-regex>: the last CHECK's error names what was changed (weft's words|the Go plugins').
+  said() { has -E "$1" "$SCN_DIR/out" || fail "the CHECK error does not say what changed (want /$1/): $(jq -r .error "$SCN_DIR/out")"; }
+  ip -n "$PFX"p1 addr flush dev eth0
+  drv_err "$(check_failed_code)" "$node" check cbr0 c1 "/run/netns/$PFX"p1 eth0
+  said 'address 10.244.1.2/24 not on eth0|Failed to match addr 10.244.1.2/24 on interface eth0'
   rm "$SCN_DIR/ipam/cbr0/10.244.1.3"
-  drv_err "$node" check cbr0 c2 "/run/netns/$p2" eth0
+  drv_err "$(check_failed_code)" "$node" check cbr0 c2 "/run/netns/$PFX"p2 eth0
+  said 'Failed to find address added by container c2'
   ip -n "$node" link set "$v3" nomaster
-  drv_err "$node" check cbr0 c3 "/run/netns/$p3" eth0
-  ip -n "$p3" link set eth0 down
-  for i in 1 2 3; do drv_ok "$node" del cbr0 c$i "/run/netns/$PFX"p$i eth0; done
-  : "$v1"
+  drv_err "$(check_failed_code)" "$node" check cbr0 c3 "/run/netns/$PFX"p3 eth0
+  said "$v3 is not a port of cni0|CNI veth created for bridge cni0 was not found"
+  ip -n "$PFX"p4 link set eth0 down
+  drv_err "$(check_failed_code)" "$node" check cbr0 c4 "/run/netns/$PFX"p4 eth0
+  said 'eth0 is down|Failed to find Gateway 10.244.1.1 for interface eth0'
+  for i in 1 2 3 4; do drv_ok "$node" del cbr0 c$i "/run/netns/$PFX"p$i eth0; done
 }
 
 sc_del_twice() {
