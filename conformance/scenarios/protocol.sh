@@ -17,13 +17,28 @@ scenarios_protocol() {
   run_scenario "$TARGET:host-local" sc_host_local
   local v
   for v in $ALL_VERSIONS; do
+    [ "$v" != 1.1.0 ] || set_supports_11 bridge host-local || continue
     run_scenario "$TARGET:cniVersion/$v" sc_cni_version "$v"
   done
   run_scenario "$TARGET:check-after-tamper" sc_check_tamper
   run_scenario "$TARGET:del-twice" sc_del_twice
   run_scenario "$TARGET:del-netns-gone" sc_del_netns_gone
-  run_scenario "$TARGET:gc" sc_gc
-  run_scenario "$TARGET:status" sc_status
+  # A set that predates spec 1.1.0 (Debian's reference plugins) has no GC or STATUS to test: it
+  # must refuse them, and ADD at 1.1.0, instead.
+  if set_supports_11 bridge host-local portmap loopback; then
+    run_scenario "$TARGET:gc" sc_gc
+    run_scenario "$TARGET:status" sc_status
+  else
+    run_scenario "$TARGET:refuses-1.1.0" sc_refuses_11
+  fi
+}
+
+# set_supports_11 <plugin...>: does each of them in $CNI_BIN list spec 1.1.0?
+set_supports_11() {
+  local p path
+  for p in "$@"; do
+    path=$(find_plugin "$p") && supports "$(dirname "$path")" "$p" 1.1.0 || return 1
+  done
 }
 
 # Conflist routes with an explicit gw: the reference bridge 1.1.1's CHECK cannot match a route
@@ -142,19 +157,12 @@ result_shape() { # <version> [address]
 }
 
 sc_cni_version() {
-  local v=$1 node pod p ip=10.244.1.2
+  local v=$1 node pod ip=10.244.1.2
   need bridge host-local
   node=$(netns node)
   pod=$(netns pod)
   conflist cbr0 "$v" "[$(bridge_plugin 10.244.1.0/24 1450 "$GW_ROUTES")]"
   if [ "$v" = 1.1.0 ]; then
-    for p in bridge host-local; do
-      if ! supports "$CNI_BIN" "$p" 1.1.0; then
-        drv_err 1 "$node" add cbr0 c1 "/run/netns/$pod" eth0
-        ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "the refused ADD left eth0 in the pod"
-        skip "$p lists $(plugin_versions "$CNI_BIN" $p | tr '\n' ' ')(no 1.1.0); ADD at 1.1.0 refused with code 1 as required"
-      fi
-    done
     # libcni 1.1.2 itself (containerd 1.6): the plugins do ADD, then libcni cannot parse a 1.1.0
     # result; the ADD fails and the runtime's DEL must clean everything.
     DRIVER_LIBCNI=1 drv_err 0 "$node" add cbr0 c0 "/run/netns/$pod" eth0
@@ -255,23 +263,32 @@ sc_del_netns_gone() {
   [ -z "$(ls "$SCN_DIR/cache/results" 2>/dev/null)" ] || fail "libcni cache entries left"
 }
 
-# needs_11 <plugin...>: SKIP (after checking the refusal) when the set predates spec 1.1.0.
-needs_11() {
-  local p dir
-  for p in "$@"; do
+# A set that predates spec 1.1.0: ADD at 1.1.0 is refused with code 1 and leaves nothing; GC and
+# STATUS at 1.1.0 are refused by each plugin that does not list 1.1.0.
+sc_refuses_11() {
+  local node pod p dir verb
+  need bridge host-local portmap loopback
+  node=$(netns node)
+  pod=$(netns pod)
+  if ! set_supports_11 bridge host-local; then
+    conflist cbr0 1.1.0 "[$(bridge_plugin 10.244.1.0/24 1450 "$GW_ROUTES")]"
+    drv_err 1 "$node" add cbr0 c1 "/run/netns/$pod" eth0
+    ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "the refused ADD left eth0 in the pod"
+    [ -z "$(ls "$SCN_DIR/ipam/cbr0" 2>/dev/null | grep '^10\.' || true)" ] || fail "the refused ADD reserved an address"
+  fi
+  for p in bridge host-local portmap loopback; do
     dir=$(dirname "$(find_plugin "$p")")
-    if ! supports "$dir" "$p" 1.1.0; then
-      if plugin_call "$dir" "$p" "{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"type\":\"$p\"}" CNI_COMMAND="$VERB" CNI_PATH="$CNI_BIN"; then
-        fail "$p does not list 1.1.0 yet accepted $VERB"
+    ! supports "$dir" "$p" 1.1.0 || continue
+    for verb in GC STATUS; do
+      if plugin_call "$dir" "$p" "{\"cniVersion\":\"1.1.0\",\"name\":\"n\",\"type\":\"$p\"}" CNI_COMMAND=$verb CNI_PATH="$CNI_BIN"; then
+        fail "$p does not list 1.1.0 yet accepted $verb"
       fi
-      skip "$dir/$p predates spec 1.1.0 (VERSION: $(plugin_versions "$dir" "$p" | tr '\n' ' ')); $VERB answered $(jq -c '{code,msg}' "$SCN_DIR/pout")"
-    fi
+    done
   done
 }
 
 sc_gc() {
   need bridge host-local portmap
-  VERB=GC needs_11 bridge host-local portmap
   local node p1 p2
   node=$(netns node)
   p1=$(netns p1) p2=$(netns p2)
@@ -295,7 +312,6 @@ sc_gc() {
 
 sc_status() {
   need bridge host-local portmap loopback
-  VERB=STATUS needs_11 bridge host-local portmap loopback
   local node
   node=$(netns node)
   conflist cbr0 1.1.0 "[$(bridge_plugin 10.244.1.0/24), {\"type\":\"portmap\",\"capabilities\":{\"portMappings\":true}}]"

@@ -96,7 +96,8 @@ st_leave_process() { # <file>: a process in a namespace of the suite, left alive
   defer "ip netns del $ns"
   stat -L -c %i "/run/netns/$ns" >>"$RUN_DIR/netns"
   ip netns exec "$ns" sleep 600 </dev/null >/dev/null 2>&1 &
-  echo $! >"$1"
+  started() { ip netns pids "$ns" >"$1" && [ -s "$1" ]; }
+  eventually 10 started "$1"
 }
 st_start_in_netns() { # <file>: as chain.sh's web server: started in a namespace of netns, through a function, in the background
   local ns
