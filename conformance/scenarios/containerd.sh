@@ -67,6 +67,9 @@ ctr_cleanup() {
 
 sc_containerd() {
   local node plugins want_type ctr_pid i veth
+  # runc keeps its state under the host's /run/containerd/runc/<namespace>/<id>, whatever
+  # containerd's state dir: the id carries the run's prefix so that two runs do not meet there.
+  local id=${PFX}c1
   for t in containerd ctr runc nsenter unshare busybox; do
     command -v "$t" >/dev/null || fail "$t is not installed"
   done
@@ -126,7 +129,7 @@ EOF
 
   # Attached, in the background: killing ctr makes it tear the task down and send DEL.
   nsenter -t "$(cat "$SCN_DIR/containerd.pid")" -m -n ctr -a "$CTR_SOCK" -n weft \
-    run --cni --rm "$CTR_IMAGE" c1 /bin/sh -c \
+    run --cni --rm "$CTR_IMAGE" "$id" /bin/sh -c \
     'trap "exit 0" TERM; ip -o -4 addr show eth0; ip -o link show eth0; ip route; echo READY; sleep 300 & wait' \
     >"$SCN_DIR/ctr.out" 2>"$SCN_DIR/ctr.err" &
   ctr_pid=$!
@@ -139,7 +142,7 @@ EOF
   [ -e "$SCN_DIR/ipam/cbr0/10.244.1.2" ] || fail "no host-local reservation for 10.244.1.2"
   veth=$(ip -n "$node" -j link show master cni0 type veth | jq -r '.[0].ifname // empty')
   [ -n "$veth" ] || fail "no veth on cni0 in the node namespace"
-  [ "$plugins" != weft ] || [ -f "$SCN_DIR/flannel/weft-c1" ] || fail "flannel saved no config for weft-c1 (ctr's <namespace>-<id>)"
+  [ "$plugins" != weft ] || [ -f "$SCN_DIR/flannel/weft-$id" ] || fail "flannel saved no config for weft-$id (ctr's <namespace>-<id>)"
 
   kill "$ctr_pid"
   wait "$ctr_pid" 2>/dev/null || true
@@ -148,5 +151,5 @@ EOF
   eventually 20 reservation_gone || fail "10.244.1.2 still reserved after the container was removed (no DEL?)"
   eventually 20 veth_gone || fail "host veth $veth still present after the container was removed"
   [ -z "$(ctrx containers ls -q)" ] || fail "container still listed after ctr --rm"
-  [ "$plugins" != weft ] || [ ! -e "$SCN_DIR/flannel/weft-c1" ] || fail "flannel's saved config left after DEL"
+  [ "$plugins" != weft ] || [ ! -e "$SCN_DIR/flannel/weft-$id" ] || fail "flannel's saved config left after DEL"
 }
