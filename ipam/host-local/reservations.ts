@@ -29,11 +29,14 @@ export interface Attachment {
   ifName: string;
 }
 
-/** The reference's failures are plain Go errors, which its skel prints as code 999: kept, for anything that matches on it. */
-const ALLOCATION_FAILED = ErrorCode.Internal;
-
+// The reference's failures are plain Go errors, which its skel prints as code 999; weft's messages
+// are the reference's, its codes say what failed.
 function failure(message: string, details?: string): CniError {
-  return new CniError(ALLOCATION_FAILED, message, details);
+  return new CniError(ErrorCode.NoAddress, message, details);
+}
+
+function checkFailure(message: string, details?: string): CniError {
+  return new CniError(ErrorCode.CheckFailed, message, details);
 }
 
 function describeOwner(owner: string): string {
@@ -220,11 +223,11 @@ export function checkAllocation(store: Store | undefined, ipam: IpamConfig, atta
   let mine = all.filter((r) => r.owner === key);
   if (mine.length === 0) mine = all.filter((r) => r.owner === containerId);
   if (mine.length === 0) {
-    throw failure(`host-local: Failed to find address added by container ${containerId}`, `no reservation for interface ${ifName} in ${store?.dir ?? ipam.dataDir}`);
+    throw checkFailure(`host-local: Failed to find address added by container ${containerId}`, `no reservation for interface ${ifName} in ${store?.dir ?? ipam.dataDir}`);
   }
   ipam.rangeSets.forEach((set, index) => {
     if (!mine.some((r) => rangeFor(set, r.address))) {
-      throw failure(`host-local: container ${containerId} interface ${ifName} holds no address in range set ${index} (${formatRangeSet(set)})`);
+      throw checkFailure(`host-local: container ${containerId} interface ${ifName} holds no address in range set ${index} (${formatRangeSet(set)})`);
     }
   });
   for (const ip of prevResult?.ips ?? []) {
@@ -235,7 +238,7 @@ export function checkAllocation(store: Store | undefined, ipam: IpamConfig, atta
     if (!mine.some((r) => r.address.family === address.family && r.address.value === address.value)) {
       const name = formatAddress(address);
       const owner = store?.ownerOf(name);
-      throw failure(
+      throw checkFailure(
         `host-local: prevResult address ${name} is not reserved for container ${containerId} interface ${ifName}`,
         owner === undefined ? "it is not reserved at all" : `it is reserved by ${describeOwner(owner)}`,
       );

@@ -108,6 +108,6 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
   }
 
   if (problems.length) {
-    throw new CniError(ErrorCode.Internal, `bridge CHECK failed: ${problems.join("; ")}`);
+    throw new CniError(ErrorCode.CheckFailed, `bridge CHECK failed: ${problems.join("; ")}`);
   }
 }

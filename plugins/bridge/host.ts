@@ -31,7 +31,7 @@ export async function setupBridge(host: Rtnl, s: BridgeSettings): Promise<Link> 
   } catch (err) {
     if (vlanFiltering && isKernelError(err, "ENOTSUP", "EOPNOTSUPP")) {
       throw new CniError(
-        ErrorCode.Internal,
+        ErrorCode.KernelRefused,
         `${(err as Error).message}: this kernel cannot filter VLANs on a bridge (CONFIG_BRIDGE_VLAN_FILTERING), which vlan and vlanTrunk need`,
       );
     }
@@ -50,7 +50,7 @@ export interface VethPair {
 /** Spec A1: an interface of that name already in the pod is an error, found before anything is made. */
 export async function ensureIfNameFree(pod: Rtnl, podNetns: Netns, ifName: string): Promise<void> {
   if (await linkByName(pod, ifName)) {
-    throw new CniError(ErrorCode.Internal, `container veth name ${JSON.stringify(ifName)} already exists in ${podNetns.path}`);
+    throw new CniError(ErrorCode.NodeConflict, `container veth name ${JSON.stringify(ifName)} already exists in ${podNetns.path}`);
   }
 }
 
@@ -129,7 +129,7 @@ export async function ensureGatewayAddress(host: Rtnl, link: Link, gateway: stri
         await delAddress(host, link.index, a.cidr);
       } else {
         throw new CniError(
-          ErrorCode.Internal,
+          ErrorCode.NodeConflict,
           `${JSON.stringify(link.name)} already has an IP address different from ${gateway}`,
           `${link.name} holds ${a.cidr} but this network's gateway is ${gateway}: the node's pod subnet changed ` +
             `(new flannel lease, cluster reset) while the bridge kept the old address. Once no pod uses the old subnet, ` +

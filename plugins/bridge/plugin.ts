@@ -1,5 +1,5 @@
 import { bridge as validateBridge } from "../../gen/validators.js";
-import { CniError, ErrorCode } from "../cni/errors.js";
+import { asCniError, CniError, combinedError, ErrorCode } from "../cni/errors.js";
 import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../cni/invoke.js";
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
@@ -270,14 +270,14 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
 
   async function gc(request: GcRequest<BridgeConf>): Promise<void> {
     const s = bridgeSettings(request.config, request.cniArgs);
-    const errors: string[] = [];
+    const errors: CniError[] = [];
     if (s.ipamType) {
       const ipamType = s.ipamType;
-      await ipamIfSupported(request, "GC", ipamType).catch((err: Error) => errors.push(`IPAM GC: ${err.message}`));
+      await ipamIfSupported(request, "GC", ipamType).catch((err: unknown) => errors.push(asCniError(err, "IPAM GC")));
     }
     const keep = request.validAttachments.map((a) => ({ containerId: a.containerID, ifName: a.ifname }));
-    await gcMasquerade(request.config.name, keep).catch((err: Error) => errors.push(`masquerade GC: ${err.message}`));
-    if (errors.length) throw new CniError(ErrorCode.Internal, `GC failed: ${errors.join("; ")}`);
+    await gcMasquerade(request.config.name, keep).catch((err: unknown) => errors.push(asCniError(err, "masquerade GC")));
+    if (errors.length) throw combinedError("GC failed", errors);
   }
 
   return { type: "bridge", validate: validateBridge, argsKeys: ["MAC"], add, del, check, status, gc };

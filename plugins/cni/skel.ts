@@ -171,7 +171,8 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
     }
   } catch (err) {
     const cniError = asCniError(err);
-    if (!(err instanceof CniError)) io.stderr(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    // A refusal the plugin did not word (the kernel's, a file's) is expected: only a bug gets its stack.
+    if (!(err instanceof CniError) && cniError.code === ErrorCode.Internal) io.stderr(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(errorJson(cniError, version));
     return 1;
   }

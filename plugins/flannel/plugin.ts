@@ -1,5 +1,5 @@
 import { flannel as validateFlannel } from "../../gen/validators.js";
-import { asCniError, CniError, ErrorCode } from "../cni/errors.js";
+import { asCniError, CniError, combinedError, ErrorCode } from "../cni/errors.js";
 import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../cni/invoke.js";
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
@@ -141,7 +141,7 @@ export function flannelPlugin(options: FlannelOptions = {}): Plugin<FlannelConf>
     },
 
     async gc(request: GcRequest<FlannelConf>): Promise<void> {
-      const problems: string[] = [];
+      const problems: CniError[] = [];
       try {
         const config: JsonObject = currentDelegateConfig(request);
         for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
@@ -151,7 +151,7 @@ export function flannelPlugin(options: FlannelOptions = {}): Plugin<FlannelConf>
         if (await delegateSpeaks110(request, type)) await run(request, "GC", type, renderDelegateConfig(config));
         else request.log(`delegate ${type} predates CNI 1.1.0 and has no GC: only flannel's own files are collected`);
       } catch (err) {
-        problems.push(`delegate GC: ${asCniError(err).message}`);
+        problems.push(asCniError(err, "delegate GC"));
       }
       // Saved configs of this network's containers that the runtime no longer knows.
       const valid = new Set(request.validAttachments.map((a) => a.containerID));
@@ -163,9 +163,9 @@ export function flannelPlugin(options: FlannelOptions = {}): Plugin<FlannelConf>
           if (saved.state === "saved" && saved.config.name === request.config.name) store.remove(containerId);
         }
       } catch (err) {
-        problems.push(asCniError(err).message);
+        problems.push(asCniError(err));
       }
-      if (problems.length > 0) throw new CniError(ErrorCode.Internal, `flannel GC: ${problems.join("; ")}`);
+      if (problems.length > 0) throw combinedError("flannel GC", problems);
     },
 
     async status(request): Promise<void> {
@@ -215,7 +215,7 @@ function checkDrift(request: FlannelRequest, saved: JsonObject, containerId: str
   }
   if (drift.length > 0) {
     throw new CniError(
-      ErrorCode.Internal,
+      ErrorCode.CheckFailed,
       `container ${containerId} was set up with ${drift.join(" and ")} (${request.config.subnetFile}): recreate the pod`,
     );
   }

@@ -69,7 +69,7 @@ describe("parseSubnetEnv", () => {
   ])("names what is missing, in the Go plugin's words: %j", (text, missing) => {
     expect(() => parseSubnetEnv(text, PATH)).toThrow(
       expect.objectContaining({
-        code: 999,
+        code: 7,
         message: `failed to load flannel 'subnet.env' file: ${PATH} is missing ${missing}. Check the flannel pod log for this node.`,
       }),
     );
@@ -92,7 +92,7 @@ describe("parseSubnetEnv", () => {
   ])("quotes a malformed value back with its line: %s", (line, problem) => {
     const text = `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n${line}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`;
     expect(() => parseSubnetEnv(text, PATH)).toThrow(
-      expect.objectContaining({ code: 999, message: `failed to load flannel 'subnet.env' file: ${PATH} ${problem}. Check the flannel pod log for this node.` }),
+      expect.objectContaining({ code: 7, message: `failed to load flannel 'subnet.env' file: ${PATH} ${problem}. Check the flannel pod log for this node.` }),
     );
   });
 });

@@ -26,7 +26,7 @@ const MAX_UINT32 = 0xffff_ffff;
 
 function fail(path: string, problem: string): never {
   throw new CniError(
-    ErrorCode.Internal,
+    ErrorCode.InvalidNetworkConfig,
     `failed to load flannel 'subnet.env' file: ${path} ${problem}. Check the flannel pod log for this node.`,
   );
 }

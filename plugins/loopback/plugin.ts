@@ -50,7 +50,7 @@ async function add(request: LoopbackRequest): Promise<Result> {
     // The kernel gives lo 127.0.0.1/8 and ::1/128 as it comes up; anything else is someone else's.
     const found = await listAddresses(nl, { index: lo.index });
     const foreign = found.find((a) => !isLoopbackAddress(a.cidr));
-    if (foreign) throw new CniError(ErrorCode.Internal, `loopback interface found with non-loopback address "${foreign.cidr.split("/")[0]}"`);
+    if (foreign) throw new CniError(ErrorCode.CheckFailed, `loopback interface found with non-loopback address "${foreign.cidr.split("/")[0]}"`);
     return [found.find((a) => a.family === 4), found.find((a) => a.family === 6)].filter((a) => a !== undefined);
   }).catch((err: unknown) => {
     throw asCniError(err, `failed to set ${LO} up in ${request.env.netns}`);
@@ -79,9 +79,9 @@ async function del(request: LoopbackRequest): Promise<void> {
 
 async function check(request: LoopbackRequest): Promise<void> {
   await inPodLo(request, async (nl, lo) => {
-    if (!lo.up) throw new CniError(ErrorCode.Internal, "loopback interface is down");
+    if (!lo.up) throw new CniError(ErrorCode.CheckFailed, "loopback interface is down");
     const addresses = await listAddresses(nl, { index: lo.index, family: 4 });
-    if (!addresses.some((a) => a.cidr === "127.0.0.1/8")) throw new CniError(ErrorCode.Internal, "loopback interface has no 127.0.0.1/8");
+    if (!addresses.some((a) => a.cidr === "127.0.0.1/8")) throw new CniError(ErrorCode.CheckFailed, "loopback interface has no 127.0.0.1/8");
   }).catch((err: unknown) => {
     throw asCniError(err, `failed to check ${LO} in ${request.env.netns}`);
   });

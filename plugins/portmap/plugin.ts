@@ -71,7 +71,7 @@ async function check(request: PortmapRequest): Promise<void> {
   const pods = podAddresses(prev, request.env.ifName);
   const missing = await step(`check ${s.backend} rules`, () => missingRules(s, pods));
   if (missing.length) {
-    throw new CniError(ErrorCode.Internal, `missing hostport rules for container ${request.env.containerId}`, `missing: ${missing.join("; ")}`);
+    throw new CniError(ErrorCode.CheckFailed, `missing hostport rules for container ${request.env.containerId}`, `missing: ${missing.join("; ")}`);
   }
 }
 

@@ -106,12 +106,12 @@ describe("host-local ADD", () => {
     const before = snapshot(store());
     const taken = add("b", config(), "eth0", "IP=10.88.0.77");
     expect(taken.json).toMatchObject({
-      code: 999,
+      code: 102,
       msg: "failed to allocate for range 0: requested IP address 10.88.0.77 is not available in range set 10.88.0.1-10.88.0.254",
       details: "it is reserved by container a interface eth0",
     });
-    expect(add("b", config(), "eth0", "IP=10.88.0.1").json).toMatchObject({ msg: "failed to allocate for range 0: requested ip 10.88.0.1 is subnet's gateway" });
-    expect(add("b", config(), "eth0", "IP=10.99.0.5").json).toMatchObject({ msg: "failed to allocate all requested IPs: 10.99.0.5" });
+    expect(add("b", config(), "eth0", "IP=10.88.0.1").json).toMatchObject({ code: 102, msg: "failed to allocate for range 0: requested ip 10.88.0.1 is subnet's gateway" });
+    expect(add("b", config(), "eth0", "IP=10.99.0.5").json).toMatchObject({ code: 102, msg: "failed to allocate all requested IPs: 10.99.0.5" });
     // Only the round-robin cursors moved (the last call reserved, then released, 10.88.0.78 and fd88::3).
     expect(snapshot(store())).toEqual({ ...before, "last_reserved_ip.0": expect.anything(), "last_reserved_ip.1": expect.anything() });
     expect(readdirSync(store()).filter((n) => /^(10\.|fd88)/.test(n)).sort()).toEqual(["10.88.0.77", "fd88::2"]);
@@ -119,7 +119,7 @@ describe("host-local ADD", () => {
 
   it("refuses a second ADD of the same attachment, as the reference", () => {
     add("a");
-    expect(add("a").json).toMatchObject({ code: 999, msg: "failed to allocate for range 0: 10.88.0.2 has been allocated to a, duplicate allocation is not allowed" });
+    expect(add("a").json).toMatchObject({ code: 102, msg: "failed to allocate for range 0: 10.88.0.2 has been allocated to a, duplicate allocation is not allowed" });
     // The same container on another interface is another attachment.
     expect(addressesOf(add("a", config(), "net1"))).toEqual(["10.88.0.3/24", "fd88::3/120"]);
   });
@@ -129,7 +129,7 @@ describe("host-local ADD", () => {
     expect(add("a", conf).status).toBe(0);
     expect(add("b", conf).status).toBe(0);
     const full = add("c", conf);
-    expect(full.json).toMatchObject({ code: 999, msg: "failed to allocate for range 1: no IP addresses available in range set: fd88::1-fd88::3" });
+    expect(full.json).toMatchObject({ code: 102, msg: "failed to allocate for range 1: no IP addresses available in range set: fd88::1-fd88::3" });
     expect(readdirSync(store()).filter((n) => n.startsWith("10.88.")).sort()).toEqual(["10.88.0.2", "10.88.0.3"]);
   });
 
@@ -151,11 +151,10 @@ describe("host-local ADD", () => {
     });
     children.push(holder);
     await new Promise((resolve) => holder.stdout!.once("data", resolve));
-    const started = Date.now();
     const out = await runAsync(WEFT, { command: "ADD", containerId: "b", ifName: "eth0", config: config({ lockTimeoutMs: 300 }) }, sandbox.env);
-    // Bounded both ways: it waited, and it did not hang on the holder (which sleeps 30 s).
-    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
-    expect(Date.now() - started).toBeLessThan(5000);
+    // It gave up while the holder (which sleeps 30 s) still held the lock, rather than wait it out;
+    // a hang is caught by the test's timeout.
+    expect(holder.exitCode).toBe(null);
     expect(out.json).toMatchObject({ code: 11, msg: expect.stringContaining(`waiting for the lock on ${join(store(), "lock")}, held by pid ${holder.pid}`) });
     // DEL waits on the same lock.
     const delOut = await runAsync(WEFT, { command: "DEL", containerId: "a", ifName: "eth0", config: config({ lockTimeoutMs: 300 }) }, sandbox.env);
@@ -268,7 +267,7 @@ describe("host-local CHECK", () => {
   it("passes for a live attachment and fails once it is released", () => {
     const result = add("a").json!;
     expect(check("a", { ...config(), prevResult: result }).status).toBe(0);
-    expect(check("a", config(), "net1").json).toMatchObject({ code: 999, msg: "host-local: Failed to find address added by container a" });
+    expect(check("a", config(), "net1").json).toMatchObject({ code: 101, msg: "host-local: Failed to find address added by container a" });
     del("a");
     expect(check("a").json).toMatchObject({ msg: "host-local: Failed to find address added by container a" });
   });

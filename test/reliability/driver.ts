@@ -209,7 +209,8 @@ async function main(): Promise<void> {
       break;
     }
     outcome.code = first.code;
-    if (first.code === 0 && c.env.CNI_COMMAND === "ADD") {
+    // An executable sees a variable cut at its first NUL, so "ADD\u0000x" runs ADD there.
+    if (first.code === 0 && c.env.CNI_COMMAND?.split("\u0000")[0] === "ADD") {
       const del = await run({ ...c.env, CNI_COMMAND: "DEL" });
       outcome.del = { code: del.code === "hang" ? -1 : del.code, stdout: del.stdout };
       if (del.code === "hang") outcome.crash = "DEL after ADD did not finish";

@@ -72,7 +72,7 @@ function runDriver(plugin: FuzzPlugin, cases: FuzzCase[], execDir?: string): Cas
 }
 
 // Messages of JavaScript's own exceptions: a plugin that lets one out has a bug, whatever code it wears.
-const ENGINE_ERROR = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Maximum call stack|Invalid array length|Cannot convert|Cannot mix BigInt|Invalid time value|\[object Object\]|undefined is not|null is not|Unexpected token .* in JSON at position \d+$/;
+const ENGINE_ERROR = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Maximum call stack|Invalid array length|Cannot convert|Cannot mix BigInt|Invalid time value|\[object Object\]|(?<![\w/.-])(?:undefined|null) is not|Unexpected token .* in JSON at position \d+$/;
 
 interface Verdict {
   problems: string[];
@@ -80,7 +80,10 @@ interface Verdict {
   crashes: number;
 }
 
-/** Every case ends in success or a CNI error with a numeric code and a message, exit 1, no stack, nothing left. */
+/**
+ * Every case ends in success or a CNI error with a numeric code other than 999 and a message, exit 1,
+ * no stack, nothing left.
+ */
 function judge(c: FuzzCase, o: CaseOutcome): Verdict {
   const problems: string[] = [];
   let crashes = 0;
@@ -100,6 +103,8 @@ function judge(c: FuzzCase, o: CaseOutcome): Verdict {
     }
     if (err) {
       if (typeof err.code !== "number") problems.push(`${where}: error code ${JSON.stringify(err.code)} is not a number`);
+      // 999 means a failure the plugin did not foresee: every hostile input here is foreseeable.
+      else if (err.code === 999) problems.push(`${where}: code 999 (unexpected internal error): ${String(err.msg).slice(0, 300)}`);
       if (typeof err.msg !== "string" || err.msg.length < 8) problems.push(`${where}: error message ${JSON.stringify(err.msg)} says nothing`);
       else if (ENGINE_ERROR.test(err.msg) || /internal error: /.test(o.stderr)) {
         crashes++;
