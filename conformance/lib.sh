@@ -1,7 +1,8 @@
-# Helpers shared by the scenarios (sourced by conformance/run).
+# Helpers shared by the scenarios (sourced by conformance/run and conformance/scenario).
 #
-# A scenario is a shell function run in a subshell with errexit; it reports by exiting: 0 = PASS,
-# `fail "reason"` = FAIL, `skip "reason"` = SKIP. Everything it creates is registered with `defer`
+# A scenario is a shell function run in a process of its own (conformance/scenario) with errexit
+# and an ERR trap; it reports by exiting: 0 = PASS, `fail "reason"` = FAIL, `skip "reason"` = SKIP
+# (only for what the machine lacks, e.g. a kernel feature). Everything it creates is registered with `defer`
 # and undone in reverse order by the EXIT trap, whatever the outcome. All namespaces carry the
 # run's prefix ($PFX) so the final leftover check can prove nothing was left behind.
 
