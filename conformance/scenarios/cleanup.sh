@@ -11,17 +11,11 @@ sc_no_leftovers() {
   local ns links procs
   ns=$(ip netns list | awk '{print $1}' | grep "^$PFX" || true)
   links=$(ip -br link | awk '{print $1}' | grep "^$PFX" || true)
-  procs=$(eventually_none 10 suite_processes)
+  # A process killed by a scenario's cleanup can take a moment to exit.
+  no_processes() { [ -z "$(suite_processes)" ]; }
+  eventually 10 no_processes || true
+  procs=$(suite_processes)
   [ -z "$ns$links$procs" ] || fail "left behind: $(echo $ns $links) $procs"
-}
-
-# eventually_none <seconds> <command...>: the command's output once it is empty, or its last output.
-# A process killed by a scenario's cleanup can take a moment to exit.
-eventually_none() {
-  local deadline=$(($(date +%s%N) + $1 * 1000000000)) out
-  shift
-  while out=$("$@") && [ -n "$out" ] && [ "$(date +%s%N)" -lt "$deadline" ]; do sleep 0.2; done
-  printf '%s' "$out"
 }
 
 # suite_processes: "pid (command line)" of each process of this run still alive, this check's own
