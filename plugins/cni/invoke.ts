@@ -4,7 +4,7 @@ import { basename, join } from "node:path";
 import type { NetConf } from "./config.js";
 import type { CniEnv, Verb } from "./env.js";
 import { nodeChildProcess, nodeSea } from "./builtins.js";
-import { CniError, ErrorCode } from "./errors.js";
+import { asCniError, CniError, ErrorCode } from "./errors.js";
 import { parseResult, type Result } from "./result.js";
 import { dispatch, writeAll, type Plugin } from "./skel.js";
 
@@ -105,7 +105,7 @@ async function execFile(path: string, options: DelegateOptions): Promise<ExecOut
     child.on("error", (err) => {
       clearTimeout(timer);
       runningDelegates.delete(child);
-      reject(new CniError(ErrorCode.Internal, `failed to run plugin ${path}: ${err.message}`));
+      reject(asCniError(err, `failed to run plugin ${path}`));
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
