@@ -15,19 +15,21 @@ node_modules: package-lock.json
 build: node_modules
 	node scripts/build.mjs
 
-# Each executable is written beside its final name and renamed over it, so a kubelet that runs the
-# plugin at that moment gets the old file or the new one, never half of one.
-install: build
-	install -d -m 0755 $(DESTDIR)$(BINDIR)
-	for p in $(PLUGINS); do \
-	  install -m 0755 bin/$$p $(DESTDIR)$(BINDIR)/.$$p.weft-new && \
-	  mv -f $(DESTDIR)$(BINDIR)/.$$p.weft-new $(DESTDIR)$(BINDIR)/$$p || exit 1; \
-	done
+# Installing is scripts/install's (also the image's entrypoint), so both ways behave alike: each
+# executable written beside its final name and renamed over it (a kubelet running the plugin at
+# that moment gets the old file or the new one, never half of one), the conflist written only when
+# there is none. FORM=script installs bin/ (Node.js needed on the node), FORM=standalone the single
+# executable (make standalone; no Node.js needed); FROM=DIR installs that directory's build instead.
+# FORCE_CONF=1 replaces an existing conflist; NO_VERIFY=1 skips running VERSION through each name.
+FORM ?= script
+INSTALL_ARGS = --bin-dir $(DESTDIR)$(BINDIR) --conf-dir $(DESTDIR)$(CONFDIR) \
+  $(if $(filter 1,$(FORCE_CONF)),--force-conf) $(if $(filter 1,$(NO_VERIFY)),--no-verify)
+
+install: $(if $(FROM),,$(if $(filter standalone,$(FORM)),standalone,build))
+	sh scripts/install $(if $(FROM),--from $(FROM),--$(FORM)) $(INSTALL_ARGS)
 
 install-conf:
-	install -d -m 0755 $(DESTDIR)$(CONFDIR)
-	install -m 0644 conf/10-flannel.conflist $(DESTDIR)$(CONFDIR)/.10-flannel.conflist.weft-new
-	mv -f $(DESTDIR)$(CONFDIR)/.10-flannel.conflist.weft-new $(DESTDIR)$(CONFDIR)/10-flannel.conflist
+	sh scripts/install --conf-only $(INSTALL_ARGS)
 
 typecheck: build
 	npx tsc --noEmit

@@ -4,9 +4,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
 
-// scripts/install against temp CNI dirs: atomic replacement while plugins are being executed, and
-// the conflist rules. Two sources of each form (standalone with and without V8's code cache; bin/
-// and a copy of it), so that every install in the loop replaces every name with a new file.
+// scripts/install, weft's one installer, against temp CNI dirs, run directly and through `make
+// install`: atomic replacement while plugins are being executed, and the conflist rules. Two sources
+// of each form (standalone with and without V8's code cache; bin/ and a copy of it), so that every
+// install in the loop replaces every name with a new file.
 const INSTALL = join(ROOT, "scripts/install");
 const tmp = tempDir("weft-install-");
 const standalone = join(tmp.dir, "standalone");
@@ -32,18 +33,21 @@ function staged(dir: string): string[] {
 }
 
 /**
- * `loops` processes each running VERSION through all five names until `stop` exists; resolves to
- * the successes and the failures (with what failed) once they end.
+ * `loops` processes each running VERSION through all five names until `stop` exists (or a minute
+ * passed, so that nothing outlives a failed test); resolves to the successes and the failures (with
+ * what failed) once they end. Each run appends "." (a success) or "F" (a failure) to `progress`.
  */
-function versionLoops(bin: string, loops: number, stop: string): Promise<{ ok: number; failures: string[] }> {
+function versionLoops(bin: string, loops: number, stop: string, progress: string): Promise<{ ok: number; failures: string[] }> {
   const script = `
     ok=0
     until [ -e "${stop}" ] || [ $SECONDS -ge 60 ]; do
       for t in ${TYPES.join(" ")}; do
         if out=$(CNI_COMMAND=VERSION "${bin}/$t" </dev/null 2>&1) && [[ $out == *supportedVersions* ]]; then
           ok=$((ok + 1))
+          printf . >>"${progress}"
         else
           echo "FAIL $t: $(printf '%s' "$out" | tr '\n' '|')"
+          printf F >>"${progress}"
         fi
       done
     done
@@ -66,6 +70,20 @@ function versionLoops(bin: string, loops: number, stop: string): Promise<{ ok: n
     ok: all.reduce((n, r) => n + r.ok, 0),
     failures: all.flatMap((r) => r.failures),
   }));
+}
+
+/** What the loops have appended to `progress` so far. */
+function progressOf(progress: string): string {
+  return existsSync(progress) ? readFileSync(progress, "utf8") : "";
+}
+
+/** Waits until `done` holds for the loops' progress; fails after a minute (a loop that stopped). */
+async function untilProgress(progress: string, what: string, done: (runs: string) => boolean): Promise<void> {
+  for (let tries = 0; tries < 3000; tries++) {
+    if (done(progressOf(progress))) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`the VERSION loops never ${what}: ${progressOf(progress).length} runs`);
 }
 
 describe("scripts/install", () => {
@@ -140,32 +158,40 @@ describe("scripts/install", () => {
     const bin = join(tmp.dir, `live-${_form}/bin`);
     await install(["--from", a, "--bin-dir", bin, "--no-conf"]);
     const stop = join(tmp.dir, `stop-${_form}`);
-    const loops = versionLoops(bin, 4, stop);
-    let installs = 0;
-    const until = Date.now() + 4_000;
+    const progress = join(tmp.dir, `progress-${_form}`);
+    const loops = versionLoops(bin, 4, stop, progress);
+    // Counted in VERSION runs, not time: each install starts once the loops have run again since the
+    // last one, and they keep running while it replaces the files.
+    const INSTALLS = 8;
+    const RUNS_BETWEEN = 10;
     try {
-      while (Date.now() < until || installs < 6) {
+      for (let installs = 0; installs < INSTALLS; installs++) {
+        const before = progressOf(progress).length;
+        await untilProgress(progress, "ran between two installs", (runs) => runs.length >= before + RUNS_BETWEEN);
         await install(["--from", installs % 2 ? a : b, "--bin-dir", bin, "--no-conf", "--no-verify"]);
-        installs++;
       }
+      const after = progressOf(progress).length;
+      await untilProgress(progress, "ran after the last install", (runs) => runs.length >= after + RUNS_BETWEEN);
     } finally {
       writeFileSync(stop, "");
     }
     const { ok, failures } = await loops;
     expect(failures).toEqual([]);
-    expect(ok).toBeGreaterThan(20);
+    expect(ok).toBeGreaterThanOrEqual((INSTALLS + 1) * RUNS_BETWEEN);
     expect(staged(bin)).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it("(control) the same loops catch an install that writes the files in place", async () => {
     const bin = join(tmp.dir, "inplace/bin");
     await install(["--from", join(ROOT, "bin"), "--bin-dir", bin, "--no-conf"]);
     const stop = join(tmp.dir, "stop-inplace");
-    const loops = versionLoops(bin, 4, stop);
+    const progress = join(tmp.dir, "progress-inplace");
+    const loops = versionLoops(bin, 4, stop, progress);
     let copyFailures = 0;
-    const until = Date.now() + 2_500;
     try {
-      for (let i = 0; Date.now() < until || i < 4; i++) {
+      await untilProgress(progress, "started", (runs) => runs.length > 0);
+      // Copy in place until a copy or a VERSION run fails; 200 rounds is far beyond what that takes.
+      for (let i = 0; i < 200 && copyFailures === 0 && !progressOf(progress).includes("F"); i++) {
         for (const t of TYPES) {
           const from = i % 2 ? join(ROOT, "bin", t) : join(standalone, "weft");
           await run("cp", [from, join(bin, t)]).catch(() => copyFailures++);
@@ -176,5 +202,61 @@ describe("scripts/install", () => {
     }
     const { failures } = await loops;
     expect(failures.length + copyFailures).toBeGreaterThan(0);
-  }, 60_000);
+  }, 120_000);
+});
+
+describe("make install", () => {
+  // The Makefile's install targets run scripts/install. -o: the suite has built bin/ already, and
+  // the standalone form comes from this file's own build (FROM).
+  const make = (args: string[]) => run("make", ["-s", "-C", ROOT, "-o", "build", "-o", "standalone", ...args], { env: { PATH: "/usr/bin:/bin", ...CACHE } });
+  const defaultConflist = () => readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8");
+
+  it("installs bin/ (the script form) under DESTDIR and PREFIX through scripts/install, the conflist only when absent", async () => {
+    const dest = join(tmp.dir, "make-script");
+    const args = ["install", `DESTDIR=${dest}`, "PREFIX=/opt/weft"];
+    const bin = join(dest, "opt/weft/bin");
+    const conflist = join(dest, "etc/cni/net.d/10-flannel.conflist");
+    const { stdout } = await make(args);
+    expect(stdout).toContain(`installed ${TYPES.join(" ")} into ${bin} (script form`);
+    expect(readdirSync(bin).sort()).toEqual([...TYPES].sort());
+    for (const t of TYPES) {
+      expect(readFileSync(join(bin, t)).equals(readFileSync(join(ROOT, "bin", t))), t).toBe(true);
+      expect(statSync(join(bin, t)).mode & 0o777).toBe(0o755);
+    }
+    expect(readFileSync(conflist, "utf8")).toBe(defaultConflist());
+
+    const mine = '{"name":"operator-edited"}\n';
+    writeFileSync(conflist, mine);
+    expect((await make(args)).stdout).toContain("kept the existing");
+    expect(readFileSync(conflist, "utf8")).toBe(mine);
+    await make([...args, "FORCE_CONF=1"]);
+    expect(readFileSync(conflist, "utf8")).toBe(defaultConflist());
+    expect(staged(bin)).toEqual([]);
+  });
+
+  it("installs the standalone form the same way: one file under the five names", async () => {
+    const dest = join(tmp.dir, "make-standalone");
+    const bin = join(dest, "opt/cni/bin");
+    const { stdout } = await make(["install", `DESTDIR=${dest}`, `FROM=${standalone}`]);
+    expect(stdout).toContain(`installed ${TYPES.join(" ")} into ${bin} (standalone form`);
+    expect(new Set(TYPES.map((t) => statSync(join(bin, t)).ino)).size).toBe(1);
+    expect(readdirSync(bin).sort()).toEqual([...TYPES].sort());
+    for (const t of TYPES) expect((await version(join(bin, t), CACHE)).ok).toBe(true);
+    expect(readFileSync(join(dest, "etc/cni/net.d/10-flannel.conflist"), "utf8")).toBe(defaultConflist());
+    // FORM=standalone builds dist/standalone and installs that, through the same installer.
+    const { stdout: plan } = await run("make", ["-n", "-C", ROOT, "install", "FORM=standalone", `DESTDIR=${dest}`]);
+    expect(plan).toContain("node scripts/standalone.mjs");
+    expect(plan).toContain(`sh scripts/install --standalone --bin-dir ${bin}`);
+  });
+
+  it("install-conf writes only the conflist, by the same rule", async () => {
+    const dest = join(tmp.dir, "make-conf");
+    const conflist = join(dest, "etc/cni/net.d/10-flannel.conflist");
+    await make(["install-conf", `DESTDIR=${dest}`]);
+    expect(readdirSync(dest)).toEqual(["etc"]);
+    expect(readFileSync(conflist, "utf8")).toBe(defaultConflist());
+    writeFileSync(conflist, "{}\n");
+    expect((await make(["install-conf", `DESTDIR=${dest}`])).stdout).toContain("kept the existing");
+    expect(readFileSync(conflist, "utf8")).toBe("{}\n");
+  });
 });
