@@ -1,0 +1,232 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { removeMasquerade } from "../../plugins/kernel/masquerade.js";
+import { Netns } from "../../plugins/kernel/netns.js";
+import { netnsPool, uniqueName, type TestNetns } from "../helpers/netns.js";
+
+/**
+ * Every claim a CHECK makes, one test each: a real ADD through weft's executables (the node side in
+ * a namespace of its own, so cni0 and the firewall rules die with it), a passing CHECK, then exactly
+ * one thing tampered with, and CHECK must fail with code 101 and a message naming that thing.
+ */
+
+const BIN = resolve("bin");
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const CHECK_FAILED = 101;
+
+const pool = netnsPool();
+let work: string;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "weft-check-"));
+  return () => rmSync(work, { recursive: true, force: true });
+});
+
+afterEach(() => pool.cleanup());
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: { code?: number; msg?: string; details?: string; [key: string]: unknown };
+}
+
+interface Attachment {
+  node: TestNetns;
+  pod: TestNetns;
+  containerId: string;
+}
+
+/** One invocation of bin/<plugin> as a runtime makes it: a clean environment, in the node namespace. */
+function run(plugin: string, verb: string, conf: object, a: Attachment): Run {
+  const env = [
+    `PATH=${PATH}`,
+    `CNI_COMMAND=${verb}`,
+    `CNI_CONTAINERID=${a.containerId}`,
+    `CNI_NETNS=${a.pod.path}`,
+    "CNI_IFNAME=eth0",
+    `CNI_PATH=${BIN}`,
+    `WEFT_CACHE_DIR=${join(work, "cache")}`,
+  ];
+  const p = spawnSync("ip", ["netns", "exec", a.node.name, "env", "-i", ...env, join(BIN, plugin)], { input: JSON.stringify(conf), encoding: "utf8" });
+  let json: Run["json"] = {};
+  try {
+    json = p.stdout.trim() ? (JSON.parse(p.stdout) as Run["json"]) : {};
+  } catch {
+    // not JSON: the assertions show stdout
+  }
+  return { code: p.status ?? -1, stdout: p.stdout, stderr: p.stderr, json };
+}
+
+function ok(r: Run): Run["json"] {
+  expect(r, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toMatchObject({ code: 0 });
+  return r.json;
+}
+
+/** A CHECK that must fail with code 101 and a message (or details) containing every one of these. */
+function expectCheckFailure(r: Run, ...named: string[]): void {
+  expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
+  expect(r.json.code, r.stdout).toBe(CHECK_FAILED);
+  const text = `${r.json.msg ?? ""} ${r.json.details ?? ""}`;
+  for (const n of named) expect(text).toContain(n);
+}
+
+const ipJson = <T>(ns: TestNetns, ...args: string[]) => ns.ipJson<T[]>(...args);
+
+/** The host end of the pod's veth: the one veth in the node namespace. */
+function hostVeth(node: TestNetns): string {
+  const veths = ipJson<{ ifname: string }>(node, "link", "show", "type", "veth");
+  expect(veths).toHaveLength(1);
+  return veths[0]!.ifname;
+}
+
+// ---------------------------------------------------------------------------------------------
+// bridge (with host-local)
+
+const NET = "cbr0";
+
+function bridgeConf(dataDir: string, extra: Record<string, unknown> = {}) {
+  return {
+    cniVersion: "1.0.0",
+    name: NET,
+    type: "bridge",
+    bridge: "cni0",
+    mtu: 1450,
+    isGateway: true,
+    isDefaultGateway: true,
+    hairpinMode: true,
+    ipMasq: true,
+    ipam: {
+      type: "host-local",
+      dataDir,
+      ranges: [[{ subnet: "10.244.1.0/24" }], [{ subnet: "fd00:10:244:1::/64" }]],
+      routes: [{ dst: "10.244.0.0/16" }, { dst: "fd00:10:244::/56" }],
+    },
+    ...extra,
+  };
+}
+
+interface BridgePod extends Attachment {
+  conf: ReturnType<typeof bridgeConf>;
+  dataDir: string;
+  result: Run["json"];
+  check(): Run;
+}
+
+/** A pod added by bin/bridge, whose CHECK passes before the test tampers with it. */
+function bridgePod(extra: Record<string, unknown> = {}): BridgePod {
+  const node = pool.create("weft-ck-node-");
+  const pod = pool.create("weft-ck-pod-");
+  const dataDir = join(work, uniqueName("ipam-", 20));
+  const conf = bridgeConf(dataDir, extra);
+  const a = { node, pod, containerId: uniqueName("ck-", 20) };
+  const result = ok(run("bridge", "ADD", conf, a));
+  const check = () => run("bridge", "CHECK", { ...conf, prevResult: result }, a);
+  ok(check());
+  return { ...a, conf, dataDir, result, check };
+}
+
+const OTHER_MAC = "02:42:ac:11:00:99";
+
+describe("bridge CHECK fails, naming it, when exactly one thing differs", () => {
+  const cases: Array<[string, (p: BridgePod) => void, string[] | ((p: BridgePod) => string[])]> = [
+    ["the bridge is gone", (p) => p.node.exec("ip", ["link", "del", "cni0"]), ["bridge cni0 not found"]],
+    [
+      "the bridge is not a bridge",
+      (p) => {
+        p.node.exec("ip", ["link", "del", "cni0"]);
+        p.node.exec("ip", ["link", "add", "cni0", "type", "veth", "peer", "name", "weftck1"]);
+      },
+      ["cni0 is not a bridge"],
+    ],
+    ["the bridge's MAC", (p) => p.node.exec("ip", ["link", "set", "cni0", "address", OTHER_MAC]), [`bridge cni0 MAC is ${OTHER_MAC}, prevResult says`]],
+    ["the bridge's promiscuous mode", (p) => p.node.exec("ip", ["link", "set", "cni0", "promisc", "on"]), ["bridge cni0 promiscuous mode is true, config says false"]],
+    ["the bridge's MTU", (p) => p.node.exec("ip", ["link", "set", "cni0", "mtu", "1400"]), ["bridge cni0 MTU is 1400, config says 1450"]],
+    ["the gateway address on the bridge (IPv4)", (p) => p.node.exec("ip", ["addr", "del", "10.244.1.1/24", "dev", "cni0"]), ["bridge cni0 does not hold gateway address 10.244.1.1/24"]],
+    [
+      "the gateway address on the bridge (IPv6)",
+      (p) => p.node.exec("ip", ["addr", "del", "fd00:10:244:1::1/64", "dev", "cni0"]),
+      ["bridge cni0 does not hold gateway address fd00:10:244:1::1/64"],
+    ],
+    ["the pod's interface is gone", (p) => p.pod.exec("ip", ["link", "del", "eth0"]), ["interface eth0 not found in"]],
+    [
+      "the pod's interface is not a veth",
+      (p) => {
+        p.pod.exec("ip", ["link", "del", "eth0"]);
+        p.pod.exec("ip", ["link", "add", "eth0", "mtu", "1450", "type", "bridge"]);
+        p.pod.exec("ip", ["link", "set", "eth0", "up"]);
+      },
+      ["eth0 is a bridge, not a veth"],
+    ],
+    ["the pod interface's MAC", (p) => p.pod.exec("ip", ["link", "set", "eth0", "address", OTHER_MAC]), [`eth0 MAC is ${OTHER_MAC}, prevResult says`]],
+    ["the pod interface's MTU", (p) => p.pod.exec("ip", ["link", "set", "eth0", "mtu", "1400"]), ["eth0 MTU is 1400, config says 1450"]],
+    ["the pod interface is down", (p) => p.pod.exec("ip", ["link", "set", "eth0", "down"]), ["eth0 is down"]],
+    ["the host veth left the bridge", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "nomaster"]), (p) => [`host veth ${hostVeth(p.node)} is not a port of cni0`]],
+    ["the host veth's MAC", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "address", OTHER_MAC]), (p) => [`host veth ${hostVeth(p.node)} MAC is ${OTHER_MAC}, prevResult says`]],
+    ["the host veth's MTU", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "mtu", "1400"]), (p) => [`host veth ${hostVeth(p.node)} MTU is 1400, config says 1450`]],
+    ["hairpin mode on the host veth's port", (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "hairpin", "off"]), (p) => [`host veth ${hostVeth(p.node)} hairpin mode is false, config says true`]],
+    ["port isolation on the host veth's port", (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "isolated", "on"]), (p) => [`host veth ${hostVeth(p.node)} port isolation is true, config says false`]],
+    [
+      "the pod's veth is peered with another host veth",
+      (p) => {
+        p.pod.exec("ip", ["link", "del", "eth0"]);
+        p.node.exec("ip", ["link", "add", "weftck0", "type", "veth", "peer", "name", "eth0", "netns", p.pod.name]);
+        p.pod.exec("ip", ["link", "set", "eth0", "mtu", "1450", "up"]);
+      },
+      ["no host veth of cni0 peered with eth0 in prevResult"],
+    ],
+    ["an IPv4 address of the pod", (p) => p.pod.exec("ip", ["addr", "del", "10.244.1.2/24", "dev", "eth0"]), ["address 10.244.1.2/24 not on eth0"]],
+    ["an IPv6 address of the pod", (p) => p.pod.exec("ip", ["addr", "del", "fd00:10:244:1::2/64", "dev", "eth0"]), ["address fd00:10:244:1::2/64 not on eth0"]],
+    ["a route of the pod (IPv4, no gw in prevResult)", (p) => p.pod.exec("ip", ["route", "del", "10.244.0.0/16"]), ["route 10.244.0.0/16 via 10.244.1.1 not found"]],
+    ["the pod's default route (IPv6)", (p) => p.pod.exec("ip", ["-6", "route", "del", "default"]), ["route ::/0 via fd00:10:244:1::1 not found"]],
+    [
+      "the route's gateway (IPv4)",
+      (p) => {
+        p.pod.exec("ip", ["route", "del", "10.244.0.0/16"]);
+        p.pod.exec("ip", ["route", "add", "10.244.0.0/16", "via", "10.244.1.7"]);
+      },
+      ["route 10.244.0.0/16 via 10.244.1.1 not found"],
+    ],
+  ];
+
+  it.each(cases)("%s", (_what, tamper, named) => {
+    const p = bridgePod();
+    tamper(p);
+    expectCheckFailure(p.check(), ...(typeof named === "function" ? named(p) : named));
+  });
+
+  it("prevResult names the pod's interface in another sandbox", () => {
+    const p = bridgePod();
+    const interfaces = (p.result.interfaces as Array<{ sandbox?: string }>).map((i) => (i.sandbox ? { ...i, sandbox: "/run/netns/elsewhere" } : i));
+    const r = run("bridge", "CHECK", { ...p.conf, prevResult: { ...p.result, interfaces } }, p);
+    expectCheckFailure(r, `prevResult has no interface eth0 in sandbox ${p.pod.path}`);
+  });
+
+  it("the IPAM reservation (host-local CHECK, run by bridge CHECK)", () => {
+    const p = bridgePod();
+    unlinkSync(join(p.dataDir, NET, "fd00:10:244:1::2"));
+    expectCheckFailure(p.check(), "host-local: container", "holds no address in range set 1 (fd00:10:244:1::1-");
+    unlinkSync(join(p.dataDir, NET, "10.244.1.2"));
+    expectCheckFailure(p.check(), `host-local: Failed to find address added by container ${p.containerId}`);
+  });
+
+  it("the IPAM reservation holds another address than prevResult's", () => {
+    const p = bridgePod();
+    renameSync(join(p.dataDir, NET, "10.244.1.2"), join(p.dataDir, NET, "10.244.1.9"));
+    expectCheckFailure(p.check(), `host-local: prevResult address 10.244.1.2 is not reserved for container ${p.containerId} interface eth0`);
+  });
+
+  it.each(["iptables", "nftables"])("the masquerade rules (%s)", async (backend) => {
+    const p = bridgePod({ ipMasqBackend: backend });
+    const netns = Netns.open(p.node.path);
+    try {
+      expect(await removeMasquerade({ network: NET, containerId: p.containerId, ifName: "eth0" }, { netns })).toBeGreaterThan(0);
+    } finally {
+      netns.close();
+    }
+    expectCheckFailure(p.check(), `masquerade rules missing (${backend})`);
+  });
+});
