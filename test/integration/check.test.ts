@@ -230,3 +230,98 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     expectCheckFailure(p.check(), `masquerade rules missing (${backend})`);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// flannel (delegating to bin/bridge and bin/host-local)
+
+const SUBNET_ENV =
+  "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\n" +
+  "FLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+
+interface FlannelPod extends Attachment {
+  dir: string;
+  check(): Run;
+}
+
+/** A pod added by bin/flannel from a dual-stack subnet.env, whose CHECK passes before the test tampers with it. */
+function flannelPod(): FlannelPod {
+  const node = pool.create("weft-ck-node-");
+  const pod = pool.create("weft-ck-pod-");
+  const dir = mkdtempSync(join(work, "flannel-"));
+  writeFileSync(join(dir, "subnet.env"), SUBNET_ENV);
+  const conf = {
+    cniVersion: "1.0.0",
+    name: NET,
+    type: "flannel",
+    subnetFile: join(dir, "subnet.env"),
+    dataDir: join(dir, "saved"),
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+    ipam: { dataDir: join(dir, "ipam") },
+  };
+  const a = { node, pod, containerId: uniqueName("ck-", 20) };
+  const result = ok(run("flannel", "ADD", conf, a));
+  const check = () => run("flannel", "CHECK", { ...conf, prevResult: result }, a);
+  ok(check());
+  return { ...a, dir, check };
+}
+
+describe("flannel CHECK fails, naming it, when exactly one thing differs", () => {
+  it("the pod, as the delegate's CHECK sees it", () => {
+    const p = flannelPod();
+    p.pod.exec("ip", ["addr", "del", "10.244.1.2/24", "dev", "eth0"]);
+    expectCheckFailure(p.check(), "failed to delegate check: bridge CHECK failed: address 10.244.1.2/24 not on eth0");
+  });
+
+  it("the MTU flanneld announces now", () => {
+    const p = flannelPod();
+    writeFileSync(join(p.dir, "subnet.env"), SUBNET_ENV.replace("FLANNEL_MTU=1450", "FLANNEL_MTU=1400"));
+    expectCheckFailure(p.check(), `container ${p.containerId} was set up with mtu 1450, now 1400`, "recreate the pod");
+  });
+
+  it("the IPv4 lease", () => {
+    const p = flannelPod();
+    writeFileSync(join(p.dir, "subnet.env"), SUBNET_ENV.replace("FLANNEL_SUBNET=10.244.1.1/24", "FLANNEL_SUBNET=10.244.7.1/24"));
+    expectCheckFailure(p.check(), `container ${p.containerId} was set up with ranges `, '"subnet":"10.244.1.0/24"', 'now [[{"subnet":"10.244.7.0/24"}]', "recreate the pod");
+  });
+
+  it("the IPv6 lease", () => {
+    const p = flannelPod();
+    writeFileSync(join(p.dir, "subnet.env"), SUBNET_ENV.replace("FLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64", "FLANNEL_IPV6_SUBNET=fd00:10:244:7::1/64"));
+    expectCheckFailure(p.check(), `container ${p.containerId} was set up with ranges `, '[{"subnet":"fd00:10:244:7::/64"}]]', "recreate the pod");
+  });
+
+  it("the saved delegate config is gone (code 3) or corrupt (code 5)", () => {
+    const p = flannelPod();
+    const saved = join(p.dir, "saved", p.containerId);
+    writeFileSync(saved, "{not json");
+    expect(p.check().json).toMatchObject({ code: 5, msg: expect.stringContaining(`${saved} is not JSON`) });
+    unlinkSync(saved);
+    expect(p.check().json).toMatchObject({ code: 3, msg: expect.stringContaining(`no saved delegate config for container ${p.containerId}`) });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// loopback
+
+describe("loopback CHECK fails, naming it, when exactly one thing differs", () => {
+  function loopbackPod(): Attachment & { check(): Run } {
+    const a = { node: pool.create("weft-ck-node-"), pod: pool.create("weft-ck-pod-"), containerId: uniqueName("ck-", 20) };
+    const conf = { cniVersion: "1.0.0", name: "lo", type: "loopback" };
+    ok(run("loopback", "ADD", conf, a));
+    const check = () => run("loopback", "CHECK", conf, a);
+    ok(check());
+    return { ...a, check };
+  }
+
+  it("lo is down", () => {
+    const p = loopbackPod();
+    p.pod.exec("ip", ["link", "set", "lo", "down"]);
+    expectCheckFailure(p.check(), "loopback interface is down");
+  });
+
+  it("lo has no 127.0.0.1/8", () => {
+    const p = loopbackPod();
+    p.pod.exec("ip", ["addr", "del", "127.0.0.1/8", "dev", "lo"]);
+    expectCheckFailure(p.check(), "loopback interface has no 127.0.0.1/8");
+  });
+});
