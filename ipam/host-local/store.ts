@@ -1,23 +1,9 @@
-import {
-  closeSync,
-  constants,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
 import { ipToBigInt, parseIp } from "../../plugins/cni/ip.js";
 import { acquireLock, type HeldLock } from "../../plugins/kernel/lock.js";
+import { fileType, readSmallFile, type SmallFile } from "../../plugins/kernel/small-file.js";
 import { formatAddress, type Address } from "./allocator.js";
 
 // The reference's store (backend/disk), byte for byte: <dataDir>/<network>/ holds one file per
@@ -33,6 +19,8 @@ const FILE_MODE = 0o644;
 const LOCK_MODE = 0o750;
 /** weft writes each file beside its final name first; the name is never an address, so the reference ignores it. */
 const TEMP_PREFIX = ".weft-";
+/** Larger than any holder's key (a container id of at most 200 bytes, CRLF, an interface name) or address. */
+const MAX_RESERVATION_BYTES = 1024;
 
 /** A reserved address and who holds it: the file's content with surrounding space trimmed, as the reference compares it. */
 export interface Reservation {
@@ -89,13 +77,16 @@ function isMissing(err: unknown): boolean {
 let temporaries = 0;
 
 export class Store {
-  private readonly buffer = Buffer.allocUnsafe(1024);
   /** What each prepared file holds, to write it again if it is taken away before it is linked. */
   private readonly preparedContent = new Map<string, string>();
 
   private constructor(readonly dir: string) {}
 
-  /** The network's store, created when `create` is set; undefined when it does not exist (nothing reserved). */
+  /**
+   * The network's store, created when `create` is set; undefined when it does not exist (nothing
+   * reserved). The dataDir may be a symlink (the operator's), the network's directory may not: a
+   * symlink there would make weft lock, reserve and collect garbage in a directory it did not make.
+   */
   static open(dataDir: string, network: string, create: boolean): Store | undefined {
     const dir = join(dataDir, network);
     if (create) {
@@ -104,14 +95,22 @@ export class Store {
       } catch (err) {
         throw ioError(`cannot create ${dir}`, err);
       }
-      return new Store(dir);
     }
+    let stats: Stats;
     try {
-      return statSync(dir).isDirectory() ? new Store(dir) : undefined;
+      stats = lstatSync(dir);
     } catch (err) {
-      if (isMissing(err)) return undefined;
+      if (isMissing(err) && !create) return undefined;
       throw ioError(`cannot read ${dir}`, err);
     }
+    if (!stats.isDirectory()) {
+      throw new CniError(
+        ErrorCode.IOFailure,
+        `host-local store: ${dir} is ${fileType(stats)}, not a directory`,
+        stats.isSymbolicLink() ? "a network's directory is never followed through a symlink; link ipam.dataDir itself instead" : "remove it, or choose another ipam.dataDir",
+      );
+    }
+    return new Store(dir);
   }
 
   lock(timeoutMs: number): Promise<HeldLock> {
@@ -148,28 +147,20 @@ export class Store {
     return out;
   }
 
-  /** The trimmed content of a reservation file; undefined when it is gone (or is not a file). */
+  /**
+   * The trimmed content of a reservation file; undefined when it is gone or is no file weft or the
+   * reference wrote: a symlink, a directory, a FIFO or a device named like an address, or a file
+   * longer than any holder's key. Its name still keeps the address from being handed out.
+   */
   ownerOf(name: string): string | undefined {
     const path = join(this.dir, name);
-    let fd: number;
+    let file: SmallFile;
     try {
-      // A symlink here is no reservation weft or the reference wrote: never followed (ELOOP).
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      file = readSmallFile(path, MAX_RESERVATION_BYTES);
     } catch (err) {
-      if (isMissing(err) || (err as NodeJS.ErrnoException).code === "ELOOP") return undefined;
       throw ioError(`cannot read ${path}`, err);
     }
-    try {
-      const n = readSync(fd, this.buffer, 0, this.buffer.length, 0);
-      const text = n < this.buffer.length ? this.buffer.toString("utf8", 0, n) : readFileSync(fd, "utf8");
-      return text.trim();
-    } catch (err) {
-      // A directory named like an address is not a reservation.
-      if ((err as NodeJS.ErrnoException).code === "EISDIR") return undefined;
-      throw ioError(`cannot read ${path}`, err);
-    } finally {
-      closeSync(fd);
-    }
+    return file.state === "read" ? file.bytes.toString("utf8").trim() : undefined;
   }
 
   /**
@@ -235,12 +226,8 @@ export class Store {
   /** The address range set `index` handed out last. Read as Go's net.ParseIP reads it: no trimming. */
   lastReserved(index: number): Address | undefined {
     try {
-      const fd = openSync(join(this.dir, `${LAST_RESERVED_PREFIX}${index}`), constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        return addressOfName(readFileSync(fd, "utf8"));
-      } finally {
-        closeSync(fd);
-      }
+      const file = readSmallFile(join(this.dir, `${LAST_RESERVED_PREFIX}${index}`), MAX_RESERVATION_BYTES);
+      return file.state === "read" ? addressOfName(file.bytes.toString("utf8")) : undefined;
     } catch {
       // Missing or unreadable: round-robin starts over at the first range, as in the reference.
       return undefined;

@@ -1,7 +1,12 @@
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../cni/errors.js";
+import { MAX_STDIN_BYTES } from "../cni/config.js";
+import { readSmallFile, type SmallFile } from "../kernel/small-file.js";
 import type { JsonObject } from "./delegate-config.js";
+
+/** The delegate got the saved bytes on its stdin, so no saved config is larger than a plugin reads there. */
+export const MAX_SAVED_CONFIG_BYTES = MAX_STDIN_BYTES;
 
 /** A delegate config saved at ADD, read back by DEL, CHECK and GC. */
 export type SavedConfig =
@@ -50,20 +55,17 @@ export class SavedConfigStore {
 
   load(containerId: string): SavedConfig {
     const path = this.path(containerId);
-    let bytes: Buffer;
+    let file: SmallFile;
     try {
-      // Never through a symlink: the file is weft's (or the Go plugin's) own, written with rename.
-      const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        bytes = readFileSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      file = readSmallFile(path, MAX_SAVED_CONFIG_BYTES);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "missing" };
-      if ((err as NodeJS.ErrnoException).code === "ELOOP") return { state: "corrupt", problem: `${path} is a symlink, not a saved config` };
       throw new CniError(ErrorCode.IOFailure, `failed to read the saved delegate config ${path}: ${(err as Error).message}`);
     }
+    if (file.state === "missing") return { state: "missing" };
+    // Never through a symlink, never from a FIFO or a device: the file is weft's (or the Go
+    // plugin's) own, written with rename.
+    if (file.state === "refused") return { state: "corrupt", problem: `${path} ${file.reason}: not a saved delegate config` };
+    const bytes = file.bytes;
     let parsed: unknown;
     try {
       parsed = JSON.parse(bytes.toString("utf8"));

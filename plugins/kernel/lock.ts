@@ -1,5 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from "node:fs";
 import { CniError, ErrorCode } from "../cni/errors.js";
+import { fileType } from "./small-file.js";
 import { LOCK_EX, LOCK_NB, weftSyscalls, type WeftSyscalls } from "./syscalls.js";
 
 /** An exclusive flock(2) on a file, held until release() or the death of the process. */
@@ -25,12 +26,28 @@ export async function acquireLock(path: string, options: LockOptions): Promise<H
   let fd: number;
   try {
     // O_NOFOLLOW: a symlink planted as the lock file must not make weft create or lock its target.
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, options.mode ?? 0o600);
+    // O_NONBLOCK: a FIFO planted there must not block the open, which the timeout does not cover.
+    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, options.mode ?? 0o600);
   } catch (err) {
     throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: ${(err as Error).message}`);
   }
+  refuseAllButRegularFile(path, fd);
   if (tryLock(syscalls, path, fd)) return heldLock(path, fd);
   return waitForLock(syscalls, path, fd, options.timeoutMs);
+}
+
+/** A lock on a FIFO or a device would serialize nothing weft agrees on with other plugins. Closes fd when refusing. */
+function refuseAllButRegularFile(path: string, fd: number): void {
+  let stats: Stats;
+  try {
+    stats = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: ${(err as Error).message}`);
+  }
+  if (stats.isFile()) return;
+  closeSync(fd);
+  throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: it is ${fileType(stats)}, not a regular file`, "remove it: the plugin creates the lock file");
 }
 
 /** One non-blocking attempt; false while another open file holds the lock. Closes fd on failure. */
