@@ -4,7 +4,7 @@ import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } 
 import type { Result } from "../cni/result.js";
 import type { GcRequest, Plugin, Request } from "../cni/skel.js";
 import type { Verb } from "../cni/env.js";
-import { delLink, delLinkByName, linkByIndex, linkByName, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
+import { delLink, delLinkByName, linkByIndex, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
 import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../kernel/macspoof.js";
 import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../kernel/masquerade.js";
 import { isOwnNetns, Netns, NetnsPathError } from "../kernel/netns.js";
@@ -181,20 +181,18 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
   }
 
   /**
-   * Deletes CNI_IFNAME in the pod's namespace: "deleted" (or nothing was there), or "gone" when the
-   * namespace itself is (a stale path that is no namespace counts as gone: nothing left inside, §3 #14).
+   * Deletes CNI_IFNAME in the pod's namespace; nothing there, or no namespace (a stale path that is
+   * no namespace counts as gone: nothing left inside, §3 #14), is success.
    */
-  async function deletePodInterface(request: BridgeRequest): Promise<"deleted" | "gone"> {
+  async function deletePodInterface(request: BridgeRequest): Promise<void> {
     let podNetns: Netns | undefined;
     try {
       podNetns = openPodNetns(request);
       const netns = podNetns;
       await step(`delete ${request.env.ifName}`, () => delLinkByName(netns, request.env.ifName));
-      return "deleted";
     } catch (err) {
       if (!(err instanceof NetnsPathError)) throw err;
       request.log(`${err.message}: treating the namespace as gone`);
-      return "gone";
     } finally {
       podNetns?.close();
     }
@@ -203,22 +201,19 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
   async function del(request: BridgeRequest): Promise<void> {
     const s = bridgeSettings(request.config, request.cniArgs);
     const { conf } = s;
-    const k = new Handles();
-    try {
-      // The kernel takes about 20 ms to delete a veth pair, inside the request: IPAM releases the
-      // address meanwhile (the reference releases it first, so neither order is new to a runtime).
-      const podInterface = request.env.netns === "" ? Promise.resolve("gone" as const) : deletePodInterface(request);
-      const ipamType = s.ipamType;
-      const release = ipamType ? step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType)) : Promise.resolve();
-      const [deleted, released] = await Promise.allSettled([podInterface, release]);
-      if (deleted.status === "rejected") throw deleted.reason;
-      if (deleted.value === "gone") await removeOrphanHostVeth(await k.host(), request, conf);
-      if (released.status === "rejected") throw released.reason;
-      if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
-      if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
-    } finally {
-      k.close();
-    }
+    // The kernel takes about 20 ms to delete a veth pair, inside the request: IPAM releases the
+    // address meanwhile (the reference releases it first, so neither order is new to a runtime).
+    // Without the pod's namespace nothing proves which host veth was this attachment's: prevResult
+    // is the runtime's word and may name another pod's. Like the reference, only IPAM and the
+    // rules keyed by this attachment's identity go then; a veth whose namespace died went with it.
+    const podInterface = request.env.netns === "" ? Promise.resolve() : deletePodInterface(request);
+    const ipamType = s.ipamType;
+    const release = ipamType ? step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType)) : Promise.resolve();
+    const [deleted, released] = await Promise.allSettled([podInterface, release]);
+    if (deleted.status === "rejected") throw deleted.reason;
+    if (released.status === "rejected") throw released.reason;
+    if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
+    if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
   }
 
   async function check(request: BridgeRequest): Promise<void> {
@@ -286,22 +281,6 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
 function dnsSet(conf: BridgeConf): boolean {
   const d = conf.dns;
   return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
-}
-
-/**
- * With the pod's namespace gone its veth went too, unless the namespace lives on elsewhere (a
- * stale mount): the host end named in prevResult is removed if it is still a veth of our bridge.
- */
-async function removeOrphanHostVeth(host: Rtnl, request: BridgeRequest, conf: BridgeConf): Promise<void> {
-  const prev = request.prevResult;
-  if (!prev?.interfaces) return;
-  const bridge = await linkByName(host, conf.bridge);
-  if (!bridge) return;
-  for (const intf of prev.interfaces) {
-    if (intf.sandbox || intf.name === conf.bridge || !intf.name) continue;
-    const link = await linkByName(host, intf.name);
-    if (link?.kind === "veth" && link.master === bridge.index) await delLink(host, link.index);
-  }
 }
 
 export type { BridgeSettings };
