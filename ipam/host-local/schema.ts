@@ -2,6 +2,15 @@
 // config.ts, where a message can name the range set. Go decodes null as "not set", so every
 // optional key accepts null, and unknown keys pass, as the reference ignores them.
 
+/**
+ * Bounds far above real configs (dual-stack is two range sets, of a range or a few each), so that a
+ * generated config cannot make every ADD reserve, sync and scan without end: each range set costs
+ * a reservation file per ADD.
+ */
+export const MAX_RANGE_SETS = 64;
+export const MAX_RANGES_PER_SET = 1024;
+export const MAX_ROUTES = 1024;
+
 const range = {
   type: "object",
   required: ["subnet"],
@@ -15,10 +24,12 @@ const range = {
 
 const rangeSets = {
   type: ["array", "null"],
-  items: { type: "array", minItems: 1, items: range },
+  maxItems: MAX_RANGE_SETS,
+  items: { type: "array", minItems: 1, maxItems: MAX_RANGES_PER_SET, items: range },
 } as const;
 
-const ipList = { type: ["array", "null"], items: { type: "string" } } as const;
+// At most one requested address per range set is ever granted.
+const ipList = { type: ["array", "null"], maxItems: MAX_RANGE_SETS, items: { type: "string" } } as const;
 
 const route = {
   type: "object",
@@ -50,7 +61,7 @@ export const hostLocalConfigSchema = {
         rangeStart: { type: ["string", "null"] },
         rangeEnd: { type: ["string", "null"] },
         gateway: { type: ["string", "null"] },
-        routes: { type: ["array", "null"], items: route },
+        routes: { type: ["array", "null"], maxItems: MAX_ROUTES, items: route },
         dataDir: { type: ["string", "null"] },
         resolvConf: { type: ["string", "null"] },
         // weft only: how long to wait for another plugin holding the store's lock (code 11 after).

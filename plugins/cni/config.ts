@@ -39,6 +39,27 @@ export interface ParsedConfig<C extends NetConf> {
 }
 
 /**
+ * The most stdin a plugin reads: a flannel conflist is a few KB, a prevResult or 1,024 port
+ * mappings some tens. Reading stops one byte past it, so a larger input costs neither the time nor
+ * the memory of parsing it.
+ */
+export const MAX_STDIN_BYTES = 1024 * 1024;
+
+/** The most entries of each list of a prevResult (ips, routes, interfaces, dns lists). */
+export const MAX_RESULT_LIST_LENGTH = 1024;
+
+/** Code 7 for stdin larger than MAX_STDIN_BYTES; `length` may be anything above the bound (reading stops there). */
+export function checkConfigSize(length: number): void {
+  if (length > MAX_STDIN_BYTES) {
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `network config on stdin is larger than ${MAX_STDIN_BYTES} bytes (1 MiB)`,
+      "no real config is this large; a generated one may have repeated a list",
+    );
+  }
+}
+
+/**
  * Deeper than any real config (a conflist plugin's deepest key, ipam.ranges[i][j].subnet or a
  * prevResult field, is 4 levels down), far shallower than what overflows the stack of the recursive
  * code after the decode (schema validation, structuredClone, JSON.stringify in messages).
@@ -162,5 +183,25 @@ export function validateWith<C>(validate: CompiledValidator, raw: Record<string,
 /** Parses the prevResult of a chained plugin into the 1.1.0 shape (libcni fills a missing version). */
 export function readPrevResult(raw: Record<string, unknown>, version: SpecVersion): Result | undefined {
   if (raw.prevResult === undefined || raw.prevResult === null) return undefined;
+  checkResultListLengths(raw.prevResult);
   return parseResult(raw.prevResult, "invalid prevResult", version);
+}
+
+/** Refuses a prevResult with more entries in a list than any attachment has, before any is parsed. */
+function checkResultListLengths(prevResult: unknown): void {
+  if (typeof prevResult !== "object" || prevResult === null) return;
+  const lists: Array<[string, unknown]> = [];
+  const result = prevResult as Record<string, unknown>;
+  for (const key of ["ips", "routes", "interfaces"]) lists.push([key, result[key]]);
+  for (const key of ["ip4", "ip6"]) {
+    const ipc = result[key] as Record<string, unknown> | null | undefined;
+    if (typeof ipc === "object" && ipc !== null) lists.push([`${key}.routes`, ipc.routes]);
+  }
+  const dns = result.dns as Record<string, unknown> | null | undefined;
+  if (typeof dns === "object" && dns !== null) for (const key of ["nameservers", "search", "options"]) lists.push([`dns.${key}`, dns[key]]);
+  for (const [key, list] of lists) {
+    if (Array.isArray(list) && list.length > MAX_RESULT_LIST_LENGTH) {
+      throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid prevResult: ${key} has ${list.length} entries; at most ${MAX_RESULT_LIST_LENGTH} are allowed`);
+    }
+  }
 }

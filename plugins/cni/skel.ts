@@ -1,6 +1,6 @@
 import { fstatSync, readSync, writeSync } from "node:fs";
 import { parseCniArgs } from "./args.js";
-import { configVersion, decodeConfig, readPrevResult, validateWith, type CompiledValidator, type NetConf } from "./config.js";
+import { checkConfigSize, configVersion, decodeConfig, MAX_STDIN_BYTES, readPrevResult, validateWith, type CompiledValidator, type NetConf } from "./config.js";
 import { readCommand, readEnvironment, validateAttachment, type CniEnv, type EnvLookup, type Verb } from "./env.js";
 import { asCniError, CniError, ErrorCode } from "./errors.js";
 import { formatResult, marshalIndent, type Result } from "./result.js";
@@ -118,6 +118,7 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
     } catch (err) {
       throw new CniError(ErrorCode.IOFailure, `error reading from stdin: ${(err as Error).message}`);
     }
+    checkConfigSize(bytes.length);
     const rawConfig = decodeConfig(bytes);
     // Errors from here on speak the config's version when it is one weft knows.
     if (typeof rawConfig.cniVersion === "string" && isSupportedVersion(rawConfig.cniVersion)) version = rawConfig.cniVersion;
@@ -196,15 +197,18 @@ export function writeAll(fd: number, text: string): void {
   }
 }
 
-/** stdin of the process; a terminal is never waited on (VERSION from a shell). */
+/**
+ * stdin of the process; a terminal is never waited on (VERSION from a shell). Reading stops one
+ * byte past MAX_STDIN_BYTES: dispatch refuses that much, and the rest is never read or kept.
+ */
 function readProcessStdin(): Buffer {
   if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
   const chunk = Buffer.allocUnsafe(65536);
-  for (;;) {
+  for (let total = 0; total <= MAX_STDIN_BYTES; ) {
     let n: number;
     try {
-      n = readSync(0, chunk, 0, chunk.length, null);
+      n = readSync(0, chunk, 0, Math.min(chunk.length, MAX_STDIN_BYTES + 1 - total), null);
     } catch (err) {
       // A runtime may hand over a non-blocking pipe: wait until it has data or is closed.
       if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
@@ -212,6 +216,7 @@ function readProcessStdin(): Buffer {
       continue;
     }
     if (n === 0) break;
+    total += n;
     chunks.push(Buffer.from(chunk.subarray(0, n)));
   }
   return Buffer.concat(chunks);
