@@ -156,6 +156,52 @@ export function invokeAsync(node: Node, inv: Invocation): Promise<Outcome> {
   });
 }
 
+export interface BoundedOutcome extends Outcome {
+  /** The plugin's peak resident set, in KiB (GNU time's %M); undefined when it was killed. */
+  peakRssKiB?: number;
+  /** Killed after the hard timeout: it hung. */
+  killed: boolean;
+}
+
+/**
+ * One invocation under /usr/bin/time, in a process group of its own that is killed whole (SIGKILL)
+ * after `hardTimeoutMs`: a plugin that hangs on a hostile input is reported, not waited for.
+ * `stdin` may be far larger than the plugin reads: a write it refuses is not an error here.
+ */
+export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_000, stdin?: string | Buffer): Promise<BoundedOutcome> {
+  const rssFile = join(node.work, `.rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const plugin = inv.binary ?? join(node.cniPath, inv.type);
+  return new Promise((done) => {
+    const child = spawn("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), "/usr/bin/time", "-f", "%M", "-o", rssFile, plugin, ...(inv.argv ?? [])], {
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      process.kill(-child.pid!, "SIGKILL");
+    }, hardTimeoutMs);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("close", (status, signal) => {
+      clearTimeout(timer);
+      let peakRssKiB: number | undefined;
+      try {
+        const text = readFileSync(rssFile, "utf8").trim().split("\n").pop() ?? "";
+        peakRssKiB = /^\d+$/.test(text) ? Number(text) : undefined;
+        rmSync(rssFile);
+      } catch {
+        peakRssKiB = undefined;
+      }
+      done({ ...outcome(status, signal, stdout, stderr), peakRssKiB, killed });
+    });
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(stdin ?? (typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config)));
+  });
+}
+
 /** The version in a weft executable's banner (line 2): in-process delegation trusts only that build. */
 export function weftBuildVersion(): string {
   const m = /^\/\/ weft (\S+) /m.exec(readFileSync(join(BIN, "host-local"), "utf8").slice(0, 300));
