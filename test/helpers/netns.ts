@@ -30,7 +30,9 @@ export function createNetns(prefix = "weft-t-"): TestNetns {
     name,
     path: `/run/netns/${name}`,
     exec(command, args = [], options = {}) {
-      return execFileSync("ip", ["netns", "exec", name, command, ...args], { encoding: "utf8", ...options }).toString();
+      // stderr is kept (a failure's error carries it), not printed: nft's warnings about iptables-nft
+      // tables and a refusal a test expects are not news.
+      return execFileSync("ip", ["netns", "exec", name, command, ...args], { encoding: "utf8", stdio: "pipe", ...options }).toString();
     },
     ipJson<T>(...args: string[]) {
       return JSON.parse(ns.exec("ip", ["-j", ...args]) || "[]") as T;

@@ -164,10 +164,13 @@ function masked(result: Record<string, unknown>): unknown {
 function tcpReaches(server: TestNetns, client: TestNetns, addr: string): string {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const serve = `const s=require("net").createServer(c=>{c.end("ok");s.close()});s.on("error",e=>{console.error(e.message);process.exit(3)});s.listen(${port},${JSON.stringify(addr)},()=>console.log("listening"));setTimeout(()=>process.exit(4),5000)`;
-  const listener = spawn("ip", ["netns", "exec", server.name, process.execPath, "-e", serve], { stdio: ["ignore", "pipe", "inherit"] });
+  // The server's error (EADDRNOTAVAIL on a tentative address, which a test expects) is returned, not printed.
+  const listener = spawn("ip", ["netns", "exec", server.name, process.execPath, "-e", serve], { stdio: ["ignore", "pipe", "pipe"] });
+  let serverError = "";
+  listener.stderr!.on("data", (chunk: Buffer) => (serverError += chunk.toString()));
   try {
     const ready = spawnSync("bash", ["-c", `for i in $(seq 100); do ip netns exec ${server.name} ss -ltn | grep -q ":${port} " && exit 0; sleep 0.02; done; exit 1`]);
-    if (ready.status !== 0) return "server did not start";
+    if (ready.status !== 0) return `server did not start: ${serverError.trim()}`;
     const connect = `const c=require("net").connect(${port},${JSON.stringify(addr)});let d="";c.on("data",x=>d+=x);c.on("end",()=>{process.stdout.write(d);process.exit(0)});c.on("error",e=>{process.stdout.write(e.message)});setTimeout(()=>{process.stdout.write("timeout");process.exit(1)},3000)`;
     return spawnSync("ip", ["netns", "exec", client.name, process.execPath, "-e", connect], { encoding: "utf8" }).stdout;
   } finally {
