@@ -3,8 +3,14 @@ import { mkdtempSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Result } from "../../plugins/cni/result.js";
 import { removeMasquerade } from "../../plugins/kernel/masquerade.js";
+import { parseNftTable } from "../../plugins/kernel/netfilter.js";
 import { Netns } from "../../plugins/kernel/netns.js";
+import { within, type NftContext } from "../../plugins/kernel/nft.js";
+import { unforwardPorts } from "../../plugins/portmap/apply.js";
+import { podAddresses, portmapSettings, type PodAddress, type PortmapConf, type PortmapSettings } from "../../plugins/portmap/config.js";
+import { dnatChainName, iptablesEntryRules, iptablesPodRules, iptablesSharedRules, nftExpectedSignatures, nftRuleSignature, NFT_TABLE, TOP_DNAT_CHAIN } from "../../plugins/portmap/rules.js";
 import { netnsPool, uniqueName, type TestNetns } from "../helpers/netns.js";
 
 /**
@@ -81,6 +87,16 @@ function hostVeth(node: TestNetns): string {
   const veths = ipJson<{ ifname: string }>(node, "link", "show", "type", "veth");
   expect(veths).toHaveLength(1);
   return veths[0]!.ifname;
+}
+
+/** Runs weft's own netfilter code (nft, iptables) in the node namespace: functions that take a context get it passed. */
+async function inNode<T>(node: TestNetns, fn: (ctx: NftContext) => Promise<T>): Promise<T> {
+  const ctx = { netns: Netns.open(node.path) };
+  try {
+    return await within(ctx, () => fn(ctx));
+  } finally {
+    ctx.netns.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,12 +237,7 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
 
   it.each(["iptables", "nftables"])("the masquerade rules (%s)", async (backend) => {
     const p = bridgePod({ ipMasqBackend: backend });
-    const netns = Netns.open(p.node.path);
-    try {
-      expect(await removeMasquerade({ network: NET, containerId: p.containerId, ifName: "eth0" }, { netns })).toBeGreaterThan(0);
-    } finally {
-      netns.close();
-    }
+    expect(await inNode(p.node, (ctx) => removeMasquerade({ network: NET, containerId: p.containerId, ifName: "eth0" }, ctx))).toBeGreaterThan(0);
     expectCheckFailure(p.check(), `masquerade rules missing (${backend})`);
   });
 });
@@ -323,5 +334,153 @@ describe("loopback CHECK fails, naming it, when exactly one thing differs", () =
     const p = loopbackPod();
     p.pod.exec("ip", ["addr", "del", "127.0.0.1/8", "dev", "lo"]);
     expectCheckFailure(p.check(), "loopback interface has no 127.0.0.1/8");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// portmap (chained after bin/bridge and bin/host-local)
+
+interface PortmapPod extends Attachment {
+  settings: PortmapSettings;
+  pods: Record<4 | 6, PodAddress>;
+  check(): Run;
+}
+
+const MAPPINGS = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }];
+
+/** A dual-stack pod added by bin/bridge, with port 8080 mapped by bin/portmap; CHECK passes before the test tampers. */
+function portmapPod(backend: "iptables" | "nftables"): PortmapPod {
+  const node = pool.create("weft-ck-node-");
+  const pod = pool.create("weft-ck-pod-");
+  const a = { node, pod, containerId: uniqueName("ck-", 20) };
+  const prevResult = ok(run("bridge", "ADD", bridgeConf(join(work, uniqueName("ipam-", 20)), { ipMasq: false }), a)) as Result;
+  // snat and masqAll spelled out: the settings below are computed without the schema's defaults.
+  const conf = { cniVersion: "1.0.0", name: NET, type: "portmap", backend, snat: true, masqAll: false, runtimeConfig: { portMappings: MAPPINGS } };
+  ok(run("portmap", "ADD", { ...conf, prevResult }, a));
+  const check = () => run("portmap", "CHECK", { ...conf, prevResult }, a);
+  ok(check());
+  const [pod4, pod6] = [4, 6].map((family) => podAddresses(prevResult, "eth0").find((x) => x.family === family)!);
+  return { ...a, settings: portmapSettings(conf as PortmapConf, a.containerId, () => backend), pods: { 4: pod4!, 6: pod6! }, check };
+}
+
+function expectMissingRules(p: PortmapPod, ...named: string[]): void {
+  const r = p.check();
+  expectCheckFailure(r, `missing hostport rules for container ${p.containerId}`, ...named);
+}
+
+const IPTABLES = { 4: "iptables", 6: "ip6tables" } as const;
+
+describe("portmap CHECK (iptables) fails, naming it, when exactly one rule is missing", () => {
+  const podRuleKinds = [
+    [4, 0, "the hairpin mark (pod subnet source)"],
+    [4, 1, "the localhost mark (127.0.0.1 source)"],
+    [4, 2, "the DNAT"],
+    [6, 0, "the hairpin mark (pod subnet source)"],
+    [6, 1, "the DNAT"],
+  ] as const;
+
+  it.each(podRuleKinds)("IPv%i: the pod chain's rule %i, %s", (family, index, _what) => {
+    const p = portmapPod("iptables");
+    const chain = dnatChainName(NET, p.containerId);
+    const rule = iptablesPodRules(p.settings, p.pods[family])[index]!;
+    p.node.exec(IPTABLES[family], ["-t", "nat", "-D", chain, ...rule]);
+    expectMissingRules(p, `rule "${rule.join(" ")}" in chain ${chain}`);
+  });
+
+  it.each([4, 6] as const)("IPv%i: the pod's jump from CNI-HOSTPORT-DNAT", (family) => {
+    const p = portmapPod("iptables");
+    const rule = iptablesEntryRules(p.settings, family)[0]!;
+    p.node.exec(IPTABLES[family], ["-t", "nat", "-D", TOP_DNAT_CHAIN, ...rule]);
+    expectMissingRules(p, `rule "${rule.join(" ")}" in chain ${TOP_DNAT_CHAIN}`);
+  });
+
+  it.each([0, 1, 2, 3, 4])("the shared rule %i (mark, masquerade, POSTROUTING, PREROUTING and OUTPUT jumps)", (index) => {
+    const p = portmapPod("iptables");
+    const shared = iptablesSharedRules(p.settings);
+    expect(shared).toHaveLength(5);
+    const { chain, rule } = shared[index]!;
+    p.node.exec("iptables", ["-t", "nat", "-D", chain, ...rule]);
+    expectMissingRules(p, `rule "${rule.join(" ")}" in chain ${chain}`);
+  });
+
+  it("the pod's chain, with all its rules (removed by weft's DEL code)", async () => {
+    const p = portmapPod("iptables");
+    expect(await inNode(p.node, () => unforwardPorts(p.settings))).toBeGreaterThan(0);
+    expectMissingRules(p, `chain ${dnatChainName(NET, p.containerId)} not found in iptables table nat`);
+  });
+});
+
+describe("portmap CHECK (nftables) fails, naming it, when exactly one thing is missing", () => {
+  /** `nft <command...> ip|ip6 cni_hostport <rest...>` in the node namespace. */
+  const nft = (p: PortmapPod, family: 4 | 6, command: string[], rest: string[] = []) => p.node.exec("nft", [...command, family === 4 ? "ip" : "ip6", NFT_TABLE, ...rest]);
+  const where = (family: 4 | 6) => `table ${family === 4 ? "ip" : "ip6"} ${NFT_TABLE}`;
+
+  /** Deletes the one rule of the table that select picks. */
+  function deleteRule(p: PortmapPod, family: 4 | 6, select: (r: { chain: string; comment?: string; expr: unknown[] }) => boolean): void {
+    const listed = parseNftTable(nft(p, family, ["-j", "list", "table"]));
+    const picked = listed.rules.filter(select);
+    expect(picked).toHaveLength(1);
+    nft(p, family, ["delete", "rule"], [picked[0]!.chain, "handle", String(picked[0]!.handle)]);
+  }
+
+  const signatures = (p: PortmapPod, family: 4 | 6) => nftExpectedSignatures(p.settings, [p.pods[family]]);
+
+  it.each([
+    [4, 0, "the DNAT"],
+    [4, 1, "the hairpin masquerade (pod subnet source)"],
+    [4, 2, "the localhost masquerade (127.0.0.1 source)"],
+    [6, 0, "the DNAT"],
+    [6, 1, "the hairpin masquerade (pod subnet source)"],
+  ] as const)("IPv%i: the pod's rule %i, %s", (family, index, _what) => {
+    const p = portmapPod("nftables");
+    const signature = signatures(p, family)[index]!;
+    expect(signatures(p, family)).toHaveLength(family === 4 ? 3 : 2);
+    deleteRule(p, family, (r) => r.comment === p.containerId && nftRuleSignature(r.expr) === signature);
+    expectMissingRules(p, `rule "${signature}" in ${where(family)}`);
+  });
+
+  it.each([
+    [4, "prerouting"],
+    [6, "output"],
+  ] as const)("IPv%i: the jump to hostports_all in %s", (family, chain) => {
+    const p = portmapPod("nftables");
+    deleteRule(p, family, (r) => r.chain === chain);
+    expectMissingRules(p, `jump to hostports_all in chain ${chain} of ${where(family)}`);
+  });
+
+  it.each([
+    [4, "prerouting"],
+    [4, "output"],
+  ] as const)("IPv%i: the base chain %s", (family, chain) => {
+    const p = portmapPod("nftables");
+    nft(p, family, ["delete", "chain"], [chain]);
+    expectMissingRules(p, `chain ${chain} in ${where(family)}`);
+  });
+
+  it("IPv4: the chain hostports (and so the pod's DNAT in it)", () => {
+    const p = portmapPod("nftables");
+    nft(p, 4, ["flush", "chain"], ["hostports_all"]);
+    nft(p, 4, ["delete", "chain"], ["hostports"]);
+    expectMissingRules(p, `chain hostports in ${where(4)}`);
+  });
+
+  it("IPv4: the chain hostports_all (and so the jumps to it)", () => {
+    const p = portmapPod("nftables");
+    nft(p, 4, ["flush", "chain"], ["prerouting"]);
+    nft(p, 4, ["flush", "chain"], ["output"]);
+    nft(p, 4, ["delete", "chain"], ["hostports_all"]);
+    expectMissingRules(p, `chain hostports_all in ${where(4)}`);
+  });
+
+  it.each([4, 6] as const)("IPv%i: the table", (family) => {
+    const p = portmapPod("nftables");
+    nft(p, family, ["delete", "table"]);
+    expectMissingRules(p, `nftables ${where(family)} not found`);
+  });
+
+  it("every rule of the pod (removed by weft's DEL code)", async () => {
+    const p = portmapPod("nftables");
+    expect(await inNode(p.node, () => unforwardPorts(p.settings))).toBe(5);
+    expectMissingRules(p, ...[4, 6].flatMap((family) => signatures(p, family as 4 | 6).map((s) => `rule "${s}" in ${where(family as 4 | 6)}`)));
   });
 });
