@@ -453,14 +453,22 @@ describe("portmap CHECK (nftables) fails, naming it, when exactly one thing is m
     expectMissingRules(p, `rule "${signature}" in ${where(family)}`);
   });
 
-  it.each([
-    [4, "prerouting"],
-    [6, "output"],
-  ] as const)("IPv%i: the jump to hostports_all in %s", (family, chain) => {
+  const jumpGone = (family: 4 | 6, from: string, to: string) => {
     const p = portmapPod("nftables");
-    deleteRule(p, family, (r) => r.chain === chain);
-    expectMissingRules(p, `jump to hostports_all in chain ${chain} of ${where(family)}`);
-  });
+    deleteRule(p, family, (r) => r.chain === from && JSON.stringify(r.expr).includes(`"jump":{"target":"${to}"}`));
+    expectMissingRules(p, `jump to ${to} in chain ${from} of ${where(family)}`);
+  };
+
+  it.each([
+    [4, "prerouting", "hostports_all"],
+    [6, "output", "hostports_all"],
+  ] as const)("IPv%i: the jump in %s to %s", jumpGone);
+
+  // CHECK does not look at hostports_all's own jumps yet: with them gone no port is mapped, and CHECK passes.
+  it.fails.each([
+    [4, "hostports_all", "hostports"],
+    [6, "hostports_all", "hostip_hostports"],
+  ] as const)("IPv%i: the jump in %s to %s (known gap: CHECK passes)", jumpGone);
 
   it.each([
     [4, "prerouting"],
