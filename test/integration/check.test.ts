@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Result } from "../../plugins/cni/result.js";
-import { removeMasquerade } from "../../plugins/kernel/masquerade.js";
-import { parseNftTable } from "../../plugins/kernel/netfilter.js";
+import { attachmentKey, removeMasquerade } from "../../plugins/kernel/masquerade.js";
+import { parseNftTable, splitIptablesLine } from "../../plugins/kernel/netfilter.js";
 import { Netns } from "../../plugins/kernel/netns.js";
 import { within, type NftContext } from "../../plugins/kernel/nft.js";
 import { unforwardPorts } from "../../plugins/portmap/apply.js";
@@ -147,6 +147,15 @@ function bridgePod(extra: Record<string, unknown> = {}): BridgePod {
 
 const OTHER_MAC = "02:42:ac:11:00:99";
 
+interface NftJsonRule {
+  family: string;
+  table: string;
+  chain: string;
+  handle: number;
+  comment?: string;
+  expr: unknown[];
+}
+
 describe("bridge CHECK fails, naming it, when exactly one thing differs", () => {
   const cases: Array<[string, (p: BridgePod) => void, string[] | ((p: BridgePod) => string[])]> = [
     ["the bridge is gone", (p) => p.node.exec("ip", ["link", "del", "cni0"]), ["bridge cni0 not found"]],
@@ -239,6 +248,47 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     const p = bridgePod({ ipMasqBackend: backend });
     expect(await inNode(p.node, (ctx) => removeMasquerade({ network: NET, containerId: p.containerId, ifName: "eth0" }, ctx))).toBeGreaterThan(0);
     expectCheckFailure(p.check(), `masquerade rules missing (${backend})`);
+  });
+
+  it.each([
+    [4, "-j ACCEPT", "the pod subnet's exemption"],
+    [4, "-j MASQUERADE", "the masquerade"],
+    [4, "-j CNI-", "the jump from POSTROUTING"],
+    [6, "-j CNI-", "the jump from POSTROUTING"],
+  ] as const)("the masquerade rules (iptables, IPv%i): the rule with %s, %s", (family, mark, _what) => {
+    const p = bridgePod({ ipMasqBackend: "iptables" });
+    const tool = family === 4 ? "iptables" : "ip6tables";
+    const lines = p.node.exec(`${tool}-save`, ["-t", "nat"]).split("\n").filter((l) => l.includes(`id: \\"${p.containerId}\\"`) && l.includes(mark));
+    expect(lines).toHaveLength(1);
+    const [, chain, ...rule] = splitIptablesLine(lines[0]!);
+    p.node.exec(tool, ["-t", "nat", "-D", chain!, ...rule]);
+    expectCheckFailure(p.check(), "masquerade rules missing (iptables)", `iptables rule "${[chain, ...rule].join(" ")}"`);
+  });
+
+  /** The nftables rules of the pod's masquerade, wherever the layout keeps them. */
+  const nftMasqRules = (p: BridgePod) =>
+    (JSON.parse(p.node.exec("nft", ["-j", "list", "ruleset"])) as { nftables: Array<{ rule?: NftJsonRule }> }).nftables
+      .map((item) => item.rule)
+      .filter((r): r is NftJsonRule => typeof r?.comment === "string" && r.comment.startsWith(attachmentKey({ network: NET, containerId: p.containerId, ifName: "eth0" })));
+
+  it("the masquerade rules (nftables): the rule of one address", () => {
+    const p = bridgePod({ ipMasqBackend: "nftables" });
+    const rules = nftMasqRules(p);
+    expect(rules).toHaveLength(2);
+    const v6 = rules.find((r) => JSON.stringify(r.expr).includes('"protocol":"ip6"'))!;
+    p.node.exec("nft", ["delete", "rule", v6.family, v6.table, v6.chain, "handle", String(v6.handle)]);
+    expectCheckFailure(p.check(), "masquerade rules missing (nftables)", "expected 2 masquerade rule(s)", "found 1");
+  });
+
+  // CHECK counts the pod's rules but not the jump that leads to them: with it gone nothing is masqueraded, and CHECK passes.
+  it.fails("the masquerade rules (nftables): the jump to the pod's rules (known gap: CHECK passes)", () => {
+    const p = bridgePod({ ipMasqBackend: "nftables" });
+    const { family, table, chain } = nftMasqRules(p)[0]!;
+    const listed = parseNftTable(p.node.exec("nft", ["-j", "list", "table", family, table]));
+    const jumps = listed.rules.filter((r) => JSON.stringify(r.expr).includes(`"target":"${chain}"`));
+    expect(jumps).toHaveLength(1);
+    p.node.exec("nft", ["delete", "rule", family, table, jumps[0]!.chain, "handle", String(jumps[0]!.handle)]);
+    expectCheckFailure(p.check(), "masquerade rules missing (nftables)");
   });
 
   it.each([
