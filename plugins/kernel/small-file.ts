@@ -40,16 +40,15 @@ export function readSmallFile(path: string, maxBytes: number): SmallFile {
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile()) return { state: "refused", reason: `is ${fileType(stats)}, not a regular file` };
-    const tooLarge: SmallFile = { state: "refused", reason: `is larger than ${maxBytes} bytes` };
-    if (stats.size > maxBytes) return tooLarge;
-    // The size can change under the read: the bound is on the bytes read, not on fstat's figure.
+    // The bound is on the bytes read, not on fstat's size: a file can grow under the read, and a
+    // procfs or sysfs file says 0.
     const buffer = Buffer.allocUnsafe(maxBytes + 1);
     let length = 0;
     for (;;) {
       const n = readSync(fd, buffer, length, buffer.length - length, length);
       if (n === 0) break;
       length += n;
-      if (length > maxBytes) return tooLarge;
+      if (length > maxBytes) return { state: "refused", reason: `is larger than ${maxBytes} bytes` };
     }
     return { state: "read", bytes: Buffer.from(buffer.subarray(0, length)) };
   } finally {
