@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { netconf } from "../../gen/validators.js";
-import type { NetConf } from "./config.js";
+import { MAX_STDIN_BYTES, type NetConf } from "./config.js";
 import { CniError } from "./errors.js";
 import type { Result } from "./result.js";
 import { dispatch, type GcRequest, type Plugin, type Request } from "./skel.js";
@@ -166,6 +166,19 @@ describe("config errors", () => {
     const out = await run(plugin, ADD_ENV, stdin);
     expect(out.code).toBe(1);
     expect(out.error?.code).toBe(code);
+    expect(out.error?.msg).toMatch(msg);
+    expect(calls).toHaveLength(0);
+  });
+
+  it.each([
+    ["stdin over 1 MiB", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", pad: "x".repeat(MAX_STDIN_BYTES) }), /^network config on stdin is larger than 1048576 bytes \(1 MiB\)$/],
+    ["a prevResult with 1025 ips", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", ips: Array(1025).fill({ address: "x" }) } }), /^invalid prevResult: ips has 1025 entries; at most 1024 are allowed$/],
+    ["a 0.2.0 prevResult with 1025 routes", () => JSON.stringify({ cniVersion: "0.2.0", name: "n", prevResult: { cniVersion: "0.2.0", ip4: { ip: "10.0.0.2/24", routes: Array(1025).fill({ dst: "x" }) } } }), /^invalid prevResult: ip4.routes has 1025 entries/],
+    ["a prevResult with 1025 dns search domains", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", dns: { search: Array(1025).fill("x") } } }), /^invalid prevResult: dns.search has 1025 entries/],
+  ])("%s is refused with code 7 before the handler", async (_what, stdin, msg) => {
+    const { plugin, calls } = recordingPlugin();
+    const out = await run(plugin, ADD_ENV, stdin());
+    expect(out.error?.code).toBe(7);
     expect(out.error?.msg).toMatch(msg);
     expect(calls).toHaveLength(0);
   });
