@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { record } from "./figures.js";
-import { createNode, flannelConf, invokeBounded, kernelLeftovers, SUBNET_ENV, type BoundedOutcome, type Invocation, type Node } from "./sandbox.js";
+import { createNode, flannelConf, invokeBounded, kernelLeftovers, killLeftInvocations, SUBNET_ENV, type BoundedOutcome, type BoundedStdin, type Invocation, type Node } from "./sandbox.js";
 
 /**
  * What a stray file or a tenant's input can do to a plugin: a FIFO or a device where a store keeps
@@ -12,9 +12,14 @@ import { createNode, flannelConf, invokeBounded, kernelLeftovers, SUBNET_ENV, ty
  * its peak RSS read (GNU time): a hang or a runaway allocation fails the test, not the machine.
  */
 
-/** Several times a plugin's usual peak (about 50 MB), far below what an unbounded read reaches (GBs). */
-const PEAK_RSS_BOUND_KIB = 256 * 1024;
-const HARD_TIMEOUT_MS = 60_000;
+/**
+ * About three times a plugin's usual peak (40 to 47 MB here), below what holding the 68 MB input
+ * whole costs, far below what parsing it or reading /dev/zero reaches (GBs).
+ */
+const PEAK_RSS_BOUND_KIB = 128 * 1024;
+const HARD_TIMEOUT_MS = 20_000;
+/** Room for every invocation of a test to hit the hard timeout, so a hang is reported as one. */
+const TEST_TIMEOUT_MS = 180_000;
 
 let node: Node;
 const peaks: Record<string, number> = {};
@@ -23,6 +28,7 @@ beforeAll(() => {
   writeFileSync(join(node.work, "subnet.env"), SUBNET_ENV);
 });
 afterAll(() => {
+  killLeftInvocations();
   record("hostile-files", { peakRssKiB: peaks });
   node?.remove();
 });
@@ -30,7 +36,7 @@ afterAll(() => {
 const flannelDir = () => join(node.work, "flannel");
 const networkDir = () => join(node.work, "networks", "cbr0");
 
-async function run(label: string, inv: Omit<Invocation, "type"> & { type?: string }, stdin?: string | Buffer): Promise<BoundedOutcome> {
+async function run(label: string, inv: Omit<Invocation, "type"> & { type?: string }, stdin?: BoundedStdin): Promise<BoundedOutcome> {
   const o = await invokeBounded(node, { type: "flannel", ...inv }, HARD_TIMEOUT_MS, stdin);
   expect(o.killed, `${label}: hung, killed after ${HARD_TIMEOUT_MS} ms`).toBe(false);
   expect(o.peakRssKiB, `${label}: no peak RSS (${o.stderr.slice(-300)})`).toBeDefined();
@@ -65,7 +71,7 @@ function expectNothingLeft(): void {
   expect(existsSync(flannelDir()) ? readdirSync(flannelDir()) : []).toEqual([]);
 }
 
-describe("a FIFO or a device where a store keeps a file", () => {
+describe("a FIFO or a device where a store keeps a file", { timeout: TEST_TIMEOUT_MS }, () => {
   it("flannel's saved config replaced by a FIFO: DEL completes with a rebuilt config and removes it", async () => {
     const pod = node.addPod();
     expectOk(await flannel("flannel ADD", "ADD", "fifo-del", pod));
@@ -106,6 +112,20 @@ describe("a FIFO or a device where a store keeps a file", () => {
     expectNothingLeft();
   });
 
+  it("flannel's saved config a regular file that reports size 0 and holds 5 MB (/proc/kallsyms bound over it): read no further than 1 MiB", async () => {
+    const pod = node.addPod();
+    const added = expectOk(await flannel("flannel ADD", "ADD", "sizeless", pod));
+    const saved = join(flannelDir(), "sizeless");
+    execFileSync("mount", ["--bind", "/proc/kallsyms", saved]);
+    try {
+      expectError(await flannel("flannel CHECK, saved config /proc/kallsyms", "CHECK", "sizeless", pod, flannelConf(node, { prevResult: added })), 5, saved, "is larger than 1048576 bytes");
+    } finally {
+      execFileSync("umount", [saved]);
+    }
+    expectOk(await flannel("flannel DEL", "DEL", "sizeless", pod));
+    expectNothingLeft();
+  });
+
   it("host-local: a FIFO and a device named as reservations, a FIFO as the cursor: ADD passes them by, GC leaves them", async () => {
     mkdirSync(networkDir(), { recursive: true });
     const planted = ["10.244.1.2", "10.244.1.3", "last_reserved_ip.0"].map((n) => join(networkDir(), n));
@@ -142,7 +162,7 @@ describe("a FIFO or a device where a store keeps a file", () => {
   });
 });
 
-describe("a symlinked network directory", () => {
+describe("a symlinked network directory", { timeout: TEST_TIMEOUT_MS }, () => {
   it("is refused by ADD, DEL and GC with a clear error; nothing in its target is read, removed or created", async () => {
     const target = join(node.work, "network-elsewhere");
     const dataDir = join(node.work, "networks-linked");
@@ -170,7 +190,7 @@ describe("a symlinked network directory", () => {
   });
 });
 
-describe("bridge DEL without the pod's namespace", () => {
+describe("bridge DEL without the pod's namespace", { timeout: TEST_TIMEOUT_MS }, () => {
   const hostVeths = () =>
     (JSON.parse(node.ip("-j", "-d", "link", "show")) as Array<{ ifname: string; linkinfo?: { info_kind?: string } }>)
       .filter((l) => l.linkinfo?.info_kind === "veth")
@@ -210,7 +230,7 @@ describe("bridge DEL without the pod's namespace", () => {
   });
 });
 
-describe("inputs larger than any real config", () => {
+describe("inputs larger than any real config", { timeout: TEST_TIMEOUT_MS }, () => {
   const hostLocalConf = (extra: Record<string, unknown> = {}) => ({
     cniVersion: "1.1.0",
     name: "sizes",
@@ -218,7 +238,7 @@ describe("inputs larger than any real config", () => {
     ipam: { type: "host-local", subnet: "10.244.7.0/24", dataDir: join(node.work, "sizes") },
     ...extra,
   });
-  const hostLocal = async (label: string, verb: string, config: unknown, stdin?: Buffer) => {
+  const hostLocal = async (label: string, verb: string, config: unknown, stdin?: BoundedStdin) => {
     const pod = node.addPod();
     return run(label, { type: "host-local", verb, containerId: "sizes", netns: `/run/netns/${pod}`, config }, stdin);
   };
@@ -232,7 +252,19 @@ describe("inputs larger than any real config", () => {
     expect(stdin.length).toBeGreaterThan(60_000_000);
     expectError(await hostLocal("68 MB config", "ADD", undefined, stdin), 7, "larger than 1048576 bytes");
     expect(existsSync(join(node.work, "sizes"))).toBe(false);
-  }, 120_000);
+  });
+
+  it("a stdin that never ends is refused with code 7 after reading 1 MiB", async () => {
+    let first = true;
+    const chunk = Buffer.from('"k":0,'.repeat(10_000));
+    const endless = () => {
+      if (!first) return chunk;
+      first = false;
+      return Buffer.from(`${JSON.stringify(hostLocalConf()).slice(0, -1)},`);
+    };
+    expectError(await hostLocal("endless stdin", "ADD", undefined, endless), 7, "larger than 1048576 bytes");
+    expect(existsSync(join(node.work, "sizes"))).toBe(false);
+  });
 
   it("a config just under 1 MiB is read whole and works", async () => {
     const config = hostLocalConf({ pad: "" });

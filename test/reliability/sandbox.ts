@@ -163,12 +163,42 @@ export interface BoundedOutcome extends Outcome {
   killed: boolean;
 }
 
+/** Process groups of invokeBounded still running: killLeftInvocations() ends them. */
+const boundedGroups = new Set<number>();
+
+/** Ends what invokeBounded started and is still running (a test that failed before its hard timeout). */
+export function killLeftInvocations(): void {
+  for (const pgid of boundedGroups) {
+    try {
+      process.kill(-pgid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  boundedGroups.clear();
+}
+
+/** stdin for invokeBounded: bytes, or a source of chunks written until the plugin stops reading. */
+export type BoundedStdin = string | Buffer | (() => Buffer);
+
+function feed(stdin: NodeJS.WritableStream & { destroyed: boolean }, source: () => Buffer): void {
+  const more = () => {
+    while (!stdin.destroyed) {
+      if (!stdin.write(source())) {
+        stdin.once("drain", more);
+        return;
+      }
+    }
+  };
+  more();
+}
+
 /**
  * One invocation under /usr/bin/time, in a process group of its own that is killed whole (SIGKILL)
  * after `hardTimeoutMs`: a plugin that hangs on a hostile input is reported, not waited for.
- * `stdin` may be far larger than the plugin reads: a write it refuses is not an error here.
+ * `stdin` may be far larger than the plugin reads, or endless: a write it refuses is not an error here.
  */
-export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_000, stdin?: string | Buffer): Promise<BoundedOutcome> {
+export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_000, stdin?: BoundedStdin): Promise<BoundedOutcome> {
   const rssFile = join(node.work, `.rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const plugin = inv.binary ?? join(node.cniPath, inv.type);
   return new Promise((done) => {
@@ -176,6 +206,7 @@ export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_00
       stdio: ["pipe", "pipe", "pipe"],
       detached: true,
     });
+    boundedGroups.add(child.pid!);
     let killed = false;
     const timer = setTimeout(() => {
       killed = true;
@@ -187,6 +218,7 @@ export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_00
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("close", (status, signal) => {
       clearTimeout(timer);
+      boundedGroups.delete(child.pid!);
       let peakRssKiB: number | undefined;
       try {
         const text = readFileSync(rssFile, "utf8").trim().split("\n").pop() ?? "";
@@ -197,8 +229,9 @@ export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_00
       }
       done({ ...outcome(status, signal, stdout, stderr), peakRssKiB, killed });
     });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(stdin ?? (typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config)));
+    child.stdin.on("error", () => child.stdin.destroy());
+    if (typeof stdin === "function") feed(child.stdin, stdin);
+    else child.stdin.end(stdin ?? (typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config)));
   });
 }
 
