@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -280,15 +280,16 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     expectCheckFailure(p.check(), "masquerade rules missing (nftables)", "expected 2 masquerade rule(s)", "found 1");
   });
 
-  // CHECK counts the pod's rules but not the jump that leads to them: with it gone nothing is masqueraded, and CHECK passes.
-  it.fails("the masquerade rules (nftables): the jump to the pod's rules (known gap: CHECK passes)", () => {
+  // A known gap, pinned so that closing it shows here: CHECK counts the pod's rules but not the
+  // jump that leads to them, so with it gone nothing is masqueraded and CHECK still passes.
+  it("the masquerade rules (nftables): the jump to the pod's rules (known gap: CHECK still passes)", () => {
     const p = bridgePod({ ipMasqBackend: "nftables" });
     const { family, table, chain } = nftMasqRules(p)[0]!;
     const listed = parseNftTable(p.node.exec("nft", ["-j", "list", "table", family, table]));
     const jumps = listed.rules.filter((r) => JSON.stringify(r.expr).includes(`"target":"${chain}"`));
     expect(jumps).toHaveLength(1);
     p.node.exec("nft", ["delete", "rule", family, table, jumps[0]!.chain, "handle", String(jumps[0]!.handle)]);
-    expectCheckFailure(p.check(), "masquerade rules missing (nftables)");
+    ok(p.check());
   });
 
   it.each([
@@ -503,22 +504,28 @@ describe("portmap CHECK (nftables) fails, naming it, when exactly one thing is m
     expectMissingRules(p, `rule "${signature}" in ${where(family)}`);
   });
 
-  const jumpGone = (family: 4 | 6, from: string, to: string) => {
+  /** A pod whose table lacks the jump from one chain to another. */
+  const withoutJump = (family: 4 | 6, from: string, to: string) => {
     const p = portmapPod("nftables");
     deleteRule(p, family, (r) => r.chain === from && JSON.stringify(r.expr).includes(`"jump":{"target":"${to}"}`));
-    expectMissingRules(p, `jump to ${to} in chain ${from} of ${where(family)}`);
+    return p;
   };
 
   it.each([
     [4, "prerouting", "hostports_all"],
     [6, "output", "hostports_all"],
-  ] as const)("IPv%i: the jump in %s to %s", jumpGone);
+  ] as const)("IPv%i: the jump in %s to %s", (family, from, to) => {
+    expectMissingRules(withoutJump(family, from, to), `jump to ${to} in chain ${from} of ${where(family)}`);
+  });
 
-  // CHECK does not look at hostports_all's own jumps yet: with them gone no port is mapped, and CHECK passes.
-  it.fails.each([
+  // A known gap, pinned so that closing it shows here: CHECK does not look at hostports_all's own
+  // jumps, so with one gone no port of any pod is mapped and CHECK still passes.
+  it.each([
     [4, "hostports_all", "hostports"],
     [6, "hostports_all", "hostip_hostports"],
-  ] as const)("IPv%i: the jump in %s to %s (known gap: CHECK passes)", jumpGone);
+  ] as const)("IPv%i: the jump in %s to %s (known gap: CHECK still passes)", (family, from, to) => {
+    ok(withoutJump(family, from, to).check());
+  });
 
   it.each([
     [4, "prerouting"],
