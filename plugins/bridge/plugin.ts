@@ -158,7 +158,10 @@ export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
         await step(`set ${ifName} up`, () => setLinkUp(pod, container.index));
       }
 
-      const hostVeth = await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(host, veth.hostIndex));
+      // A port whose pod end stays down never forwards: like the reference, wait only when the pod end is up.
+      const hostVeth = conf.disableContainerInterface
+        ? await step(`look up ${veth.hostName}`, async () => (await linkByIndex(host, veth.hostIndex)) ?? Promise.reject(new Error(`${veth.hostName} is gone`)))
+        : await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(host, veth.hostIndex));
       bridge = (await linkByIndex(host, bridge.index)) ?? bridge;
       container = (await linkByIndex(pod, container.index)) ?? container;
       if (dnsSet(conf)) result.dns = conf.dns;

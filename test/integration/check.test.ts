@@ -292,6 +292,12 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     ok(p.check());
   });
 
+  it("with disableContainerInterface: ADD succeeds leaving the pod's interface down, and CHECK passes", () => {
+    const p = bridgePod({ ipam: undefined, isGateway: false, isDefaultGateway: false, ipMasq: false, disableContainerInterface: true });
+    expect(ipJson<{ operstate: string }>(p.pod, "link", "show", "eth0")[0]!.operstate).toBe("DOWN");
+    ok(p.check());
+  });
+
   it.each([
     ["nftables", "iptables"],
     ["iptables", "nftables"],
