@@ -12,6 +12,7 @@ import {
   nftDeleteRules,
   nftFindRules,
   nftInstalled,
+  nftListTable,
   valueAfter,
   type IptablesFamily,
   type NatTable,
@@ -258,7 +259,11 @@ export function missingMasquerade(a: MasqAttachment, addresses: readonly string[
     if (backend === "nftables") {
       const key = attachmentKey(a);
       const found = (await nftFindRules([SCOPE], (c) => c.startsWith(key))).length;
-      return found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
+      const missing = found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
+      const listed = await nftListTable("inet", TABLE);
+      const leadsToChecks = listed?.rules.some((r) => r.chain === POSTROUTING && JSON.stringify(r.expr).includes(`"goto":{"target":"${CHECKS}"}`));
+      if (!leadsToChecks) missing.push(`the goto ${CHECKS} in nftables table inet ${TABLE} chain ${POSTROUTING}`);
+      return missing;
     }
     const missing: string[] = [];
     for (const family of [4, 6] as const) {

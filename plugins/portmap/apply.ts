@@ -25,6 +25,7 @@ import {
   nftAddScript,
   nftExpectedSignatures,
   nftRuleSignature,
+  NFT_JUMPS,
   NFT_POD_CHAINS,
   NFT_TABLE,
   ruleTag,
@@ -100,12 +101,12 @@ export async function missingRules(s: PortmapSettings, pods: readonly PodAddress
       missing.push(`nftables ${where} not found`);
       continue;
     }
-    for (const chain of ["prerouting", "output", "hostports_all", "hostports"]) {
+    for (const chain of ["prerouting", "output", "hostports_all", "hostports", "hostip_hostports"]) {
       if (!listed.chains.has(chain)) missing.push(`chain ${chain} in ${where}`);
     }
-    for (const hook of ["prerouting", "output"]) {
-      const jumps = listed.rules.filter((r) => r.chain === hook && JSON.stringify(r.expr).includes('"jump":{"target":"hostports_all"}'));
-      if (jumps.length === 0) missing.push(`jump to hostports_all in chain ${hook} of ${where}`);
+    for (const [from, to] of NFT_JUMPS) {
+      const jumps = listed.rules.filter((r) => r.chain === from && JSON.stringify(r.expr).includes(`"jump":{"target":"${to}"}`));
+      if (jumps.length === 0) missing.push(`jump to ${to} in chain ${from} of ${where}`);
     }
     const found = new Set(listed.rules.filter((r) => r.comment === tag).map((r) => nftRuleSignature(r.expr)));
     for (const signature of nftExpectedSignatures(s, mine)) {

@@ -29,6 +29,13 @@ export const NFT_TABLE = "cni_hostport";
 const NFT_TABLE_COMMENT = "CNI portmap plugin";
 /** The chains that hold pods' rules, as the Go plugin's DEL searches them. */
 export const NFT_POD_CHAINS = ["hostports", "hostip_hostports", "masquerading"] as const;
+/** The jumps that lead a packet to the pods' rules, [from chain, to chain]: CHECK wants each. */
+export const NFT_JUMPS = [
+  ["prerouting", "hostports_all"],
+  ["output", "hostports_all"],
+  ["hostports_all", "hostip_hostports"],
+  ["hostports_all", "hostports"],
+] as const;
 /** nft keeps at most 128 bytes of a comment, the terminating NUL included. */
 const NFT_COMMENT_MAX = 127;
 

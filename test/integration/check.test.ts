@@ -280,16 +280,14 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     expectCheckFailure(p.check(), "masquerade rules missing (nftables)", "expected 2 masquerade rule(s)", "found 1");
   });
 
-  // A known gap, pinned so that closing it shows here: CHECK counts the pod's rules but not the
-  // jump that leads to them, so with it gone nothing is masqueraded and CHECK still passes.
-  it("the masquerade rules (nftables): the jump to the pod's rules (known gap: CHECK still passes)", () => {
+  it("the masquerade rules (nftables): the goto from postrouting to the pod's rules", () => {
     const p = bridgePod({ ipMasqBackend: "nftables" });
     const { family, table, chain } = nftMasqRules(p)[0]!;
     const listed = parseNftTable(p.node.exec("nft", ["-j", "list", "table", family, table]));
     const jumps = listed.rules.filter((r) => JSON.stringify(r.expr).includes(`"target":"${chain}"`));
     expect(jumps).toHaveLength(1);
     p.node.exec("nft", ["delete", "rule", family, table, jumps[0]!.chain, "handle", String(jumps[0]!.handle)]);
-    ok(p.check());
+    expectCheckFailure(p.check(), "masquerade rules missing (nftables)", `the goto ${chain} in nftables table ${family} ${table} chain ${jumps[0]!.chain}`);
   });
 
   it("with disableContainerInterface: ADD succeeds leaving the pod's interface down, and CHECK passes", () => {
@@ -524,13 +522,11 @@ describe("portmap CHECK (nftables) fails, naming it, when exactly one thing is m
     expectMissingRules(withoutJump(family, from, to), `jump to ${to} in chain ${from} of ${where(family)}`);
   });
 
-  // A known gap, pinned so that closing it shows here: CHECK does not look at hostports_all's own
-  // jumps, so with one gone no port of any pod is mapped and CHECK still passes.
   it.each([
     [4, "hostports_all", "hostports"],
     [6, "hostports_all", "hostip_hostports"],
-  ] as const)("IPv%i: the jump in %s to %s (known gap: CHECK still passes)", (family, from, to) => {
-    ok(withoutJump(family, from, to).check());
+  ] as const)("IPv%i: the jump in %s to %s", (family, from, to) => {
+    expectMissingRules(withoutJump(family, from, to), `jump to ${to} in chain ${from} of ${where(family)}`);
   });
 
   it.each([
