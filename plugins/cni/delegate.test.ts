@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { referencePlugins } from "../../test/helpers/prerequisites.js";
 import { delegate, findInPath } from "./invoke.js";
 
 let dir: string;
@@ -114,7 +115,8 @@ echo '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.22.0.5/16","gate
   });
 
   const reference = "/usr/lib/cni/host-local";
-  it.skipIf(!existsSync(reference))("delegates ADD and DEL to the reference host-local", async () => {
+  const needs = referencePlugins("host-local");
+  it.skipIf(needs.skip)(needs.title("delegates ADD and DEL to the reference host-local"), async () => {
     const dataDir = join(dir, "ipam");
     const stdin = JSON.stringify({
       cniVersion: "1.0.0",

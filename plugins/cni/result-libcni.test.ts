@@ -3,17 +3,21 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { all, command, prerequisite } from "../../test/helpers/prerequisites.js";
 import { formatResult, parseResult } from "./result.js";
 
 // The CNI project's Go library, as Debian packages it, is the judge of how results print.
 const GOPATH = "/usr/share/gocode";
-const haveLibcni = existsSync(join(GOPATH, "src/github.com/containernetworking/cni/pkg/types/100")) && spawnSync("go", ["version"]).status === 0;
+const libcniPresent = all(
+  prerequisite("libcni sources in /usr/share/gocode (golang-github-appc-cni-dev)", existsSync(join(GOPATH, "src/github.com/containernetworking/cni/pkg/types/100"))),
+  command("go", "golang-go"),
+);
 
 let work: string;
 let convert: string;
 
 beforeAll(() => {
-  if (!haveLibcni) return;
+  if (libcniPresent.skip) return;
   work = mkdtempSync(join(tmpdir(), "weft-libcni-"));
   convert = join(work, "convert");
   execFileSync("go", ["build", "-o", convert, join(process.cwd(), "test/libcni-convert/main.go")], {
@@ -57,7 +61,7 @@ const SAMPLES: Record<string, object> = {
   "special characters in dns": { cniVersion: "1.0.0", ips: [{ address: "10.0.0.2/8" }], dns: { domain: "a<b>&c" } },
 };
 
-describe.skipIf(!haveLibcni)("results print as libcni prints them", () => {
+describe.skipIf(libcniPresent.skip)(libcniPresent.title("results print as libcni prints them"), () => {
   for (const [name, sample] of Object.entries(SAMPLES)) {
     for (const version of ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"]) {
       it(`${name} as ${version}: byte for byte`, () => {

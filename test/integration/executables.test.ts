@@ -3,6 +3,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { command } from "../helpers/prerequisites.js";
 
 const PLUGINS = ["flannel", "bridge", "host-local", "portmap", "loopback"];
 const ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -128,7 +129,7 @@ describe("the cache under WEFT_CACHE_DIR", () => {
 });
 
 describe("stdio handed over non-blocking", () => {
-  const hasStrace = spawnSync("sh", ["-c", "command -v strace"]).status === 0;
+  const strace = command("strace");
   // Node's spawn makes a child's stdio blocking, so perl (Debian's perl-base is essential) hands the
   // plugin a non-blocking pipe, and a forked writer puts the config in it after the plugin started.
   const nonBlockingStdin = `
@@ -142,7 +143,7 @@ describe("stdio handed over non-blocking", () => {
     close $r;
     exec @ARGV or die "exec: $!";`;
 
-  it.skipIf(!hasStrace)("waits in poll(2) for a config that arrives late, without retrying the read", () => {
+  it.skipIf(strace.skip)(strace.title("waits in poll(2) for a config that arrives late, without retrying the read"), () => {
     const dir = mkdtempSync(join(tmpdir(), "weft-nonblock-"));
     try {
       const trace = join(dir, "trace");

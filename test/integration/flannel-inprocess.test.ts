@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { all, referencePlugins, rootUser } from "../helpers/prerequisites.js";
 
 /**
  * One process per pod: bin/flannel runs a delegate that is weft's own executable of the same build
@@ -14,8 +15,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
  */
 const REFERENCE_PLUGINS = "/usr/lib/cni";
 const FLANNEL = join(process.cwd(), "bin", "flannel");
-const haveReference = existsSync(join(REFERENCE_PLUGINS, "bridge")) && existsSync(join(REFERENCE_PLUGINS, "host-local"));
-const isRoot = process.getuid?.() === 0;
+const needs = all(rootUser(), referencePlugins("bridge", "host-local"));
 
 let work: string;
 let namespaces: string[];
@@ -105,7 +105,7 @@ function leftovers(): string[] {
   return dirs.flatMap((d) => (existsSync(d) ? readdirSync(d).filter((f) => f !== "lock" && !f.startsWith("last_reserved")) : []));
 }
 
-describe.skipIf(!isRoot || !haveReference)("in-process delegation through bin/flannel", () => {
+describe.skipIf(needs.skip)(needs.title("in-process delegation through bin/flannel"), () => {
   it("ADD, CHECK and DEL give the same outputs and the same pod in-process as executed", () => {
     const seen: Record<string, unknown>[] = [];
     for (const mode of ["exec", "in-process"] as Mode[]) {

@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { all, referencePlugins, rootUser } from "../helpers/prerequisites.js";
 
 /**
  * weft's flannel through its executable, with Debian's reference bridge and host-local behind it.
@@ -11,8 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
  */
 const REFERENCE_PLUGINS = "/usr/lib/cni";
 const FLANNEL = join(process.cwd(), "bin", "flannel");
-const haveReference = existsSync(join(REFERENCE_PLUGINS, "bridge")) && existsSync(join(REFERENCE_PLUGINS, "host-local"));
-const isRoot = process.getuid?.() === 0;
+const needs = all(rootUser(), referencePlugins("bridge", "host-local"));
 
 const SUBNET_ENV_V4 = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 const SUBNET_ENV_DUAL =
@@ -130,7 +130,7 @@ function podRoutes(podNs: string, family: "-4" | "-6"): string[] {
     .map((l) => l.replace(/ (proto kernel|metric \d+|pref medium|scope link|src \S+)/g, "").trim());
 }
 
-describe.skipIf(!isRoot || !haveReference)("flannel -> reference bridge -> host-local, through bin/flannel", () => {
+describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-local, through bin/flannel"), () => {
   it("ADD sets up the pod from subnet.env (address, MTU 1450, routes) and saves the Go plugin's delegate file; DEL undoes all of it", () => {
     const pod = addNamespace("pod");
     const add = cni("ADD", "ctr-a", pod, netconf());

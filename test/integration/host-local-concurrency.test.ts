@@ -1,6 +1,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { referencePlugins } from "../helpers/prerequisites.js";
 import {
   addressesOf,
   makeSandbox,
@@ -77,7 +78,8 @@ describe("host-local under parallel calls", () => {
   });
 });
 
-describe.skipIf(!referenceAvailable)("host-local mixed with the reference", () => {
+const needs = referencePlugins("host-local");
+describe.skipIf(needs.skip)(needs.title("host-local mixed with the reference"), () => {
   it("releases the reference's reservations, and the reference releases weft's", () => {
     const conf = config([[{ subnet: "10.77.0.0/24" }], [{ subnet: "fd77::/64" }]]);
     const ids = ["x1", "x2", "x3"];

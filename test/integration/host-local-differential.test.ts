@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { referencePlugins } from "../helpers/prerequisites.js";
 import { addressesOf, makeSandbox, REFERENCE, referenceAvailable, run, snapshot, WEFT, type Call, type Sandbox } from "../../ipam/host-local/test-harness.js";
 
 // Drives weft's host-local and the reference (Debian's containernetworking-plugins) with the same
@@ -96,7 +97,8 @@ function drive(steps: Step[], ipam: Record<string, unknown>) {
   return { labels, errors, store: snapshot(join(weftDir, "diffnet")) };
 }
 
-describe.skipIf(!referenceAvailable)("host-local against the reference, call by call", () => {
+const needs = referencePlugins("host-local");
+describe.skipIf(needs.skip)(needs.title("host-local against the reference, call by call"), () => {
   it("50 ADD/DEL/CHECK calls on a dual-stack config: same addresses, same errors, byte-identical stores", () => {
     const next = random(7);
     const steps = sequence(3, 16, 50, () => `10.66.0.${1 + Math.floor(next() * 15)}`);
