@@ -10,7 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlibConstants } from "node:zlib";
 import * as esbuild from "esbuild";
-import { addonPaths, esbuildNativeAddons } from "./native-addons.mjs";
+import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -128,9 +128,9 @@ function executable(version, type, bundle) {
     brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }).toString("base64");
   const bundleBytes = Buffer.from(bundle, "latin1");
   if (/[^\x00-\x7f]/.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
-  const loader = readFileSync(join(root, "scripts/loader.js"), "utf8")
+  // The loader reads bundle.js from the cache as bytes and compares their full sha256 with this one.
+  const loader = loaderSource(root)
     .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
-    .replace("BUNDLE_LENGTH", String(bundleBytes.length))
     .replace("PLUGIN_TYPE", JSON.stringify(type))
     .replace("STANDALONE", "false");
   const parts = [["bundle", bundleBytes]];

@@ -7,7 +7,9 @@
 // The bundle is unpacked once into weft's cache (<cache>/<bundle sha256>/bundle.js, beside the native
 // addons) and compiled with a V8 code cache per plugin and verb (<type>.<verb>.jscache), so a start
 // neither decompresses nor parses what an earlier start of the same verb already did. The cache is
-// only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual.
+// only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual, with
+// one line on stderr when it is unusable. The rule for trusting it is scripts/cache.cjs, inlined
+// below by the build; the bundle (plugins/kernel/native.ts) uses this same instance for the addons.
 // A code cache is written only by a run that succeeded: it holds the functions its run compiled, and
 // a failed run (the first ADDs of a node often fail, before flannel has written subnet.env) compiles
 // only its error path, which would leave every later ADD compiling the rest (about 10 ms, measured).
@@ -18,8 +20,14 @@
   "use strict";
   const fs = require("fs");
   const standalone = STANDALONE;
-  const root = process.env.WEFT_CACHE_DIR || "/var/cache/weft";
-  const dir = `${root}/${BUNDLE_SHA256}`;
+  // scripts/cache.cjs, inlined by the build.
+  const weftCache = (function () {
+    const module = { exports: {} };
+    WEFT_CACHE_ROUTINE;
+    return module.exports;
+  })();
+  const cache = weftCache();
+  const bundleSha256 = BUNDLE_SHA256;
   const verb = /^[A-Z]{1,8}$/.test(process.env.CNI_COMMAND || "") ? process.env.CNI_COMMAND : "NONE";
   /** The single executable's name as invoked (a hard link per type, or "weft <type>"): only a cache key. */
   const invokedAs = () => {
@@ -27,59 +35,8 @@
     const name = base === "weft" && process.argv[2] ? `weft-${process.argv[2]}` : base;
     return /^[a-z0-9-]{1,40}$/.test(name) ? name : "other";
   };
-  const codeCacheFile = `${dir}/${standalone ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
-  const uid = process.geteuid();
-  // As for the native addons: only a directory of our own that nobody else can write to is trusted,
-  // since what it holds is run as root.
-  const isPrivate = (path) => {
-    const st = fs.lstatSync(path);
-    return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
-  };
-  const trusted = () => {
-    try {
-      return isPrivate(root) && isPrivate(dir);
-    } catch {
-      return false;
-    }
-  };
+  const sha256 = (data) => require("crypto").createHash("sha256").update(data).digest("hex");
   const STALE_MS = 30 * 24 * 3600 * 1000;
-  /** Removes the entries of the cache (<sha256> directories only) that nothing changed for STALE_MS. */
-  const pruneStale = () => {
-    for (const name of fs.readdirSync(root)) {
-      if (!/^[0-9a-f]{64}$/.test(name) || `${root}/${name}` === dir) continue;
-      try {
-        const st = fs.lstatSync(`${root}/${name}`);
-        if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > STALE_MS) fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
-      } catch {
-        // another plugin removed it first, or it is not ours to remove
-      }
-    }
-  };
-  const makeDirs = () => {
-    let created = false;
-    for (const path of [root, dir]) {
-      try {
-        fs.mkdirSync(path, { mode: 0o700 });
-        created = path === dir;
-      } catch (err) {
-        if (err.code !== "EEXIST") throw err;
-      }
-    }
-    const ok = trusted();
-    if (ok && created) {
-      try {
-        pruneStale();
-      } catch {
-        // only housekeeping
-      }
-    }
-    return ok;
-  };
-  const writeAtomically = (file, data) => {
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, data, { mode: 0o600, flag: "wx" });
-    fs.renameSync(tmp, file);
-  };
   /** A part of this file, decompressed; or of the single executable, an asset. */
   const part = (name) => {
     if (standalone) return Buffer.from(require("node:sea").getRawAsset(name));
@@ -92,32 +49,24 @@
     return require("zlib").brotliDecompressSync(Buffer.from(text.slice(start, end < 0 ? undefined : end), "base64"));
   };
 
-  let isTrusted = trusted();
+  const dir = cache.dir(bundleSha256);
+  if (dir && cache.created(bundleSha256)) cache.prune(bundleSha256, STALE_MS);
   let source;
-  if (isTrusted) {
-    try {
-      source = fs.readFileSync(`${dir}/bundle.js`, "latin1");
-    } catch {
-      source = undefined;
+  if (dir) {
+    const data = cache.read(`${dir}/bundle.js`);
+    if (data !== undefined && sha256(data) === bundleSha256) source = data.toString("latin1");
+    else if (data !== undefined) {
+      cache.warn(`${dir}/bundle.js does not match its sha256 (removed)`);
+      cache.discard(`${dir}/bundle.js`);
     }
   }
-  if (source === undefined || source.length !== BUNDLE_LENGTH) {
-    source = part("bundle").toString("latin1");
-    try {
-      isTrusted = makeDirs();
-      if (isTrusted) writeAtomically(`${dir}/bundle.js`, source);
-    } catch {
-      isTrusted = false;
-    }
+  if (source === undefined) {
+    const data = part("bundle");
+    source = data.toString("latin1");
+    if (cache.usable()) cache.write(`${dir}/bundle.js`, data);
   }
-  let cached;
-  if (isTrusted) {
-    try {
-      cached = fs.readFileSync(codeCacheFile);
-    } catch {
-      cached = undefined;
-    }
-  }
+  const codeCacheFile = `${dir}/${standalone ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
+  const cached = cache.usable() ? cache.read(codeCacheFile) : undefined;
   const vm = require("vm");
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __weftPart) {${source}\n})`, {
     filename: __filename,
@@ -125,11 +74,11 @@
   });
   if (cached === undefined || script.cachedDataRejected) {
     process.once("exit", (code) => {
-      if (code !== 0) return;
+      if (code !== 0 || !cache.usable()) return;
       try {
-        if (makeDirs()) writeAtomically(codeCacheFile, script.createCachedData());
-      } catch {
-        // no code cache this time
+        cache.write(codeCacheFile, script.createCachedData());
+      } catch (err) {
+        cache.warn(`code cache: ${err.message}`);
       }
     });
   }

@@ -4,6 +4,15 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
+/**
+ * scripts/loader.js with scripts/cache.cjs inlined where it says WEFT_CACHE_ROUTINE; the build fills
+ * the other placeholders (BUNDLE_SHA256, PLUGIN_TYPE, STANDALONE).
+ */
+export function loaderSource(root) {
+  const routine = readFileSync(join(root, "scripts/cache.cjs"), "utf8");
+  return readFileSync(join(root, "scripts/loader.js"), "utf8").replace("WEFT_CACHE_ROUTINE", () => routine);
+}
+
 export function addonPaths(root) {
   return {
     weft: join(root, "build/native/weft.node"),

@@ -32,7 +32,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as esbuild from "esbuild";
-import { addonPaths, esbuildNativeAddons } from "./native-addons.mjs";
+import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
@@ -118,7 +118,7 @@ async function bundle(outfile, version, form) {
  * every function compiled lazily: a flannel ADD started 5 ms slower with it than the script form.
  */
 function seaMain(bundleBytes, id) {
-  const loader = readFileSync(join(root, "scripts/loader.js"), "utf8")
+  const loader = loaderSource(root)
     .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
     .replace("BUNDLE_LENGTH", String(bundleBytes.length))
     .replace("PLUGIN_TYPE", JSON.stringify("weft"))

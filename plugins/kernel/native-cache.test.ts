@@ -1,5 +1,6 @@
-import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -14,7 +15,43 @@ const saved = process.env.WEFT_CACHE_DIR;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "weft-cache-"));
+  // The cache is chosen once per process (scripts/cache.cjs); each test here picks its own.
+  delete (globalThis as Record<symbol, unknown>)[Symbol.for("weft.cache")];
 });
+
+/** test/fixtures/load-addons.ts bundled as the executables bundle it, but without the loader. */
+async function bundleFixture(): Promise<string> {
+  const bundle = join(root, "load-addons.cjs");
+  await esbuild.build({
+    entryPoints: [join(process.cwd(), "test/fixtures/load-addons.ts")],
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    outfile: bundle,
+    plugins: [esbuildNativeAddons(process.cwd())],
+    logLevel: "error",
+  });
+  return bundle;
+}
+
+const LOADED = "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive netlink";
+
+/** <cache>/<sha256 of netlink's binding>/netlink.node: a library whose constructor creates marker. */
+function plantNetlink(cache: string, marker: string): void {
+  const sha = createHash("sha256").update(readFileSync(join(process.cwd(), `node_modules/netlink/prebuilds/linux-${process.arch}/node.napi.node`))).digest("hex");
+  writeFileSync(join(root, "planted.c"), `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`);
+  mkdirSync(join(cache, sha), { recursive: true, mode: 0o700 });
+  execFileSync("gcc", ["-shared", "-fPIC", "-o", join(cache, sha, "netlink.node"), join(root, "planted.c")]);
+}
+
+/** The fixture run with WEFT_CACHE_DIR=cache and TMPDIR of its own, bounded. */
+function runFixture(bundle: string, cache: string) {
+  const tmp = mkdtempSync(join(root, "tmp-"));
+  const result = spawnSync("node", [bundle], { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL", env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache, TMPDIR: tmp } });
+  expect(result.signal).toBeNull();
+  expect(readdirSync(tmp)).toEqual([]);
+  return result;
+}
 
 afterEach(() => {
   if (saved === undefined) delete process.env.WEFT_CACHE_DIR;
@@ -37,34 +74,43 @@ describe("embedded native addons", () => {
     expect(weftAddon.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it("refuse a cache directory that others can write to", () => {
+  it("are never loaded from a cache root others can write to: they load from a private copy, with one line on stderr", async () => {
+    const bundle = await bundleFixture();
     const cache = join(root, "shared");
-    mkdirSync(cache, { mode: 0o700 });
+    const marker = join(root, "planted-ran");
+    plantNetlink(cache, marker);
     chmodSync(cache, 0o777);
-    process.env.WEFT_CACHE_DIR = cache;
-    expect(() => loadEmbeddedAddon({ ...weftAddon, sha256: "0".repeat(64) })).toThrow(
-      expect.objectContaining({ code: 5, message: expect.stringContaining("is not a private directory") }),
-    );
+    const result = runFixture(bundle, cache);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(LOADED);
+    expect(result.stderr).toBe(`weft: cache ${cache} not used: ${cache} is writable by group or others (mode 777); running without it\n`);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it("are loaded from a trusted cache only when the file's sha256 is theirs; a mismatch is removed", async () => {
+    const bundle = await bundleFixture();
+    const cache = join(root, "private");
+    const marker = join(root, "planted-ran");
+    plantNetlink(cache, marker);
+    const result = runFixture(bundle, cache);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(LOADED);
+    expect(result.stderr).toMatch(/^weft: cache .* not used: .*\/netlink\.node does not match its sha256 \(removed\); running without it\n$/);
+    expect(existsSync(marker)).toBe(false);
+    const again = runFixture(bundle, cache);
+    expect(again.stderr).toBe("");
+    expect(again.stdout.trim()).toBe(LOADED);
   });
 
   it("survive many first runs at once: every bundled process loads a whole file", async () => {
-    const bundle = join(root, "load-addons.cjs");
-    await esbuild.build({
-      entryPoints: [join(process.cwd(), "test/fixtures/load-addons.ts")],
-      bundle: true,
-      platform: "node",
-      format: "cjs",
-      outfile: bundle,
-      plugins: [esbuildNativeAddons(process.cwd())],
-      logLevel: "error",
-    });
+    const bundle = await bundleFixture();
     const cache = join(root, "race");
     const runs = Array.from({ length: 8 }, () => `node ${bundle} &`).join("\n");
     const out = execFileSync("bash", ["-c", `${runs}\nwait`], {
       encoding: "utf8",
       env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache },
     });
-    expect(out.trim().split("\n")).toEqual(Array(8).fill("loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive netlink"));
+    expect(out.trim().split("\n")).toEqual(Array(8).fill(LOADED));
     expect(readdirSync(cache).length).toBe(2);
     for (const hashDir of readdirSync(cache)) expect(readdirSync(join(cache, hashDir))).toHaveLength(1);
   });

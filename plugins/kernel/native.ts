@@ -1,13 +1,19 @@
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, statSync, writeSync, type Stats } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../cni/errors.js";
+// @ts-expect-error: plain CommonJS shared with scripts/loader.js (which inlines it)
+import weftCacheModule from "../../scripts/cache.cjs";
 
 /**
- * Native addons ride inside the single-file executables as base64 (see scripts/native-addons.mjs).
- * The first run writes each one to <cache>/<sha256>/<name>.node and every later run dlopens that
- * file directly, so the bytes are decoded only on a cache miss. The cache is root's: every
- * directory is created 0700, and one not owned by us or writable by others is refused, since
- * loading a planted .node file would run its code as root.
+ * Native addons ride inside the executables (see scripts/native-addons.mjs). The first run writes
+ * each one to <cache>/<sha256>/<name>.node and later runs load that file, so the bytes are decoded
+ * only on a cache miss. What is loaded runs as root, so the cache is used only when
+ * scripts/cache.cjs trusts its chain of directories, and a file is loaded only when the sha256 of
+ * its bytes, read from the very fd that is then dlopened (/proc/self/fd/N, so nothing can swap the
+ * file in between), is the addon's. Otherwise the addon is written to a private temporary directory
+ * and loaded from there: the cache is only an optimisation.
  */
 export interface EmbeddedAddon {
   name: string;
@@ -15,90 +21,89 @@ export interface EmbeddedAddon {
   bytes(): Uint8Array;
 }
 
+interface WeftCache {
+  root: string;
+  warn(reason: string): void;
+  usable(): boolean;
+  dir(name: string): string | null;
+  openFile(file: string): number;
+  open(file: string): number | null | undefined;
+  readFd(fd: number): Buffer;
+  writeFile(file: string, data: Uint8Array, mode: number): void;
+  write(file: string, data: Uint8Array, mode?: number): boolean;
+  discard(file: string): void;
+}
+
+const weftCache = weftCacheModule as () => WeftCache;
+
 export const DEFAULT_CACHE_DIR = "/var/cache/weft";
 
 export function cacheDir(): string {
   return process.env.WEFT_CACHE_DIR || DEFAULT_CACHE_DIR;
 }
 
-function assertPrivate(path: string, stats: Stats): void {
-  const uid = process.geteuid?.() ?? 0;
-  if (!stats.isDirectory() || stats.uid !== uid || (stats.mode & 0o022) !== 0) {
-    throw new CniError(
-      ErrorCode.IOFailure,
-      `native addon cache ${path} is not a private directory of uid ${uid} (mode ${(stats.mode & 0o777).toString(8)}, owner ${stats.uid}): remove it and retry`,
-    );
-  }
-}
-
-function ensurePrivateDir(path: string): void {
-  try {
-    mkdirSync(path, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      mkdirSync(path, { recursive: true, mode: 0o700 });
-    } else if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-      throw err;
-    }
-  }
-  assertPrivate(path, lstatSync(path));
-}
-
-function extract(addon: EmbeddedAddon, dir: string, file: string): void {
-  ensurePrivateDir(cacheDir());
-  ensurePrivateDir(dir);
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, "wx", 0o500);
-  try {
-    const data = addon.bytes();
-    let offset = 0;
-    while (offset < data.length) offset += writeSync(fd, data, offset);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  // rename is atomic: a concurrent first run sees either no file or a whole one.
-  renameSync(tmp, file);
-}
-
 const loaded = new Map<string, unknown>();
 
-function lstatExists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
+/**
+ * dlopens an fd whose bytes hash to sha256; false (the fd closed) when they do not. The fd stays
+ * open for the life of the process: glibc knows a loaded library by its name, and a later
+ * /proc/self/fd/N of another addon reusing the number would get the first library back.
+ */
+function loadVerified<T>(cache: WeftCache, fd: number, addon: EmbeddedAddon, module: { exports: T }): boolean {
+  if (createHash("sha256").update(cache.readFd(fd)).digest("hex") !== addon.sha256) {
+    closeSync(fd);
     return false;
+  }
+  process.dlopen(module, `/proc/self/fd/${fd}`);
+  return true;
+}
+
+function loadFromCache<T>(cache: WeftCache, addon: EmbeddedAddon, module: { exports: T }): boolean {
+  const dir = cache.dir(addon.sha256);
+  if (dir === null) return false;
+  const file = `${dir}/${addon.name}.node`;
+  let fd = cache.open(file);
+  if (fd === null) return false;
+  if (fd !== undefined) {
+    if (loadVerified(cache, fd, addon, module)) return true;
+    cache.warn(`${file} does not match its sha256 (removed)`);
+    cache.discard(file);
+    return false;
+  }
+  if (!cache.write(file, addon.bytes(), 0o500)) return false;
+  fd = cache.open(file);
+  if (fd === undefined || fd === null) {
+    // A newer build's first run may have pruned this entry as stale just now (scripts/loader.js).
+    if (fd === undefined) cache.warn(`${file} vanished after it was written`);
+    return false;
+  }
+  if (loadVerified(cache, fd, addon, module)) return true;
+  cache.warn(`${file} does not match its sha256 after it was written`);
+  return false;
+}
+
+/** Without the cache: the addon in a fresh 0700 directory of our own, removed once loaded. */
+function loadPrivately<T>(cache: WeftCache, addon: EmbeddedAddon, module: { exports: T }): void {
+  const dir = mkdtempSync(join(tmpdir(), "weft-addon-"));
+  try {
+    const file = join(dir, `${addon.name}.node`);
+    cache.writeFile(file, addon.bytes(), 0o500);
+    if (!loadVerified(cache, cache.openFile(file), addon, module)) throw new Error(`${file} does not match its sha256`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 export function loadEmbeddedAddon<T>(addon: EmbeddedAddon): T {
-  const cached = loaded.get(addon.sha256);
-  if (cached) return cached as T;
-  const dir = join(cacheDir(), addon.sha256);
-  const file = join(dir, `${addon.name}.node`);
-  let present = false;
+  const done = loaded.get(addon.sha256);
+  if (done) return done as T;
+  const cache = weftCache();
+  const module = { exports: {} as T };
   try {
-    assertPrivate(dir, statSync(dir));
-    present = statSync(file).isFile();
+    if (!loadFromCache(cache, addon, module)) loadPrivately(cache, addon, module);
   } catch (err) {
-    if (err instanceof CniError) throw err;
+    throw new CniError(ErrorCode.IOFailure, `failed to load native addon ${addon.name}: ${(err as Error).message}`);
   }
-  try {
-    if (!present) extract(addon, dir, file);
-    const module = { exports: {} as T };
-    try {
-      process.dlopen(module, file);
-    } catch (err) {
-      // A newer build's first run may have just pruned this cache entry as stale (scripts/loader.js).
-      if (!present || lstatExists(file)) throw err;
-      extract(addon, dir, file);
-      process.dlopen(module, file);
-    }
-    loaded.set(addon.sha256, module.exports);
-    return module.exports;
-  } catch (err) {
-    if (err instanceof CniError) throw err;
-    throw new CniError(ErrorCode.IOFailure, `failed to load native addon ${addon.name} from ${file}: ${(err as Error).message}`);
-  }
+  loaded.set(addon.sha256, module.exports);
+  return module.exports;
 }

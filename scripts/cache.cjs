@@ -1,0 +1,176 @@
+// weft's cache and the one rule for trusting it. scripts/loader.js carries this file inlined by the
+// build (the loader runs before any bundle, so it cannot import it) and plugins/kernel/native.ts
+// imports it; in an executable the loader's instance sits on globalThis and the bundle uses that
+// one, so the chain is checked once per run and "not used" is said at most once.
+//
+// Trusted: the cache root and each <sha256> directory below it, lstat'ed (never a symlink), a
+// directory, owned by the effective user and not writable by group or others; the root's ancestors
+// lstat'ed too, owned by root or the effective user, and not writable by group or others unless
+// sticky (/tmp), so that nobody else can rename a directory of the chain away. Every part is checked
+// by its full sha256 before use (the caller's job: bundle.js in the loader, addons in native.ts).
+// Any problem means running without the cache, with one line on stderr.
+module.exports = function weftCache() {
+  "use strict";
+  const key = Symbol.for("weft.cache");
+  if (globalThis[key]) return globalThis[key];
+  const fs = require("fs");
+  const pathModule = require("path");
+  const configured = process.env.WEFT_CACHE_DIR || "/var/cache/weft";
+  const root = pathModule.resolve(configured);
+  const uid = process.geteuid();
+  let unusable;
+  let ancestorsChecked = false;
+  const ready = new Set();
+  const created = new Set();
+  const errorText = (op, path, err) => `${op} ${path}: ${(err && err.code) || (err && err.message) || err}`;
+  class Untrusted extends Error {}
+
+  const cache = {
+    root,
+    /** Says, once per run, that the cache is not used and why; the cache is then left alone. */
+    warn(reason) {
+      if (unusable !== undefined) return;
+      unusable = reason;
+      try {
+        fs.writeSync(2, `weft: cache ${configured} not used: ${reason}; running without it\n`);
+      } catch {
+        // stderr closed: nothing to tell
+      }
+    },
+    usable: () => unusable === undefined,
+    /** <root>/<name>, created 0700 when missing and checked with the chain above it; null when not usable. */
+    dir(name) {
+      if (unusable !== undefined) return null;
+      const path = `${root}/${name}`;
+      if (ready.has(path)) return path;
+      try {
+        if (!ancestorsChecked) {
+          const parts = root.split("/").filter(Boolean);
+          for (let i = 0; i < parts.length; i++) {
+            const ancestor = `/${parts.slice(0, i).join("/")}`;
+            const st = fs.lstatSync(ancestor);
+            if (st.isSymbolicLink()) throw new Untrusted(`${ancestor} is a symbolic link`);
+            if (!st.isDirectory()) throw new Untrusted(`${ancestor} is not a directory`);
+            if (st.uid !== 0 && st.uid !== uid) throw new Untrusted(`${ancestor} is owned by uid ${st.uid}`);
+            if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+              throw new Untrusted(`${ancestor} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`);
+            }
+          }
+          ancestorsChecked = true;
+        }
+        for (const p of ready.has(root) ? [path] : [root, path]) {
+          try {
+            fs.mkdirSync(p, { mode: 0o700 });
+            created.add(p);
+          } catch (err) {
+            if (err.code !== "EEXIST") throw new Untrusted(errorText("mkdir", p, err));
+          }
+          const st = fs.lstatSync(p);
+          if (st.isSymbolicLink()) throw new Untrusted(`${p} is a symbolic link`);
+          if (!st.isDirectory()) throw new Untrusted(`${p} is not a directory`);
+          if (st.uid !== uid) throw new Untrusted(`${p} is owned by uid ${st.uid}, not ${uid}`);
+          if ((st.mode & 0o022) !== 0) throw new Untrusted(`${p} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`);
+          ready.add(p);
+        }
+        return path;
+      } catch (err) {
+        cache.warn(err instanceof Untrusted ? err.message : errorText("lstat", path, err));
+        return null;
+      }
+    },
+    /** Whether this run created <root>/<name> (a build's first run on this node). */
+    created: (name) => created.has(`${root}/${name}`),
+    /** An fd open for reading on file, never through a symlink at its end. */
+    openFile: (file) => fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_CLOEXEC),
+    /** An fd on a file of the cache; undefined when it does not exist, null after a warning. */
+    open(file) {
+      try {
+        return cache.openFile(file);
+      } catch (err) {
+        if (err.code === "ENOENT") return undefined;
+        cache.warn(errorText("open", file, err));
+        return null;
+      }
+    },
+    /** The whole content of an fd, from its current offset. */
+    readFd: (fd) => fs.readFileSync(fd),
+    /** A file of the cache, whole; undefined when missing or not readable (the latter said). */
+    read(file) {
+      const fd = cache.open(file);
+      if (fd === undefined || fd === null) return undefined;
+      try {
+        return cache.readFd(fd);
+      } catch (err) {
+        cache.warn(errorText("read", file, err));
+        return undefined;
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+    /** Writes to a temporary name and renames (a concurrent run sees no file or a whole one); throws, leaving nothing. */
+    writeFile(file, data, mode) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      let fd;
+      try {
+        fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+        let offset = 0;
+        while (offset < data.length) offset += fs.writeSync(fd, data, offset);
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        fd = undefined;
+        fs.renameSync(tmp, file);
+      } catch (err) {
+        if (fd !== undefined) {
+          try {
+            fs.closeSync(fd);
+          } catch {
+            // already closed
+          }
+        }
+        try {
+          fs.unlinkSync(tmp);
+        } catch {
+          // never created, or renamed
+        }
+        throw err;
+      }
+    },
+    /** writeFile into the cache; false after a warning. */
+    write(file, data, mode = 0o600) {
+      if (unusable !== undefined) return false;
+      try {
+        cache.writeFile(file, data, mode);
+        return true;
+      } catch (err) {
+        cache.warn(errorText("write", file, err));
+        return false;
+      }
+    },
+    /** Removes a file found not to match its hash, so that the next run writes it again. */
+    discard(file) {
+      try {
+        fs.unlinkSync(file);
+      } catch {
+        // another run replaced it first
+      }
+    },
+    /** Removes the <sha256> directories nothing has changed for maxAgeMs, except keep. */
+    prune(keep, maxAgeMs) {
+      try {
+        for (const name of fs.readdirSync(root)) {
+          if (!/^[0-9a-f]{64}$/.test(name) || name === keep) continue;
+          try {
+            const st = fs.lstatSync(`${root}/${name}`);
+            if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > maxAgeMs) fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
+          } catch {
+            // another run removed it first, or it is not ours to remove
+          }
+        }
+      } catch {
+        // only housekeeping
+      }
+    },
+  };
+  globalThis[key] = cache;
+  return cache;
+};

@@ -1,0 +1,280 @@
+import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { all, command, rootUser } from "../helpers/prerequisites.js";
+import { uniqueName } from "../helpers/netns.js";
+
+/**
+ * weft's cache (scripts/cache.cjs, scripts/loader.js, plugins/kernel/native.ts) is only an
+ * optimisation: whatever is wrong with it, a plugin runs without it, with the same result and one line
+ * on stderr, and never loads what it does not trust. Each case runs bin/loopback (which carries both
+ * native addons) for real, killed with its process group after HARD_TIMEOUT_MS.
+ */
+
+const ROOT = resolve(".");
+const HARD_TIMEOUT_MS = 20_000;
+const need = all(rootUser(), command("gcc"), command("unshare", "util-linux"));
+const NETLINK_SHA = createHash("sha256").update(readFileSync(join(ROOT, `node_modules/netlink/prebuilds/linux-${process.arch}/node.napi.node`))).digest("hex");
+
+let work: string;
+let netns: string;
+let planted: string;
+let marker: string;
+let expected: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `command args` in its own process group, with TMPDIR of its own; the group is killed after HARD_TIMEOUT_MS. */
+function run(command: string, args: string[], env: Record<string, string>, stdin: string, tmp: string): Promise<Run> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, {
+      detached: true,
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", TMPDIR: tmp, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      reject(new Error(`${command} ${args.join(" ")} did not end within ${HARD_TIMEOUT_MS} ms (killed): ${stderr}`));
+    }, HARD_TIMEOUT_MS);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+    child.stdin.end(stdin);
+  });
+}
+
+const CONF = JSON.stringify({ cniVersion: "1.0.0", name: "lo", type: "loopback" });
+
+function cniEnv(cache: string): Record<string, string> {
+  return { WEFT_CACHE_DIR: cache, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cache-test", CNI_NETNS: `/run/netns/${netns}`, CNI_IFNAME: "lo", CNI_PATH: "/nonexistent" };
+}
+
+/** A loopback ADD with WEFT_CACHE_DIR=cache, optionally inside `unshare -m sh -c <setup>; exec ...`. */
+async function loopbackAdd(cache: string, setup?: string): Promise<Run> {
+  const tmp = mkdtempSync(join(work, "tmp-"));
+  try {
+    const exe = join(ROOT, "bin/loopback");
+    const result = setup
+      ? await run("unshare", ["-m", "--propagation", "private", "sh", "-ec", `${setup}\nexec "$0"`, exe], cniEnv(cache), CONF, tmp)
+      : await run(exe, [], cniEnv(cache), CONF, tmp);
+    // The private copies of the addons are removed once loaded.
+    expect(readdirSync(tmp)).toEqual([]);
+    return result;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Exit 0, the same result as with a good cache, exactly one stderr line naming why, nothing planted run. */
+function expectRanWithout(result: Run, cache: string, why: RegExp | string): void {
+  expect(result.code, result.stderr).toBe(0);
+  expect(result.stdout).toBe(expected);
+  const lines = result.stderr.split("\n").filter(Boolean);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain(`weft: cache ${cache} not used: `);
+  expect(lines[0]).toMatch(why);
+  expect(lines[0]).toMatch(/; running without it$/);
+  expect(existsSync(marker)).toBe(false);
+}
+
+/** A case's own directory under the file's work directory. */
+function caseDir(name: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir, { mode: 0o700 });
+  return dir;
+}
+
+/** <dir>/<netlink sha>/netlink.node: a library whose constructor writes the marker when loaded. */
+function plant(dir: string, mode = 0o700): void {
+  mkdirSync(join(dir, NETLINK_SHA), { mode });
+  writeFileSync(join(dir, NETLINK_SHA, "netlink.node"), readFileSync(planted), { mode: 0o500 });
+}
+
+describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () => {
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "weft-cache-test-"));
+    chmodSync(work, 0o700);
+    marker = join(work, "planted-ran");
+    writeFileSync(join(work, "planted.c"), `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`);
+    planted = join(work, "planted.so");
+    execFileSync("gcc", ["-shared", "-fPIC", "-o", planted, join(work, "planted.c")]);
+    netns = uniqueName("wcache-");
+    execFileSync("ip", ["netns", "add", netns]);
+    const good = await loopbackAdd(caseDir("good"));
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stderr).toBe("");
+    expected = good.stdout;
+    expect(JSON.parse(expected).interfaces[0].name).toBe("lo");
+  }, 60_000);
+
+  afterAll(() => {
+    if (netns) execFileSync("ip", ["netns", "delete", netns]);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it("a second run uses the cache the first wrote, silently", async () => {
+    const cache = caseDir("reuse");
+    for (let i = 0; i < 2; i++) {
+      const result = await loopbackAdd(cache);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toBe("");
+      expect(result.stdout).toBe(expected);
+    }
+    expect(readdirSync(cache).sort()).toHaveLength(3);
+  });
+
+  it("under /proc/self (a symlink) it runs without the cache and ends", async () => {
+    expectRanWithout(await loopbackAdd("/proc/self/weft"), "/proc/self/weft", "/proc/self is a symbolic link");
+  });
+
+  it("where mkdir fails (/proc/1/fdinfo/x) it runs without the cache and ends", async () => {
+    expectRanWithout(await loopbackAdd("/proc/1/fdinfo/x"), "/proc/1/fdinfo/x", /mkdir \/proc\/1\/fdinfo\/x: E[A-Z]+/);
+  });
+
+  it("a read-only cache directory", async () => {
+    const cache = caseDir("readonly");
+    expectRanWithout(await loopbackAdd(cache, `mount -t tmpfs -o ro,mode=0700 weft-cache-test "${cache}"`), cache, "EROFS");
+    expect(readdirSync(cache)).toEqual([]);
+  });
+
+  it("a full cache file system", async () => {
+    const cache = caseDir("full");
+    expectRanWithout(await loopbackAdd(cache, `mount -t tmpfs -o size=4k,mode=0700 weft-cache-test "${cache}"`), cache, "ENOSPC");
+  });
+
+  it("a cache full only when the code cache is written at exit", async () => {
+    const cache = caseDir("full-at-exit");
+    // Room for bundle.js and both addons (about 260 kB), not for the code cache (about 120 kB more).
+    expectRanWithout(await loopbackAdd(cache, `mount -t tmpfs -o size=300k,mode=0700 weft-cache-test "${cache}"`), cache, /write .*\.jscache: ENOSPC/);
+  });
+
+  it("a cache root owned by another user", async () => {
+    const cache = caseDir("foreign");
+    chownSync(cache, 65534, 65534);
+    plant(cache);
+    chownSync(join(cache, NETLINK_SHA), 65534, 65534);
+    expectRanWithout(await loopbackAdd(cache), cache, "is owned by uid 65534");
+  });
+
+  it("a cache root that is a regular file", async () => {
+    const cache = join(work, "file");
+    writeFileSync(cache, "not a directory\n");
+    expectRanWithout(await loopbackAdd(cache), cache, "is not a directory");
+    expect(readFileSync(cache, "utf8")).toBe("not a directory\n");
+  });
+
+  it("a cache root that is a symlink to a private directory holding a planted addon", async () => {
+    const target = caseDir("symlink-target");
+    plant(target);
+    const cache = join(work, "symlink");
+    symlinkSync(target, cache);
+    expectRanWithout(await loopbackAdd(cache), cache, `${cache} is a symbolic link`);
+  });
+
+  it("an addon's <sha256> directory that is a symlink to a private directory holding a planted addon", async () => {
+    const cache = caseDir("sha-symlink");
+    const target = caseDir("sha-symlink-target");
+    writeFileSync(join(target, "netlink.node"), readFileSync(planted), { mode: 0o500 });
+    symlinkSync(target, join(cache, NETLINK_SHA));
+    expectRanWithout(await loopbackAdd(cache), cache, `${NETLINK_SHA} is a symbolic link`);
+  });
+
+  it("a world-writable cache root holding a planted addon", async () => {
+    const cache = caseDir("world");
+    plant(cache);
+    chmodSync(cache, 0o777);
+    expectRanWithout(await loopbackAdd(cache), cache, "is writable by group or others (mode 777)");
+  });
+
+  it("a group-writable cache root", async () => {
+    const cache = caseDir("group");
+    chmodSync(cache, 0o770);
+    expectRanWithout(await loopbackAdd(cache), cache, "is writable by group or others (mode 770)");
+  });
+
+  it("a cache under a world-writable directory without the sticky bit", async () => {
+    const parent = caseDir("open-parent");
+    chmodSync(parent, 0o777);
+    const cache = join(parent, "cache");
+    expectRanWithout(await loopbackAdd(cache), cache, `${parent} is writable by group or others`);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it("an addon in a trusted chain whose bytes are not the addon's is never loaded, and is removed", async () => {
+    const cache = caseDir("mismatch");
+    plant(cache);
+    expectRanWithout(await loopbackAdd(cache), cache, `${NETLINK_SHA}/netlink.node does not match its sha256`);
+    expect(existsSync(join(cache, NETLINK_SHA, "netlink.node"))).toBe(false);
+    const again = await loopbackAdd(cache);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toBe("");
+  });
+
+  it("a bundle.js that is not the bundle is never run, and is removed", async () => {
+    const cache = caseDir("bundle-mismatch");
+    const first = await loopbackAdd(cache);
+    expect(first.stderr).toBe("");
+    const bundleDir = readdirSync(cache).find((name) => existsSync(join(cache, name, "bundle.js")))!;
+    const bundle = join(cache, bundleDir, "bundle.js");
+    const original = readFileSync(bundle, "latin1");
+    // Same length, different text: what a check by length alone would have run.
+    writeFileSync(bundle, `require("fs").writeFileSync(${JSON.stringify(marker)}, "");`.padEnd(original.length, " "), { mode: 0o600 });
+    expectRanWithout(await loopbackAdd(cache), cache, "bundle.js does not match its sha256");
+    expect(existsSync(bundle)).toBe(false);
+  });
+
+  it("many first runs at once on one cache all succeed, silently, with whole files", async () => {
+    const cache = caseDir("race");
+    const results = await Promise.all(Array.from({ length: 8 }, () => loopbackAdd(cache)));
+    for (const result of results) {
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toBe("");
+      expect(result.stdout).toBe(expected);
+    }
+    const again = await loopbackAdd(cache);
+    expect(again.stderr).toBe("");
+    for (const dir of readdirSync(cache)) for (const file of readdirSync(join(cache, dir))) expect(file).not.toMatch(/\.tmp$/);
+  });
+
+  it("an addon replaced by a planted library while runs load it is never run", async () => {
+    const cache = caseDir("swap");
+    expect((await loopbackAdd(cache)).stderr).toBe("");
+    const file = join(cache, NETLINK_SHA, "netlink.node");
+    const good = readFileSync(file);
+    writeFileSync(join(work, "good.node"), good, { mode: 0o500 });
+    // Swap the good file and the planted one back and forth, each by rename, during the runs.
+    const swapper = spawn(
+      "sh",
+      ["-c", `while :; do cp "$1" "$3.a" && mv -f "$3.a" "$3"; cp "$2" "$3.b" && mv -f "$3.b" "$3"; done`, "sh", planted, join(work, "good.node"), file],
+      { detached: true, stdio: "ignore" },
+    );
+    try {
+      const results = await Promise.all(Array.from({ length: 6 }, () => loopbackAdd(cache)));
+      for (const result of results) {
+        expect(result.code, result.stderr).toBe(0);
+        expect(result.stdout).toBe(expected);
+        expect(result.stderr.split("\n").filter(Boolean).length).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      process.kill(-swapper.pid!, "SIGKILL");
+    }
+    expect(existsSync(marker)).toBe(false);
+  });
+});
