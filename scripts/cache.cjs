@@ -59,13 +59,21 @@ module.exports = function weftCache() {
           ancestorsChecked = true;
         }
         for (const p of ready.has(root) ? [path] : [root, path]) {
+          let st;
           try {
-            fs.mkdirSync(p, { mode: 0o700 });
-            created.add(p);
+            st = fs.lstatSync(p, { throwIfNoEntry: false });
           } catch (err) {
-            if (err.code !== "EEXIST") throw new Untrusted(errorText("mkdir", p, err));
+            throw new Untrusted(errorText("lstat", p, err));
           }
-          const st = fs.lstatSync(p);
+          if (st === undefined) {
+            try {
+              fs.mkdirSync(p, { mode: 0o700 });
+              created.add(p);
+            } catch (err) {
+              if (err.code !== "EEXIST") throw new Untrusted(errorText("mkdir", p, err));
+            }
+            st = fs.lstatSync(p);
+          }
           if (st.isSymbolicLink()) throw new Untrusted(`${p} is a symbolic link`);
           if (!st.isDirectory()) throw new Untrusted(`${p} is not a directory`);
           if (st.uid !== uid) throw new Untrusted(`${p} is owned by uid ${st.uid}, not ${uid}`);
