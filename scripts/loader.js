@@ -35,7 +35,6 @@
     const name = base === "weft" && process.argv[2] ? `weft-${process.argv[2]}` : base;
     return /^[a-z0-9-]{1,40}$/.test(name) ? name : "other";
   };
-  const sha256 = (data) => require("crypto").createHash("sha256").update(data).digest("hex");
   const STALE_MS = 30 * 24 * 3600 * 1000;
   /** A part of this file, decompressed; or of the single executable, an asset. */
   const part = (name) => {
@@ -52,18 +51,24 @@
   const dir = cache.dir(bundleSha256);
   if (dir && cache.created(bundleSha256)) cache.prune(bundleSha256, STALE_MS);
   let source;
-  if (dir) {
-    const data = cache.read(`${dir}/bundle.js`);
-    if (data !== undefined && sha256(data) === bundleSha256) source = data.toString("latin1");
-    else if (data !== undefined) {
-      cache.warn(`${dir}/bundle.js does not match its sha256 (removed)`);
-      cache.discard(`${dir}/bundle.js`);
+  const verified = dir ? cache.openVerified(`${dir}/bundle.js`, bundleSha256) : undefined;
+  if (verified) {
+    try {
+      source = (verified.data || fs.readFileSync(verified.fd)).toString("latin1");
+    } catch (err) {
+      cache.warn(`read ${dir}/bundle.js: ${err.code || err.message}`);
+    } finally {
+      fs.closeSync(verified.fd);
     }
   }
   if (source === undefined) {
     const data = part("bundle");
     source = data.toString("latin1");
-    if (cache.usable()) cache.write(`${dir}/bundle.js`, data);
+    // Hashed and stamped now (this run pays for node:crypto), so that the next start need not.
+    if (cache.usable() && cache.write(`${dir}/bundle.js`, data)) {
+      const written = cache.openVerified(`${dir}/bundle.js`, bundleSha256);
+      if (written) fs.closeSync(written.fd);
+    }
   }
   const codeCacheFile = `${dir}/${standalone ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
   const cached = cache.usable() ? cache.read(codeCacheFile) : undefined;

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { closeSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +28,8 @@ interface WeftCache {
   openFile(file: string): number;
   open(file: string): number | null | undefined;
   readFd(fd: number): Buffer;
+  sha256(data: Uint8Array): string;
+  openVerified(file: string, sha256: string): { fd: number; data?: Buffer } | null | undefined;
   writeFile(file: string, data: Uint8Array, mode: number): void;
   write(file: string, data: Uint8Array, mode?: number): boolean;
   discard(file: string): void;
@@ -45,41 +46,28 @@ export function cacheDir(): string {
 const loaded = new Map<string, unknown>();
 
 /**
- * dlopens an fd whose bytes hash to sha256; false (the fd closed) when they do not. The fd stays
- * open for the life of the process: glibc knows a loaded library by its name, and a later
- * /proc/self/fd/N of another addon reusing the number would get the first library back.
+ * dlopens the fd itself. It stays open for the life of the process: glibc knows a loaded library
+ * by its name, and a later /proc/self/fd/N of another addon reusing the number would get the first
+ * library back.
  */
-function loadVerified<T>(cache: WeftCache, fd: number, addon: EmbeddedAddon, module: { exports: T }): boolean {
-  if (createHash("sha256").update(cache.readFd(fd)).digest("hex") !== addon.sha256) {
-    closeSync(fd);
-    return false;
-  }
+function dlopenFd<T>(fd: number, module: { exports: T }): void {
   process.dlopen(module, `/proc/self/fd/${fd}`);
-  return true;
 }
 
 function loadFromCache<T>(cache: WeftCache, addon: EmbeddedAddon, module: { exports: T }): boolean {
   const dir = cache.dir(addon.sha256);
   if (dir === null) return false;
   const file = `${dir}/${addon.name}.node`;
-  let fd = cache.open(file);
-  if (fd === null) return false;
-  if (fd !== undefined) {
-    if (loadVerified(cache, fd, addon, module)) return true;
-    cache.warn(`${file} does not match its sha256 (removed)`);
-    cache.discard(file);
-    return false;
-  }
-  if (!cache.write(file, addon.bytes(), 0o500)) return false;
-  fd = cache.open(file);
-  if (fd === undefined || fd === null) {
+  let verified = cache.openVerified(file, addon.sha256);
+  if (verified === undefined) {
+    if (!cache.write(file, addon.bytes(), 0o500)) return false;
+    verified = cache.openVerified(file, addon.sha256);
     // A newer build's first run may have pruned this entry as stale just now (scripts/loader.js).
-    if (fd === undefined) cache.warn(`${file} vanished after it was written`);
-    return false;
+    if (verified === undefined) cache.warn(`${file} vanished after it was written`);
   }
-  if (loadVerified(cache, fd, addon, module)) return true;
-  cache.warn(`${file} does not match its sha256 after it was written`);
-  return false;
+  if (!verified) return false;
+  dlopenFd(verified.fd, module);
+  return true;
 }
 
 /** Without the cache: the addon in a fresh 0700 directory of our own, removed once loaded. */
@@ -88,7 +76,12 @@ function loadPrivately<T>(cache: WeftCache, addon: EmbeddedAddon, module: { expo
   try {
     const file = join(dir, `${addon.name}.node`);
     cache.writeFile(file, addon.bytes(), 0o500);
-    if (!loadVerified(cache, cache.openFile(file), addon, module)) throw new Error(`${file} does not match its sha256`);
+    const fd = cache.openFile(file);
+    if (cache.sha256(cache.readFd(fd)) !== addon.sha256) {
+      closeSync(fd);
+      throw new Error(`${file} does not match its sha256`);
+    }
+    dlopenFd(fd, module);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

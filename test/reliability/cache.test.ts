@@ -234,10 +234,13 @@ describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () =
     const bundleDir = readdirSync(cache).find((name) => existsSync(join(cache, name, "bundle.js")))!;
     const bundle = join(cache, bundleDir, "bundle.js");
     const original = readFileSync(bundle, "latin1");
+    // It was hashed in full and stamped: the stamp must not vouch for other bytes.
+    expect(existsSync(`${bundle}.verified`)).toBe(true);
     // Same length, different text: what a check by length alone would have run.
     writeFileSync(bundle, `require("fs").writeFileSync(${JSON.stringify(marker)}, "");`.padEnd(original.length, " "), { mode: 0o600 });
     expectRanWithout(await loopbackAdd(cache), cache, "bundle.js does not match its sha256");
     expect(existsSync(bundle)).toBe(false);
+    expect(existsSync(`${bundle}.verified`)).toBe(false);
   });
 
   it("many first runs at once on one cache all succeed, silently, with whole files", async () => {
