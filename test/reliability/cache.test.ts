@@ -67,10 +67,9 @@ function cniEnv(cache: string): Record<string, string> {
 }
 
 /** A loopback ADD with WEFT_CACHE_DIR=cache, optionally inside `unshare -m sh -c <setup>; exec ...`. */
-async function loopbackAdd(cache: string, setup?: string): Promise<Run> {
+async function loopbackAdd(cache: string, setup?: string, exe = join(ROOT, "bin/loopback")): Promise<Run> {
   const tmp = mkdtempSync(join(work, "tmp-"));
   try {
-    const exe = join(ROOT, "bin/loopback");
     const result = setup
       ? await run("unshare", ["-m", "--propagation", "private", "sh", "-ec", `${setup}\nexec "$0"`, exe], cniEnv(cache), CONF, tmp)
       : await run(exe, [], cniEnv(cache), CONF, tmp);
@@ -288,5 +287,26 @@ describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () =
       await exited;
     }
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it("the single executable (scripts/standalone.mjs) starts with the same loader and behaves the same", { timeout: 180_000 }, async () => {
+    const out = join(work, "standalone");
+    execFileSync(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out], { cwd: ROOT, stdio: "ignore", timeout: 150_000, killSignal: "SIGKILL" });
+    const exe = join(out, "loopback");
+    const good = caseDir("standalone-good");
+    for (let i = 0; i < 2; i++) {
+      const result = await loopbackAdd(good, undefined, exe);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toBe("");
+      expect(result.stdout).toBe(expected);
+    }
+    expectRanWithout(await loopbackAdd("/proc/self/weft", undefined, exe), "/proc/self/weft", "/proc/self is a symbolic link");
+    const world = caseDir("standalone-world");
+    plant(world);
+    chmodSync(world, 0o777);
+    expectRanWithout(await loopbackAdd(world, undefined, exe), world, "is writable by group or others (mode 777)");
+    const mismatch = caseDir("standalone-mismatch");
+    plant(mismatch);
+    expectRanWithout(await loopbackAdd(mismatch, undefined, exe), mismatch, `${NETLINK_SHA}/netlink.node does not match its sha256`);
   });
 });
