@@ -54,13 +54,13 @@ describe("the standalone executable's code cache", () => {
     const cache = join(tmp.dir, "codecache");
     const run = (name: string, env: Record<string, string>, input: string) =>
       spawnSync(join(SA, name), [], { env: { PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: cache, ...env }, encoding: "utf8", input });
-    const files = () => (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !f.endsWith(".node")).sort();
+    const files = () => (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !/\.node(\.verified)?$/.test(f)).sort();
     const failed = run("portmap", { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA }, "not json");
     expect(failed.status).toBe(1);
     expect(files().filter((f) => f.endsWith(".jscache"))).toEqual([]);
     expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
     expect(run("loopback", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
-    expect(files()).toEqual(["bundle.js", "loopback.VERSION.jscache", "portmap.VERSION.jscache"]);
+    expect(files()).toEqual(["bundle.js", "bundle.js.verified", "loopback.VERSION.jscache", "portmap.VERSION.jscache"]);
   });
 });
 
