@@ -4,6 +4,13 @@ BINDIR  ?= $(PREFIX)/bin
 CONFDIR ?= /etc/cni/net.d
 PLUGINS := flannel bridge host-local portmap loopback
 
+# The project's Node.js (scripts/project-node, run by scripts/setup), first on PATH for every recipe
+# and its headers for native builds; without it, the system's.
+ifneq ($(wildcard $(CURDIR)/.node/bin/node),)
+export PATH := $(CURDIR)/.node/bin:$(PATH)
+export npm_config_nodedir := $(CURDIR)/.node
+endif
+
 .PHONY: all build install install-conf check test unit conformance bench demo typecheck clean
 
 all: build

@@ -5,7 +5,7 @@
 //   node scripts/build.mjs --validators-only   only gen/ (what the unit tests need)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlibConstants } from "node:zlib";
@@ -88,7 +88,9 @@ async function buildValidators() {
 function buildNativeAddon() {
   const out = join(root, "build/native/weft.node");
   mkdirSync(dirname(out), { recursive: true });
-  const include = process.env.NODE_INCLUDE_DIR ?? "/usr/include/node";
+  // The headers of the Node.js running the build (the project's own in .node/ ships them), else the system's.
+  const beside = join(dirname(dirname(process.execPath)), "include/node");
+  const include = process.env.NODE_INCLUDE_DIR ?? (existsSync(join(beside, "node_api.h")) ? beside : "/usr/include/node");
   execFileSync(
     "cc",
     ["-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-DNODE_GYP_MODULE_NAME=weft", "-DNAPI_VERSION=8", `-I${include}`, "native/weft.c", "-o", out],
