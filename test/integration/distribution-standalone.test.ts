@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { all, command, rootUser } from "../helpers/prerequisites.js";
 import { buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
 
 // The standalone executable: the multi-call dispatch by name, and a pod that gets its network from
@@ -41,6 +42,15 @@ describe("the standalone multi-call executable", () => {
     expect(bare(join(SA, type)).stderr).toContain(`weft CNI plugin ${type}\n`);
   });
 
+  it("carries the Node.js the build ran on: under make check, the project's pinned LTS", () => {
+    const embedded = /node\.js\/v(\d+\.\d+\.\d+)/.exec(readFileSync(join(SA, "weft")).toString("latin1"))?.[1];
+    expect(embedded).toBe(process.versions.node);
+    if (process.env.WEFT_REQUIRE_PREREQUISITES === "1") {
+      const pinned = /^NODE_VERSION=(\S+)/m.exec(readFileSync(join(ROOT, "scripts/project-node"), "utf8"))?.[1];
+      expect(embedded).toBe(pinned);
+    }
+  });
+
   it("takes the name from argv[0] too (a symlink's name), and refuses a name that is no CNI type", () => {
     expect(bare(join(SA, "weft"), "/opt/cni/bin/portmap").stderr).toContain("weft CNI plugin portmap\n");
     const refused = bare(join(SA, "weft"));
@@ -65,8 +75,9 @@ describe("the standalone executable's code cache", () => {
 });
 
 describe("one process per pod in the standalone form", () => {
-  it.skipIf(process.getuid?.() !== 0 || spawnSync("sh", ["-c", "command -v strace"]).status !== 0)(
-    "flannel runs bridge and host-local, hard links of itself, in its own process; a copy is executed",
+  const needs = all(rootUser(), command("strace"));
+  it.skipIf(needs.skip)(
+    needs.title("flannel runs bridge and host-local, hard links of itself, in its own process; a copy is executed"),
     () => {
       const t = join(tmp.dir, "one-process");
       const copy = join(t, "copy");
@@ -103,20 +114,14 @@ describe("one process per pod in the standalone form", () => {
 });
 
 /** Why the end-to-end test cannot run here, or undefined when it can. */
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root (mount and network namespaces)";
-  for (const tool of ["unshare", "ip", "ping"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `${tool} is not installed (scripts/setup installs it)`;
-  }
-  return undefined;
-}
+/** What the end-to-end test needs beside the kernel: namespaces, ping, and go for the libcni driver. */
+const endToEnd = all(rootUser(), command("unshare", "util-linux"), command("ip", "iproute2"), command("ping", "iputils-ping"), command("go", "golang-go"));
 
 /** The libcni driver: the conformance suite's build when it is current, else built here. */
-function driver(): { path?: string; reason?: string } {
+function driver(): string {
   const built = join(ROOT, "conformance/.work/driver");
   const source = join(ROOT, "conformance/driver/main.go");
-  if (existsSync(built) && statSync(built).mtimeMs >= statSync(source).mtimeMs) return { path: built };
-  if (spawnSync("sh", ["-c", "command -v go"]).status !== 0) return { reason: "go is not installed (scripts/setup)" };
+  if (existsSync(built) && statSync(built).mtimeMs >= statSync(source).mtimeMs) return built;
   const out = join(tmp.dir, "driver");
   const build = spawnSync("go", ["build", "-o", out, "./conformance/driver"], {
     cwd: ROOT,
@@ -125,7 +130,7 @@ function driver(): { path?: string; reason?: string } {
     timeout: 240_000,
   });
   if (build.status !== 0) throw new Error(`the libcni driver does not build: ${build.stderr.slice(0, 300)}`);
-  return { path: out };
+  return out;
 }
 
 /** Runs in `unshare -m`: hides every node binary, installs, then ADD/CHECK/DEL through libcni. */
@@ -159,19 +164,8 @@ echo done >"$OUT/done"
 `;
 
 describe("a pod's network from the standalone executables, with no node binary reachable", () => {
-  it("ADD, CHECK and DEL through libcni", async (ctx) => {
-    const reason = missing();
-    if (reason) {
-      console.log(`SKIP standalone end to end: ${reason}`);
-      ctx.skip();
-      return;
-    }
+  it.skipIf(endToEnd.skip)(endToEnd.title("ADD, CHECK and DEL through libcni"), async () => {
     const drv = driver();
-    if (!drv.path) {
-      console.log(`SKIP standalone end to end: ${drv.reason}`);
-      ctx.skip();
-      return;
-    }
     const t = join(tmp.dir, "e2e");
     const out = join(t, "out");
     mkdirSync(out, { recursive: true });
@@ -184,7 +178,7 @@ describe("a pod's network from the standalone executables, with no node binary r
     execFileSync("ip", ["-n", NODE_NS, "link", "set", "lo", "up"]);
 
     const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "--norc", "--noprofile", "-c", SCENARIO], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WEFT_CACHE_DIR: join(t, "weft-cache"), T: t, OUT: out, SA, ROOT, DRIVER: drv.path, NODE_NS, POD_NS },
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WEFT_CACHE_DIR: join(t, "weft-cache"), T: t, OUT: out, SA, ROOT, DRIVER: drv, NODE_NS, POD_NS },
       encoding: "utf8",
       timeout: 60_000,
     });
