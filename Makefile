@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/.node/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/.node
 endif
 
-.PHONY: all build install install-conf check test unit conformance bench demo typecheck clean
+.PHONY: all build install install-conf check test unit conformance bench demo typecheck clean mutation
 
 all: build
 
@@ -58,6 +58,10 @@ bench: build
 
 demo: build
 	bash scripts/demo
+
+# Mutation testing of the pure modules (StrykerJS, stryker.config.json); outside check, see DEVELOPING.md.
+mutation: build
+	npx stryker run
 
 clean:
 	rm -rf bin gen build dist
