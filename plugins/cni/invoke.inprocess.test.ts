@@ -1,6 +1,6 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as esbuild from "esbuild";
 // @ts-expect-error: plain JavaScript module shared with the esbuild build
 import { esbuildNativeAddons } from "../../scripts/native-addons.mjs";
@@ -93,7 +93,9 @@ const ENV = {
   CNI_IFNAME: "eth0",
   CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAME=p",
   CNI_PATH: "/a:/b",
-  PATH: "/usr/bin:/bin",
+  // The executed copy runs on the Node.js running the test, as the in-process one does: engines word
+  // JSON.parse's errors differently, and this compares the two ways of delegating, not two engines.
+  PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
 };
 const PREV = { cniVersion: "1.0.0", interfaces: [{ name: "eth0" }], ips: [{ interface: 0, address: "10.1.2.3/24" }] };
 
