@@ -10,9 +10,11 @@ export default defineConfig({
     include: [
       "ipam/host-local/allocator.test.ts",
       "ipam/host-local/config.test.ts",
+      "plugins/cni/config.test.ts",
       "plugins/cni/result.test.ts",
       "plugins/cni/result-libcni.test.ts",
       "plugins/cni/skel.test.ts",
+      "plugins/portmap/config.test.ts",
       "plugins/portmap/rules.test.ts",
       "plugins/flannel/delegate-config.test.ts",
       "plugins/flannel/subnet-env.test.ts",
