@@ -4,15 +4,21 @@ import { interfaceFor, parseProcRoutes } from "../kernel/netfilter-localnet.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import {
   dnatChainName,
+  entryComment,
   iptablesAddLines,
   iptablesEntryRules,
   iptablesMissing,
+  iptablesPodChains,
   iptablesPodRules,
+  iptablesSharedChains,
+  iptablesSharedRules,
   iptablesStaleChains,
   legacyNftTableName,
+  mappingsFor,
   nftAddScript,
   nftExpectedSignatures,
   nftRuleSignature,
+  oldSnatChainName,
   ruleTag,
 } from "./rules.js";
 
@@ -267,5 +273,233 @@ describe("route_localnet interface", () => {
     expect(interfaceFor(routes, "10.244.2.7")).toBe("flannel.1");
     expect(interfaceFor(routes, "8.8.8.8")).toBe("eth0");
     expect(interfaceFor([], "8.8.8.8")).toBeUndefined();
+  });
+});
+
+describe("nftables rules of single cases", () => {
+  it("keeps a container ID of up to 127 characters as the comment and hashes a longer one", () => {
+    expect(ruleTag("x".repeat(127))).toBe("x".repeat(127));
+    const hashed = ruleTag("x".repeat(128));
+    expect(hashed).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(hashed).not.toBe(ruleTag("x".repeat(129)));
+    expect(nftAddScript(settings(), [V4])).toContain(`comment "c1"`);
+  });
+
+  it("joins several condition tokens with spaces in front of both entry jumps, and only in their family", () => {
+    const s = settings({ conditionsV4: ['iifname "eth0"', "ip daddr 10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] });
+    const lines = nftAddScript(s, [V4, V6]).split("\n");
+    expect(lines.filter((l) => l.includes("fib daddr type local"))).toEqual([
+      'add rule ip cni_hostport prerouting iifname "eth0" ip daddr 10.0.0.0/8 fib daddr type local jump hostports_all',
+      'add rule ip cni_hostport output iifname "eth0" ip daddr 10.0.0.0/8 fib daddr type local jump hostports_all',
+      "add rule ip6 cni_hostport prerouting ip6 daddr fd00::/8 fib daddr type local jump hostports_all",
+      "add rule ip6 cni_hostport output ip6 daddr fd00::/8 fib daddr type local jump hostports_all",
+    ]);
+  });
+
+  it("with masqAll masquerades one rule per mapping from any source; without snat adds no masquerading chain", () => {
+    const one = { runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }] } };
+    const masqAll = nftAddScript(settings({ ...one, masqAll: true }), [V4]).split("\n");
+    expect(masqAll.filter((l) => l.includes("masquerade"))).toEqual([
+      'insert rule ip cni_hostport masquerading ip daddr 10.99.1.2 tcp dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"',
+    ]);
+    const noSnat = nftAddScript(settings({ ...one, snat: false }), [V4]).split("\n");
+    expect(noSnat.filter((l) => l.startsWith("insert"))).toEqual(['insert rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.1.2:80 comment "c1"']);
+    expect(noSnat.some((l) => l.includes("masquerading"))).toBe(false);
+    expect(nftAddScript(settings(one), [])).toBe("\n");
+  });
+
+  it("applies a mapping with a hostIP in its family only; an unspecified hostIP matches every address", () => {
+    const s = settings({
+      runtimeConfig: {
+        portMappings: [
+          { hostPort: 1001, containerPort: 1, protocol: "tcp", hostIP: "fd00::5" },
+          { hostPort: 1002, containerPort: 2, protocol: "tcp", hostIP: "::" },
+          { hostPort: 1003, containerPort: 3, protocol: "udp", hostIP: "192.168.5.5" },
+        ],
+      },
+    });
+    expect(mappingsFor(s.mappings, 4).map((m) => m.hostPort)).toEqual([1003]);
+    expect(mappingsFor(s.mappings, 6).map((m) => m.hostPort)).toEqual([1001, 1002]);
+    const dnat = nftAddScript(s, [V4, V6]).split("\n").filter((l) => l.includes("dnat to"));
+    expect(dnat).toEqual([
+      'insert rule ip cni_hostport hostports ip daddr 192.168.5.5 udp dport 1003 dnat to 10.99.1.2:3 comment "c1"',
+      'insert rule ip6 cni_hostport hostports ip6 daddr fd00::5 tcp dport 1001 dnat to [fd99::2]:1 comment "c1"',
+      'insert rule ip6 cni_hostport hostports tcp dport 1002 dnat to [fd99::2]:2 comment "c1"',
+    ]);
+    expect(nftExpectedSignatures(s, [V4, V6])).toEqual([
+      "dnat udp 192.168.5.5 1003 -> 10.99.1.2:3",
+      "masq udp 10.99.1.0/24 1003 -> 10.99.1.2:3",
+      "masq udp 127.0.0.1 1003 -> 10.99.1.2:3",
+      "dnat tcp fd00::5 1001 -> fd99::2:1",
+      "masq tcp fd99::/64 1001 -> fd99::2:1",
+      "dnat tcp * 1002 -> fd99::2:2",
+      "masq tcp fd99::/64 1002 -> fd99::2:2",
+    ]);
+  });
+});
+
+describe("signatures read back from nft's JSON", () => {
+  const match = (left: unknown, right: unknown) => ({ match: { op: "==", left, right } });
+  const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
+  const origDport = { ct: { key: "proto-dst", dir: "original" } };
+  const one = { runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }] } };
+
+  it("does not depend on the order of the matches", () => {
+    const masq = [match(payload("tcp", "dport"), 80), match(origDport, 8080), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("ip", "saddr"), "127.0.0.1"), { masquerade: null }];
+    expect(nftRuleSignature(masq)).toBe("masq tcp 127.0.0.1 8080 -> 10.99.1.2:80");
+    const dnat = [match(payload("tcp", "dport"), 9090), match(payload("ip", "daddr"), "192.168.5.5"), { dnat: { family: "ip", addr: "10.99.1.2", port: 90 } }];
+    expect(nftRuleSignature(dnat)).toBe("dnat tcp 192.168.5.5 9090 -> 10.99.1.2:90");
+  });
+
+  it("reads a masquerade without a source match as masqAll's", () => {
+    const expr = [match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match(origDport, 8080), { masquerade: null }];
+    expect(nftRuleSignature(expr)).toBe("masq tcp * 8080 -> 10.99.1.2:80");
+    expect(nftExpectedSignatures(settings({ ...one, masqAll: true }), [V4])).toEqual(["dnat tcp * 8080 -> 10.99.1.2:80", "masq tcp * 8080 -> 10.99.1.2:80"]);
+  });
+
+  it("expects no masquerade without snat", () => {
+    expect(nftExpectedSignatures(settings({ ...one, snat: false }), [V4, V6])).toEqual(["dnat tcp * 8080 -> 10.99.1.2:80", "dnat tcp * 8080 -> fd99::2:80"]);
+  });
+
+  it("gives no signature to rules that neither DNAT nor masquerade a port", () => {
+    expect(nftRuleSignature([match(payload("tcp", "dport"), 22), { accept: null }])).toBeUndefined();
+    expect(nftRuleSignature([match(payload("ip", "saddr"), { prefix: { addr: "10.99.1.0", len: 24 } }), { masquerade: null }])).toBeUndefined();
+    expect(nftRuleSignature([{ dnat: { addr: "10.99.1.2", port: 80 } }])).toBeUndefined();
+    expect(nftRuleSignature([])).toBeUndefined();
+  });
+});
+
+describe("iptables rules of single cases", () => {
+  it("trims an entry comment longer than 255 characters as the reference does", () => {
+    const fits = "a".repeat(228);
+    expect(entryComment("testnet", fits)).toBe(`dnat name: "testnet" id: "${fits}"`);
+    expect(entryComment("testnet", fits)).toHaveLength(255);
+    expect(entryComment("testnet", "a".repeat(229))).toBe(`dnat name: "testnet" id: "${"a".repeat(227)}...`);
+  });
+
+  it("matches an IPv6 hostIP as a /128 and marks no 127.0.0.1 hairpin for IPv6", () => {
+    const s = settings({ runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp", hostIP: "fd00::5" }] } }, "iptables");
+    expect(iptablesPodRules(s, V6).map((r) => r.join(" "))).toEqual([
+      "-s fd99::/64 -d fd00::5/128 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+      "-d fd00::5/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd99::2]:80",
+    ]);
+    expect(iptablesPodRules(s, V4)).toEqual([]);
+  });
+
+  it("with masqAll marks every source once, and without snat only DNATs", () => {
+    const one = { runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }] } };
+    expect(iptablesPodRules(settings({ ...one, masqAll: true }, "iptables"), V4).map((r) => r.join(" "))).toEqual([
+      "-p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+      "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.1.2:80",
+    ]);
+    expect(iptablesPodRules(settings({ ...one, snat: false }, "iptables"), V4).map((r) => r.join(" "))).toEqual(["-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.1.2:80"]);
+  });
+
+  it("orders entry rules by protocol name, fits exactly 15 ports in one, and counts mappings of either family", () => {
+    const fifteen = Array.from({ length: 15 }, (_, i) => ({ hostPort: 2000 + i, containerPort: 80, protocol: "tcp" as const }));
+    const s = settings({
+      runtimeConfig: {
+        portMappings: [{ hostPort: 53, containerPort: 53, protocol: "udp" }, { hostPort: 3868, containerPort: 3868, protocol: "sctp" }, ...fifteen, { hostPort: 9, containerPort: 9, protocol: "udp", hostIP: "fd00::5" }],
+      },
+    }, "iptables");
+    const entries = iptablesEntryRules(s, 4);
+    expect(entries.map((e) => `${e[1]} ${e[9]}`)).toEqual(["sctp 3868", `tcp ${fifteen.map((m) => m.hostPort).join(",")}`, "udp 53,9"]);
+    expect(entries[0]).toEqual(["-p", "sctp", "-m", "comment", "--comment", 'dnat name: "testnet" id: "c1"', "-m", "multiport", "--dports", "3868", "-j", "CNI-DN-328e3d85e6c0f709cddd7"]);
+  });
+
+  it("sets up the reference's shared rules: mark, masquerade by mark (first in POSTROUTING), and the entry jumps", () => {
+    expect(iptablesSharedRules(settings({}, "iptables"))).toEqual([
+      { chain: "CNI-HOSTPORT-SETMARK", rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x2000/0x2000"], prepend: false },
+      { chain: "CNI-HOSTPORT-MASQ", rule: ["-m", "mark", "--mark", "0x2000/0x2000", "-j", "MASQUERADE"], prepend: false },
+      { chain: "POSTROUTING", rule: ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"], prepend: true },
+      { chain: "PREROUTING", rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"], prepend: false },
+      { chain: "OUTPUT", rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"], prepend: false },
+    ]);
+    expect(iptablesSharedChains(settings({}, "iptables"))).toEqual(["CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-DNAT"]);
+  });
+
+  it("spells the mark bit as iptables-save does", () => {
+    const mark = (bit: number) => iptablesSharedRules(settings({ markMasqBit: bit })).find((r) => r.chain === "CNI-HOSTPORT-MASQ")!.rule[3];
+    expect([mark(0), mark(14), mark(31)]).toEqual(["0x1/0x1", "0x4000/0x4000", "0x80000000/0x80000000"]);
+  });
+
+  it("leaves marking and masquerading alone without snat or with an external set-mark chain", () => {
+    for (const s of [settings({ snat: false }, "iptables"), settings({ externalSetMarkChain: "KUBE-MARK-MASQ" })]) {
+      expect(iptablesSharedRules(s).map((r) => r.chain)).toEqual(["PREROUTING", "OUTPUT"]);
+      expect(iptablesSharedChains(s)).toEqual(["CNI-HOSTPORT-DNAT"]);
+    }
+  });
+
+  it("names the pod's chains: its DNAT chain and the SNAT chain of reference plugins before v0.7", () => {
+    const [dn, sn] = iptablesPodChains("testnet", "c1");
+    expect(dn).toBe("CNI-DN-328e3d85e6c0f709cddd7");
+    expect(sn).toBe(oldSnatChainName("testnet", "c1"));
+    expect(sn).toMatch(/^CNI-SN-[0-9a-f]{21}$/);
+    expect(sn!.slice(7)).toBe(dn!.slice(7));
+  });
+
+  it("adds everything to an empty nat table, the entry jumps first in CNI-HOSTPORT-DNAT in order", () => {
+    const lines = iptablesAddLines(settings({}, "iptables"), V4, parseNatTable("*nat\nCOMMIT\n")).map((l) => l.join(" "));
+    const chain = "CNI-DN-328e3d85e6c0f709cddd7";
+    expect(lines).toEqual([
+      `:${chain} - [0:0]`,
+      "-A CNI-HOSTPORT-SETMARK -m comment --comment CNI portfwd masquerade mark -j MARK --set-xmark 0x2000/0x2000",
+      "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+      "-I POSTROUTING 1 -m comment --comment CNI portfwd requiring masquerade -j CNI-HOSTPORT-MASQ",
+      "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+      "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+      ...iptablesPodRules(settings({}, "iptables"), V4).map((r) => `-A ${chain} ${r.join(" ")}`),
+      `-I CNI-HOSTPORT-DNAT 1 -p tcp -m comment --comment dnat name: "testnet" id: "c1" -m multiport --dports 8080,9090 -j ${chain}`,
+      `-I CNI-HOSTPORT-DNAT 2 -p udp -m comment --comment dnat name: "testnet" id: "c1" -m multiport --dports 8053 -j ${chain}`,
+    ]);
+  });
+
+  it("does not take another pod's entry, or its own for other ports or another protocol, for the one it needs", () => {
+    const chain = "CNI-DN-328e3d85e6c0f709cddd7";
+    const saved = (entries: string[]) => ["*nat", `:${chain} - [0:0]`, ":CNI-HOSTPORT-DNAT - [0:0]", ...entries.map((e) => `-A CNI-HOSTPORT-DNAT ${e}`), "COMMIT"].join("\n");
+    const s = settings({ runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] } }, "iptables");
+    const inserted = (entries: string[]) => iptablesAddLines(s, V4, parseNatTable(saved(entries))).filter((l) => l[0] === "-I" && l[1] === "CNI-HOSTPORT-DNAT").length;
+    expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 8080 -j ${chain}`])).toBe(0);
+    expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c9\\"" -m multiport --dports 8080 -j CNI-DN-other`])).toBe(1);
+    expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 7070 -j ${chain}`])).toBe(1);
+    expect(inserted([`-p udp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 8080 -j ${chain}`])).toBe(1);
+    const missing = (entries: string[]) => iptablesMissing(s, V4, parseNatTable(saved(entries))).filter((m) => m.endsWith("in chain CNI-HOSTPORT-DNAT"));
+    expect(missing([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c9\\"" -m multiport --dports 8080 -j CNI-DN-other`])).toHaveLength(1);
+  });
+
+  it("GC ignores jumps without this network's comment, and those whose container ID was trimmed away", () => {
+    const long = "b".repeat(240);
+    const table = parseNatTable(
+      [
+        "*nat",
+        ":CNI-HOSTPORT-DNAT - [0:0]",
+        "-A CNI-HOSTPORT-DNAT -p tcp -m multiport --dports 80 -j CNI-DN-nocomment",
+        `-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "${entryComment("testnet", long).replaceAll('"', '\\"')}" -m multiport --dports 81 -j CNI-DN-long`,
+        '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"testnet2\\" id: \\"c7\\"" -m multiport --dports 82 -j CNI-DN-net2',
+        '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c7\\"" -m multiport --dports 83',
+        '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c6\\"" -m multiport --dports 84 -j CNI-DN-c6',
+        "COMMIT",
+      ].join("\n"),
+    );
+    expect(iptablesStaleChains("testnet", new Set(), table)).toEqual(["CNI-DN-c6", oldSnatChainName("testnet", "c6")]);
+  });
+
+  it("CHECK finds nothing missing once ADD's lines are in place, and names a missing shared rule", () => {
+    const s = settings({}, "iptables");
+    const table = { chains: new Set<string>(), rules: new Map<string, string[][]>() };
+    for (const line of iptablesAddLines(s, V4, table)) {
+      if (line[0]!.startsWith(":")) {
+        table.chains.add(line[0]!.slice(1));
+        continue;
+      }
+      const [op, chain, ...rest] = line as [string, string, ...string[]];
+      const rules = table.rules.get(chain) ?? [];
+      if (op === "-I") rules.splice(Number(rest[0]) - 1, 0, rest.slice(1));
+      else rules.push(rest);
+      table.rules.set(chain, rules);
+    }
+    expect(iptablesMissing(s, V4, table)).toEqual([]);
+    table.rules.set("OUTPUT", []);
+    expect(iptablesMissing(s, V4, table)).toEqual(['rule "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT" in chain OUTPUT']);
   });
 });
