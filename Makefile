@@ -2,7 +2,6 @@
 PREFIX  ?= /opt/cni
 BINDIR  ?= $(PREFIX)/bin
 CONFDIR ?= /etc/cni/net.d
-PLUGINS := flannel bridge host-local portmap loopback
 
 # The project's Node.js (scripts/project-node, run by scripts/setup), first on PATH for every recipe
 # and its headers for native builds; without it, the system's.

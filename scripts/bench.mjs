@@ -18,6 +18,7 @@ import { closeSync, copyFileSync, linkSync, mkdirSync, mkdtempSync, openSync, re
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { PROGRAM_TYPES as PLUGIN_TYPES } from "../plugins/registry.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const arg = (name, fallback) => {
@@ -451,7 +452,6 @@ function report(r) {
   for (const [name, s] of failing) console.log(`(failed): CHECK of ${name} failed ${s.CHECK.failures} of ${s.CHECK.n} times on healthy pods (a Go plugin defect, conformance/DIFFERENCES.md)`);
 }
 
-const PLUGIN_TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
 const innerSet = arg("inner", undefined);
 if (innerSet) {
   // The outer process owns the work dir and the namespaces.

@@ -10,28 +10,17 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlibConstants } from "node:zlib";
 import * as esbuild from "esbuild";
+import { PROGRAMS } from "../plugins/registry.ts";
 import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
+import { writeProgramsFile } from "./programs-file.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** CNI type -> entry point. */
-const PLUGINS = {
-  flannel: "plugins/flannel/main.ts",
-  bridge: "plugins/bridge/main.ts",
-  "host-local": "ipam/host-local/main.ts",
-  portmap: "plugins/portmap/main.ts",
-  loopback: "plugins/loopback/main.ts",
-};
+const PLUGINS = Object.fromEntries(PROGRAMS.map((p) => [p.type, p.entry]));
 
 /** Schema modules: each exports one schema object with an $id. */
-const SCHEMAS = [
-  "plugins/cni/netconf.schema.ts",
-  "plugins/flannel/schema.ts",
-  "plugins/bridge/schema.ts",
-  "ipam/host-local/schema.ts",
-  "plugins/portmap/schema.ts",
-  "plugins/loopback/schema.ts",
-];
+const SCHEMAS = ["lib/cni/netconf.schema.ts", ...PROGRAMS.map((p) => p.schema)];
 
 /** Builds may run while tests read gen/: a reader sees the old file or the new one, never half. */
 function writeAtomically(path, text) {
@@ -80,7 +69,7 @@ async function buildValidators() {
     .join("\n");
   writeAtomically(
     join(outDir, "validators.d.ts"),
-    `import type { CompiledValidator } from "../plugins/cni/config.js";\n${declarations}\n`,
+    `import type { CompiledValidator } from "../lib/cni/config.js";\n${declarations}\n`,
   );
   return Object.keys(exportsMap);
 }
@@ -93,7 +82,7 @@ function buildNativeAddon() {
   const include = process.env.NODE_INCLUDE_DIR ?? (existsSync(join(beside, "node_api.h")) ? beside : "/usr/include/node");
   execFileSync(
     "cc",
-    ["-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-DNODE_GYP_MODULE_NAME=weft", "-DNAPI_VERSION=8", `-I${include}`, "native/weft.c", "-o", out],
+    ["-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-DNODE_GYP_MODULE_NAME=weft", "-DNAPI_VERSION=8", `-I${include}`, "lib/native/weft.c", "-o", out],
     { cwd: root, stdio: "inherit" },
   );
 }
@@ -115,7 +104,7 @@ function buildVersion() {
       }
     }
   };
-  for (const dir of ["plugins", "ipam", "native", "gen", "scripts"]) walk(dir);
+  for (const dir of ["lib", "plugins", "ipam", "gen", "scripts"]) walk(dir);
   hash.update(readFileSync(join(root, "package-lock.json")));
   return `${version}+${hash.digest("hex").slice(0, 12)}`;
 }
@@ -178,5 +167,6 @@ const validators = await buildValidators();
 if (!validatorsOnly) {
   buildNativeAddon();
   await buildExecutables();
+  writeProgramsFile(join(root, "bin"));
   console.log(`built validators [${validators.join(", ")}], build/native/weft.node, bin/{${Object.keys(PLUGINS).join(",")}}`);
 }

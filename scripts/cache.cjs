@@ -1,5 +1,5 @@
 // weft's cache and the one rule for trusting it. scripts/loader.js carries this file inlined by the
-// build (the loader runs before any bundle, so it cannot import it) and plugins/kernel/native.ts
+// build (the loader runs before any bundle, so it cannot import it) and lib/native/native.ts
 // imports it; in an executable the loader's instance sits on globalThis and the bundle uses that
 // one, so the chain is checked once per run and "not used" is said at most once.
 //

@@ -9,7 +9,7 @@
 // neither decompresses nor parses what an earlier start of the same verb already did. The cache is
 // only an optimisation: unusable, missing or rejected, it means unpacking and compiling as usual, with
 // one line on stderr when it is unusable. The rule for trusting it is scripts/cache.cjs, inlined
-// below by the build; the bundle (plugins/kernel/native.ts) uses this same instance for the addons.
+// below by the build; the bundle (lib/native/native.ts) uses this same instance for the addons.
 // A code cache is written only by a run that succeeded: it holds the functions its run compiled, and
 // a failed run (the first ADDs of a node often fail, before flannel has written subnet.env) compiles
 // only its error path, which would leave every later ADD compiling the rest (about 10 ms, measured).

@@ -62,7 +62,7 @@ export function esbuildNativeAddons(root, { parts = false } = {}) {
         return { contents: parts ? partAddonSource(args.path, path) : embeddedAddonSource(args.path, path), loader: "js" };
       });
       // netlink loads its binding with require("node-gyp-build")(dir): hand it the embedded one.
-      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "lib/netlink/netlink-binding.cjs") }));
     },
   };
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds weft's standalone executable: the multi-call bundle (plugins/weft/main.ts) as a Node.js
+// Builds weft's standalone executable: the multi-call bundle (scripts/multicall-main.ts) as a Node.js
 // single executable application, i.e. a copy of this node binary with the bundle injected
 // (postject), left as <out>/weft plus the five CNI type names as hard links to it. Needs
 // `node scripts/build.mjs` first (gen/validators.js, build/native/weft.node).
@@ -11,7 +11,7 @@
 //
 // Native addons ride as SEA assets, not as base64 in the bundle: the bytes stay out of the script
 // V8 parses at every start, and are read (zero-copy, from the executable's mapping) only on the
-// first run on a node, when plugins/kernel/native.ts writes them to its root-owned cache.
+// first run on a node, when lib/native/native.ts writes them to its root-owned cache.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -32,12 +32,32 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as esbuild from "esbuild";
+import { PROGRAM_TYPES, PROGRAMS } from "../plugins/registry.ts";
 import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
+import { writeProgramsFile } from "./programs-file.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"];
+export const TYPES = PROGRAM_TYPES;
 // The fuse postject flips so that node looks for the injected blob (node's src/node_sea.cc).
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/**
+ * esbuild plugin: `weft-programs:mains` is the multi-call entry's table of every program's main
+ * module, from plugins/registry.ts, each imported lazily so that only the chosen one is evaluated.
+ */
+function programMains() {
+  return {
+    name: "weft-program-mains",
+    setup(build) {
+      build.onResolve({ filter: /^weft-programs:mains$/ }, () => ({ path: "mains", namespace: "weft-programs" }));
+      build.onLoad({ filter: /.*/, namespace: "weft-programs" }, () => ({
+        contents: `export const MAINS = {\n${PROGRAMS.map((p) => `  ${JSON.stringify(p.type)}: () => import(${JSON.stringify(join(root, p.entry))}),`).join("\n")}\n};\n`,
+        loader: "js",
+        resolveDir: root,
+      }));
+    },
+  };
+}
 
 /** esbuild plugin: `weft-native:<name>` reads the SEA asset `<name>.node`; netlink's loader is ours. */
 function seaNativeAddons() {
@@ -57,7 +77,7 @@ function seaNativeAddons() {
         ].join("\n");
         return { contents, loader: "js" };
       });
-      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "plugins/kernel/netlink-binding.cjs") }));
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "lib/netlink/netlink-binding.cjs") }));
     },
   };
 }
@@ -85,12 +105,12 @@ const VERSION_PLACEHOLDER = "@@WEFT_VERSION@@";
 
 /**
  * The multi-call bundle. Its build id (WEFT_VERSION, banner) is `<version>+<form>.<hash of the
- * bundle>`: never the id of a bin/ file, so in-process delegation (plugins/cni/invoke.ts) only ever
+ * bundle>`: never the id of a bin/ file, so in-process delegation (lib/cni/invoke.ts) only ever
  * trusts an executable of this very build.
  */
 async function bundle(outfile, version, form) {
   const built = await esbuild.build({
-    entryPoints: [join(root, "plugins/weft/main.ts")],
+    entryPoints: [join(root, "scripts/multicall-main.ts")],
     bundle: true,
     platform: "node",
     target: "node20",
@@ -100,7 +120,7 @@ async function bundle(outfile, version, form) {
     define: { WEFT_VERSION: JSON.stringify(VERSION_PLACEHOLDER) },
     write: false,
     outfile: "weft.cjs",
-    plugins: [lazyBuiltins(), form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root)],
+    plugins: [lazyBuiltins(), programMains(), form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root)],
     logLevel: "error",
   });
   const code = built.outputFiles[0].text;
@@ -135,7 +155,7 @@ function fsyncFile(path) {
   }
 }
 
-/** <out>/weft and its five names, each renamed into place: a reader sees an old file or a whole new one. */
+/** <out>/weft and its names (and the `programs` file listing them), each renamed into place: a reader sees an old file or a whole new one. */
 function publish(built, out) {
   mkdirSync(out, { recursive: true });
   const staged = join(out, `.weft-staged.${process.pid}.tmp`);
@@ -149,6 +169,7 @@ function publish(built, out) {
       linkSync(staged, link);
       renameSync(link, join(out, name));
     }
+    writeProgramsFile(out);
   } finally {
     rmSync(staged, { force: true });
   }
@@ -200,7 +221,7 @@ export async function buildStandalone({ out = join(root, "dist/standalone"), cod
     const { inject } = await import("postject");
     await inject(exe, "NODE_SEA_BLOB", readFileSync(config.output), { sentinelFuse: SEA_FUSE });
     // Smoke test before publishing: the executable answers VERSION for a type named explicitly.
-    const answer = execFileSync(exe, ["flannel"], {
+    const answer = execFileSync(exe, [TYPES[0]], {
       env: { CNI_COMMAND: "VERSION", PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: join(work, "cache") },
       input: "{}",
       encoding: "utf8",

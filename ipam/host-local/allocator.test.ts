@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ipToBigInt, parseCidr, parseIp } from "../../plugins/cni/ip.js";
+import { ipToBigInt, parseCidr, parseIp } from "../../lib/ip/ip.js";
 import {
   candidates,
   formatAddress,

@@ -1,4 +1,4 @@
-import { formatIp, ipFromBigInt, type IpFamily } from "../../plugins/cni/ip.js";
+import { formatIp, ipFromBigInt, type IpFamily } from "../../lib/ip/ip.js";
 
 /** An address as a number, so the allocator can count, compare and step through ranges. */
 export interface Address {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { hostLocal } from "../../gen/validators.js";
-import { validateWith } from "../../plugins/cni/config.js";
-import { CniError } from "../../plugins/cni/errors.js";
-import type { SpecVersion } from "../../plugins/cni/version.js";
+import { validateWith } from "../../lib/cni/config.js";
+import { CniError } from "../../lib/errors/cni.js";
+import type { SpecVersion } from "../../lib/cni/version.js";
 import { formatAddress, formatRangeSet, formatValue } from "./allocator.js";
 import { DEFAULT_DATA_DIR, loadIpamConfig, storeLocation, type HostLocalConf } from "./config.js";
 import { parseResolvConf } from "./resolv-conf.js";

@@ -1,8 +1,8 @@
-import type { NetConf } from "../../plugins/cni/config.js";
-import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
-import { canonicalCidr, canonicalIp, ipToBigInt, parseCidr, parseIp, type ParsedIp } from "../../plugins/cni/ip.js";
-import type { Route } from "../../plugins/cni/result.js";
-import { versionAtLeast, type SpecVersion } from "../../plugins/cni/version.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { canonicalCidr, canonicalIp, ipToBigInt, parseCidr, parseIp, type ParsedIp } from "../../lib/ip/ip.js";
+import type { Route } from "../../lib/cni/result.js";
+import { versionAtLeast, type SpecVersion } from "../../lib/cni/version.js";
 import {
   bitsOf,
   formatAddress,

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dispatch } from "../../plugins/cni/skel.js";
+import { dispatch } from "../../lib/cni/skel.js";
 import { hostLocalPlugin } from "./plugin.js";
 
 // The plugin run in-process, as a weft plugin that delegates to host-local may run it: many

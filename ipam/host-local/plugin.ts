@@ -1,7 +1,7 @@
 import { hostLocal } from "../../gen/validators.js";
-import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
-import type { Result } from "../../plugins/cni/result.js";
-import type { GcRequest, Plugin, Request } from "../../plugins/cni/skel.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
 import { formatRangeSet } from "./allocator.js";
 import { loadIpamConfig, storeLocation, type HostLocalConf } from "./config.js";
 import { allocate, checkAllocation, collectGarbage, exhaustedRangeSets, release, type Attachment } from "./reservations.js";

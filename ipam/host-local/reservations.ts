@@ -1,7 +1,7 @@
-import { asCniError, CniError, ErrorCode } from "../../plugins/cni/errors.js";
-import { ipToBigInt, parseCidr, type IpFamily } from "../../plugins/cni/ip.js";
-import type { IPConfig, Result } from "../../plugins/cni/result.js";
-import type { Attachment as GcAttachment } from "../../plugins/cni/skel.js";
+import { asCniError, CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { ipToBigInt, parseCidr, type IpFamily } from "../../lib/ip/ip.js";
+import type { IPConfig, Result } from "../../lib/cni/result.js";
+import type { Attachment as GcAttachment } from "../../lib/cni/skel.js";
 import {
   candidates,
   formatAddress,
@@ -16,7 +16,7 @@ import {
   type RangeSet,
 } from "./allocator.js";
 import type { IpamConfig } from "./config.js";
-import { crashPoint } from "../../plugins/cni/crash.js";
+import { crashPoint } from "../../lib/crash/crash.js";
 import { ownerKey, parseOwner, type Reservation, type Store } from "./store.js";
 
 // What the verbs do to the store. Reading who holds what is O(reservations), so it happens before

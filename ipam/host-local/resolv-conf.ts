@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
-import type { DNS } from "../../plugins/cni/result.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { DNS } from "../../lib/cni/result.js";
 
 /**
  * resolv.conf as the reference reads it (host-local dns.go): nameserver lines add one server each,

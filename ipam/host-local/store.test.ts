@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ipToBigInt, parseIp } from "../../plugins/cni/ip.js";
+import { ipToBigInt, parseIp } from "../../lib/ip/ip.js";
 import type { Address } from "./allocator.js";
 import { ownerKey, parseOwner, Store } from "./store.js";
 

@@ -1,9 +1,9 @@
 import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import { CniError, ErrorCode } from "../../plugins/cni/errors.js";
-import { ipToBigInt, parseIp } from "../../plugins/cni/ip.js";
-import { acquireLock, type HeldLock } from "../../plugins/kernel/lock.js";
-import { fileType, readSmallFile, type SmallFile } from "../../plugins/kernel/small-file.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { ipToBigInt, parseIp } from "../../lib/ip/ip.js";
+import { acquireLock, type HeldLock } from "../../lib/files/lock.js";
+import { fileType, readSmallFile, type SmallFile } from "../../lib/files/small-file.js";
 import { formatAddress, type Address } from "./allocator.js";
 
 // The reference's store (backend/disk), byte for byte: <dataDir>/<network>/ holds one file per

@@ -1,12 +1,12 @@
-import type { CniEnv } from "../cni/env.js";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import type { Interface, Result } from "../cni/result.js";
-import { listAddresses } from "../kernel/addr.js";
-import { linkByName, type Link } from "../kernel/link.js";
-import { chooseBackend, missingMasquerade, type MasqAttachment } from "../kernel/masquerade.js";
-import type { Netns } from "../kernel/netns.js";
-import { listRoutes, RT_TABLE_MAIN, type KernelRoute } from "../kernel/route.js";
-import type { Rtnl } from "../kernel/rtnl.js";
+import type { CniEnv } from "../../lib/cni/env.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { Interface, Result } from "../../lib/cni/result.js";
+import { listAddresses } from "../../lib/netlink/addr.js";
+import { linkByName, type Link } from "../../lib/netlink/link.js";
+import { chooseBackend, missingMasquerade, type MasqAttachment } from "../../lib/netfilter/masquerade.js";
+import type { Netns } from "../../lib/netns/netns.js";
+import { listRoutes, RT_TABLE_MAIN, type KernelRoute } from "../../lib/netlink/route.js";
+import type { Rtnl } from "../../lib/netlink/rtnl.js";
 import type { BridgeSettings } from "./config.js";
 import { canonicalDst, CONTAINER_INTERFACE_INDEX, effectiveGateway, familyOfCidr, firstAddress, sameIp } from "./gateway.js";
 

@@ -1,7 +1,7 @@
-import type { NetConf } from "../cni/config.js";
-import { IFNAME_PATTERN } from "../cni/env.js";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import type { MasqBackend } from "../kernel/masquerade.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { IFNAME_PATTERN } from "../../lib/cni/env.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { MasqBackend } from "../../lib/netfilter/masquerade.js";
 
 export interface VlanTrunkEntry {
   id?: number;

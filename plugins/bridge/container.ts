@@ -1,12 +1,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import type { Result } from "../cni/result.js";
-import { addAddress, listAddresses } from "../kernel/addr.js";
-import { isKernelError } from "../kernel/errors.js";
-import { linkByName, setLinkUp, type Link } from "../kernel/link.js";
-import type { Netns } from "../kernel/netns.js";
-import { addRoute } from "../kernel/route.js";
-import { RTNLGRP_IPV6_IFADDR, type Rtnl } from "../kernel/rtnl.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { Result } from "../../lib/cni/result.js";
+import { addAddress, listAddresses } from "../../lib/netlink/addr.js";
+import { isKernelError } from "../../lib/errors/kernel.js";
+import { linkByName, setLinkUp, type Link } from "../../lib/netlink/link.js";
+import type { Netns } from "../../lib/netns/netns.js";
+import { addRoute } from "../../lib/netlink/route.js";
+import { RTNLGRP_IPV6_IFADDR, type Rtnl } from "../../lib/netlink/rtnl.js";
 import { familyOfCidr, effectiveGateway } from "./gateway.js";
 import { step } from "./rollback.js";
 

@@ -1,5 +1,5 @@
-import { formatCidr, formatIp, networkOf, parseCidr, parseIp, type IpFamily } from "../cni/ip.js";
-import type { IPConfig, Result, Route } from "../cni/result.js";
+import { formatCidr, formatIp, networkOf, parseCidr, parseIp, type IpFamily } from "../../lib/ip/ip.js";
+import type { IPConfig, Result, Route } from "../../lib/cni/result.js";
 
 /** The container interface's index in the result: [bridge, host veth, container]. */
 export const CONTAINER_INTERFACE_INDEX = 2;

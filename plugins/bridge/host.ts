@@ -1,6 +1,6 @@
-import { CniError, ErrorCode } from "../cni/errors.js";
-import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../kernel/addr.js";
-import { isKernelError } from "../kernel/errors.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../../lib/netlink/addr.js";
+import { isKernelError } from "../../lib/errors/kernel.js";
 import {
   addPortVlan,
   createVethPair,
@@ -15,10 +15,10 @@ import {
   setLinkUp,
   setPortIsolated,
   type Link,
-} from "../kernel/link.js";
-import type { Netns } from "../kernel/netns.js";
-import type { Rtnl } from "../kernel/rtnl.js";
-import { trySysctl } from "../kernel/sysctl.js";
+} from "../../lib/netlink/link.js";
+import type { Netns } from "../../lib/netns/netns.js";
+import type { Rtnl } from "../../lib/netlink/rtnl.js";
+import { trySysctl } from "../../lib/sysctl/sysctl.js";
 import type { BridgeSettings } from "./config.js";
 
 /** The bridge, created or reused, up, with the MTU; the reference's ensureBridge. */

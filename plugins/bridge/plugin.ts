@@ -1,22 +1,22 @@
 import { bridge as validateBridge } from "../../gen/validators.js";
-import { asCniError, CniError, combinedError, ErrorCode } from "../cni/errors.js";
-import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../cni/invoke.js";
-import type { Result } from "../cni/result.js";
-import type { GcRequest, Plugin, Request } from "../cni/skel.js";
-import type { Verb } from "../cni/env.js";
-import { delLink, delLinkByName, linkByIndex, setLinkUp, waitOperUp, type Link } from "../kernel/link.js";
-import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../kernel/macspoof.js";
-import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../kernel/masquerade.js";
-import { isOwnNetns, Netns, NetnsPathError } from "../kernel/netns.js";
-import { Rtnl } from "../kernel/rtnl.js";
-import { ensureSysctl } from "../kernel/sysctl.js";
+import { asCniError, CniError, combinedError, ErrorCode } from "../../lib/errors/cni.js";
+import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../../lib/cni/invoke.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
+import type { Verb } from "../../lib/cni/env.js";
+import { delLink, delLinkByName, linkByIndex, setLinkUp, waitOperUp, type Link } from "../../lib/netlink/link.js";
+import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../../lib/netfilter/macspoof.js";
+import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../../lib/netfilter/masquerade.js";
+import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
+import { Rtnl } from "../../lib/netlink/rtnl.js";
+import { ensureSysctl } from "../../lib/sysctl/sysctl.js";
 import { checkAttachment } from "./check.js";
 import { bridgeSettings, type BridgeConf, type BridgeSettings } from "./config.js";
 import { configureContainer, containerLink } from "./container.js";
 import { calcGateways } from "./gateway.js";
 import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureIfNameFree, ensureVlanGateway, setupBridge } from "./host.js";
 import { Rollback, step } from "./rollback.js";
-import { crashPoint } from "../cni/crash.js";
+import { crashPoint } from "../../lib/crash/crash.js";
 
 type BridgeRequest = Request<BridgeConf>;
 

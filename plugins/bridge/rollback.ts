@@ -1,4 +1,4 @@
-import { asCniError } from "../cni/errors.js";
+import { asCniError } from "../../lib/errors/cni.js";
 
 /**
  * "Nothing half-made" as a structure: every step that creates something registers how to undo it,

@@ -1,6 +1,6 @@
-import type { NetConf } from "../cni/config.js";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import { canonicalIp, formatCidr, parseCidr } from "../cni/ip.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { canonicalIp, formatCidr, parseCidr } from "../../lib/ip/ip.js";
 import type { SubnetEnv } from "./subnet-env.js";
 
 export type Json = null | boolean | number | string | Json[] | JsonObject;

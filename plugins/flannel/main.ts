@@ -1,7 +1,7 @@
-import { runPlugin } from "../cni/skel.js";
-import { weftPlugins } from "./in-process.js";
+import { runPlugin } from "../../lib/cni/skel.js";
+import { inProcessPlugins } from "../registry.js";
 import { flannelPlugin } from "./plugin.js";
 
 declare const WEFT_VERSION: string;
 
-runPlugin(flannelPlugin({ inProcess: weftPlugins(WEFT_VERSION) }));
+runPlugin(flannelPlugin({ inProcess: inProcessPlugins(WEFT_VERSION) }));

@@ -1,12 +1,12 @@
 import { flannel as validateFlannel } from "../../gen/validators.js";
-import { asCniError, CniError, combinedError, ErrorCode } from "../cni/errors.js";
-import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../cni/invoke.js";
-import type { Result } from "../cni/result.js";
-import type { GcRequest, Plugin, Request } from "../cni/skel.js";
-import type { Verb } from "../cni/env.js";
+import { asCniError, CniError, combinedError, ErrorCode } from "../../lib/errors/cni.js";
+import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../../lib/cni/invoke.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
+import type { Verb } from "../../lib/cni/env.js";
 import { buildDelegateConfig, checkDelegateBase, renderDelegateConfig, type DelegateConfig, type FlannelConf, type JsonObject } from "./delegate-config.js";
 import { SavedConfigStore } from "./store.js";
-import { crashPoint } from "../cni/crash.js";
+import { crashPoint } from "../../lib/crash/crash.js";
 import { readSubnetEnv } from "./subnet-env.js";
 
 type FlannelRequest = Request<FlannelConf>;

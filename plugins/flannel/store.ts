@@ -1,8 +1,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import { MAX_STDIN_BYTES } from "../cni/config.js";
-import { readSmallFile, type SmallFile } from "../kernel/small-file.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { MAX_STDIN_BYTES } from "../../lib/cni/config.js";
+import { readSmallFile, type SmallFile } from "../../lib/files/small-file.js";
 import type { JsonObject } from "./delegate-config.js";
 
 /** The delegate got the saved bytes on its stdin, so no saved config is larger than a plugin reads there. */

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import { formatCidr, networkOf, parseCidr, type IpFamily } from "../cni/ip.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { formatCidr, networkOf, parseCidr, type IpFamily } from "../../lib/ip/ip.js";
 
 /** What flanneld leased to this node, as written to subnet.env. Every CIDR is in its network form. */
 export interface SubnetEnv {

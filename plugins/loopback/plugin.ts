@@ -1,12 +1,12 @@
 import { loopback as validateLoopback } from "../../gen/validators.js";
-import type { NetConf } from "../cni/config.js";
-import { asCniError, CniError, ErrorCode } from "../cni/errors.js";
-import type { Result } from "../cni/result.js";
-import type { Plugin, Request } from "../cni/skel.js";
-import { listAddresses } from "../kernel/addr.js";
-import { linkByName, setLinkDown, setLinkUp, type Link } from "../kernel/link.js";
-import { isOwnNetns, Netns, NetnsPathError } from "../kernel/netns.js";
-import { withRtnl, type Rtnl } from "../kernel/rtnl.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { asCniError, CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { Plugin, Request } from "../../lib/cni/skel.js";
+import { listAddresses } from "../../lib/netlink/addr.js";
+import { linkByName, setLinkDown, setLinkUp, type Link } from "../../lib/netlink/link.js";
+import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
+import { withRtnl, type Rtnl } from "../../lib/netlink/rtnl.js";
 
 type LoopbackRequest = Request<NetConf>;
 

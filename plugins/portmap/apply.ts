@@ -1,4 +1,4 @@
-import type { IpFamily } from "../cni/ip.js";
+import type { IpFamily } from "../../lib/ip/ip.js";
 import {
   iptablesCollectChains,
   iptablesEnsureChain,
@@ -13,7 +13,7 @@ import {
   nftListTable,
   type NatTable,
   type NftRuleScope,
-} from "../kernel/netfilter.js";
+} from "../../lib/netfilter/netfilter.js";
 import type { PodAddress, PortmapSettings } from "./config.js";
 import {
   iptablesAddLines,

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { portmap } from "../../gen/validators.js";
-import { validateWith } from "../cni/config.js";
-import { CniError } from "../cni/errors.js";
-import type { Result } from "../cni/result.js";
-import type { Request } from "../cni/skel.js";
+import { validateWith } from "../../lib/cni/config.js";
+import { CniError } from "../../lib/errors/cni.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { Request } from "../../lib/cni/skel.js";
 import { backendOfConditions, DEFAULT_MARK_BIT, podAddresses, portmapSettings, SET_MARK_CHAIN, type Backend, type PortmapConf } from "./config.js";
 import { portmapPlugin } from "./plugin.js";
 import { MAX_PORT_MAPPINGS } from "./schema.js";

@@ -1,7 +1,7 @@
-import type { NetConf } from "../cni/config.js";
-import { CniError, ErrorCode } from "../cni/errors.js";
-import { formatCidr, formatIp, networkOf, parseCidr, parseIp, type IpFamily } from "../cni/ip.js";
-import type { Result } from "../cni/result.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { formatCidr, formatIp, networkOf, parseCidr, parseIp, type IpFamily } from "../../lib/ip/ip.js";
+import type { Result } from "../../lib/cni/result.js";
 
 export type Protocol = "tcp" | "udp" | "sctp";
 export type Backend = "iptables" | "nftables";

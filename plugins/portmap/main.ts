@@ -1,4 +1,4 @@
-import { runPlugin } from "../cni/skel.js";
+import { runPlugin } from "../../lib/cni/skel.js";
 import { portmapPlugin } from "./plugin.js";
 
 runPlugin(portmapPlugin());

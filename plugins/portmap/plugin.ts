@@ -1,13 +1,13 @@
 import { portmap as validatePortmap } from "../../gen/validators.js";
-import { asCniError, CniError, ErrorCode } from "../cni/errors.js";
-import type { Result } from "../cni/result.js";
-import type { GcRequest, Plugin, Request } from "../cni/skel.js";
-import { enableRouteLocalnet } from "../kernel/netfilter-localnet.js";
-import { defaultBackend, NetfilterBusyError } from "../kernel/netfilter.js";
+import { asCniError, CniError, ErrorCode } from "../../lib/errors/cni.js";
+import type { Result } from "../../lib/cni/result.js";
+import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
+import { enableRouteLocalnet } from "../../lib/netfilter/netfilter-localnet.js";
+import { defaultBackend, NetfilterBusyError } from "../../lib/netfilter/netfilter.js";
 import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import { MAX_PORT_MAPPINGS } from "./schema.js";
-import { crashPoint } from "../cni/crash.js";
+import { crashPoint } from "../../lib/crash/crash.js";
 
 type PortmapRequest = Request<PortmapConf>;
 

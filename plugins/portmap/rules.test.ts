@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { iptablesRemoveLines, parseNatTable, parseNftTable } from "../kernel/netfilter.js";
-import { interfaceFor, parseProcRoutes } from "../kernel/netfilter-localnet.js";
+import { iptablesRemoveLines, parseNatTable, parseNftTable } from "../../lib/netfilter/netfilter.js";
+import { interfaceFor, parseProcRoutes } from "../../lib/netfilter/netfilter-localnet.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import {
   dnatChainName,

@@ -1,6 +1,6 @@
-import { sha256Hex, sha512Hex } from "../cni/builtins.js";
-import type { IpFamily } from "../cni/ip.js";
-import { valueAfter, type NatTable } from "../kernel/netfilter.js";
+import { sha256Hex, sha512Hex } from "../../lib/node/builtins.js";
+import type { IpFamily } from "../../lib/ip/ip.js";
+import { valueAfter, type NatTable } from "../../lib/netfilter/netfilter.js";
 import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";
 
 /**

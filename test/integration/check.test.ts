@@ -3,11 +3,11 @@ import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Result } from "../../plugins/cni/result.js";
-import { attachmentKey, removeMasquerade } from "../../plugins/kernel/masquerade.js";
-import { parseNftTable, splitIptablesLine } from "../../plugins/kernel/netfilter.js";
-import { Netns } from "../../plugins/kernel/netns.js";
-import { within, type NftContext } from "../../plugins/kernel/nft.js";
+import type { Result } from "../../lib/cni/result.js";
+import { attachmentKey, removeMasquerade } from "../../lib/netfilter/masquerade.js";
+import { parseNftTable, splitIptablesLine } from "../../lib/netfilter/netfilter.js";
+import { Netns } from "../../lib/netns/netns.js";
+import { within, type NftContext } from "../../lib/netfilter/nft.js";
 import { unforwardPorts } from "../../plugins/portmap/apply.js";
 import { podAddresses, portmapSettings, type PodAddress, type PortmapConf, type PortmapSettings } from "../../plugins/portmap/config.js";
 import { dnatChainName, iptablesEntryRules, iptablesPodRules, iptablesSharedRules, nftExpectedSignatures, nftRuleSignature, NFT_TABLE, TOP_DNAT_CHAIN } from "../../plugins/portmap/rules.js";

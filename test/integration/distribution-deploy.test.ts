@@ -131,6 +131,7 @@ describe("Containerfile", () => {
     const copies = final.filter((l) => l.op === "COPY").map((l) => l.args.split(/\s+/).slice(1));
     expect(copies).toEqual([
       ["/src/dist/standalone/weft", "/weft/weft"],
+      ["/src/dist/standalone/programs", "/weft/programs"],
       ["/src/scripts/install", "/weft/install"],
       ["/src/conf/10-flannel.conflist", "/weft/10-flannel.conflist"],
     ]);
@@ -139,7 +140,7 @@ describe("Containerfile", () => {
   it("keeps the build context to sources", () => {
     const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n");
     for (const dir of ["node_modules", "dist", "bin", "gen", "build"]) expect(ignored).toContain(dir);
-    for (const needed of ["package.json", "scripts", "plugins", "ipam", "conf", "native"]) expect(ignored).not.toContain(needed);
+    for (const needed of ["package.json", "scripts", "lib", "plugins", "ipam", "conf"]) expect(ignored).not.toContain(needed);
   });
 
   describe("the image's entrypoint, on the layout its COPY lines make", () => {
@@ -151,6 +152,7 @@ describe("Containerfile", () => {
       // Build-stage paths (/src/...) are this checkout, the standalone build standing in for dist/.
       const sources: Record<string, string> = {
         "/src/dist/standalone/weft": join(tmp.dir, "standalone/weft"),
+        "/src/dist/standalone/programs": join(tmp.dir, "standalone/programs"),
         "/src/scripts/install": join(ROOT, "scripts/install"),
         "/src/conf/10-flannel.conflist": join(ROOT, "conf/10-flannel.conflist"),
       };

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 
 export const ROOT = process.cwd();
-export const TYPES = ["flannel", "bridge", "host-local", "portmap", "loopback"] as const;
+export { PROGRAM_TYPES as TYPES } from "../../plugins/registry.js";
 export const run = promisify(execFile);
 
 /** A temp dir of this test file's own, removed by the returned function. */

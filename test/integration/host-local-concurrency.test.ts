@@ -14,7 +14,7 @@ import {
   type Call,
   type Outcome,
   type Sandbox,
-} from "../../ipam/host-local/test-harness.js";
+} from "../helpers/host-local-harness.js";
 
 let sandbox: Sandbox;
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { addressesOf, makeSandbox, run, runAsync, snapshot, WEFT, type Call, type Sandbox } from "../../ipam/host-local/test-harness.js";
+import { addressesOf, makeSandbox, run, runAsync, snapshot, WEFT, type Call, type Sandbox } from "../helpers/host-local-harness.js";
 
 let sandbox: Sandbox;
 let children: ChildProcess[] = [];

@@ -3,8 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../../plugins/kernel/addr.js";
-import { isKernelError, KernelError } from "../../plugins/kernel/errors.js";
+import { addAddress, delAddress, listAddresses, prefixesOverlap } from "../../lib/netlink/addr.js";
+import { isKernelError, KernelError } from "../../lib/errors/kernel.js";
 import {
   createVethPair,
   delLink,
@@ -22,13 +22,13 @@ import {
   setPortIsolated,
   setPromisc,
   waitOperUp,
-} from "../../plugins/kernel/link.js";
-import { addMasquerade, attachmentKey, gcMasquerade, iptablesChain, listMasquerade, missingMasquerade, nftAddScript, removeMasquerade } from "../../plugins/kernel/masquerade.js";
-import { isOwnNetns, Netns, NetnsPathError } from "../../plugins/kernel/netns.js";
-import { nftRuleRefs, parseNftTable } from "../../plugins/kernel/netfilter.js";
-import { addRoute, delRoute, listRoutes } from "../../plugins/kernel/route.js";
-import { requestOffThread, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../plugins/kernel/rtnl.js";
-import { readSysctl, writeSysctl } from "../../plugins/kernel/sysctl.js";
+} from "../../lib/netlink/link.js";
+import { addMasquerade, attachmentKey, gcMasquerade, iptablesChain, listMasquerade, missingMasquerade, nftAddScript, removeMasquerade } from "../../lib/netfilter/masquerade.js";
+import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
+import { nftRuleRefs, parseNftTable } from "../../lib/netfilter/netfilter.js";
+import { addRoute, delRoute, listRoutes } from "../../lib/netlink/route.js";
+import { requestOffThread, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../lib/netlink/rtnl.js";
+import { readSysctl, writeSysctl } from "../../lib/sysctl/sysctl.js";
 import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
 
 const pool = netnsPool();
@@ -441,7 +441,7 @@ describe("masquerade", () => {
       ].join("\n"),
     });
     // The old key is sha256-based: compute it the way the old release did.
-    const { sha256Hex } = await import("../../plugins/cni/builtins.js");
+    const { sha256Hex } = await import("../../lib/node/builtins.js");
     const key = `weft ${sha256Hex(a.network).slice(0, 16)}-${sha256Hex(`${a.ifName}:${a.containerId}`).slice(0, 16)}`;
     ns.exec("nft", ["add", "rule", "inet", "weft_masquerade", "postrouting", "ip", "saddr", "10.244.1.2", "masquerade", "comment", `"${key} net: cbr0"`]);
     expect(await removeMasquerade(a, ctx)).toBe(1);

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { netconf } from "../../gen/validators.js";
 import { bridgeSettings } from "../../plugins/bridge/config.js";
 import type { BridgeConf } from "../../plugins/bridge/config.js";
-import type { NetConf } from "../../plugins/cni/config.js";
-import { dispatch, type Plugin, type Request } from "../../plugins/cni/skel.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { dispatch, type Plugin, type Request } from "../../lib/cni/skel.js";
 
 /**
  * The input boundaries the fuzz suite found weak, each at the lowest layer that shows it: the

@@ -1,4 +1,5 @@
 import { awkwardString, hostileNames, type Random } from "./random.js";
+import { PROGRAM_TYPES, type ProgramType } from "../../plugins/registry.js";
 
 /**
  * Fuzz cases for each weft plugin: a well-formed base invocation, then one to three hostile
@@ -6,8 +7,8 @@ import { awkwardString, hostileNames, type Random } from "./random.js";
  * (JSON), generated in the test and run by driver.ts inside the node's namespace.
  */
 
-export const FUZZ_PLUGINS = ["host-local", "bridge", "flannel", "portmap", "loopback"] as const;
-export type FuzzPlugin = (typeof FUZZ_PLUGINS)[number];
+export const FUZZ_PLUGINS = PROGRAM_TYPES;
+export type FuzzPlugin = ProgramType;
 
 export interface FuzzCase {
   index: number;

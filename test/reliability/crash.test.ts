@@ -2,13 +2,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CRASH_POINTS, type CrashPoint } from "../../plugins/cni/crash.js";
+import { CRASH_POINTS, type CrashPoint } from "../../plugins/registry.js";
 import { record } from "./figures.js";
 import { createNode, invoke, kernelLeftovers, type Invocation, type Node, type Outcome } from "./sandbox.js";
 
 /**
  * Issue 9, crashes: the flannel chain (flannel -> bridge -> host-local, one process) is killed with
- * SIGKILL at each point of ADD in turn (WEFT_CRASH_AT, plugins/cni/crash.ts). Then either the
+ * SIGKILL at each point of ADD in turn (WEFT_CRASH_AT, lib/crash/crash.ts). Then either the
  * runtime's DEL and a GC, or (the runtime lost the pod) the pod's namespace goes and only GC runs.
  * Either way no veth, pod address, masquerade rule, reservation file or saved config may remain,
  * and the same container can be added again. Corrupt store files come after.

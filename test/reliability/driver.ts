@@ -11,11 +11,11 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { appendFileSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dispatch, type Plugin, type PluginIO } from "../../plugins/cni/skel.js";
-import type { NetConf } from "../../plugins/cni/config.js";
+import { dispatch, type Plugin, type PluginIO } from "../../lib/cni/skel.js";
+import type { NetConf } from "../../lib/cni/config.js";
 import { bridgePlugin } from "../../plugins/bridge/plugin.js";
 import { flannelPlugin } from "../../plugins/flannel/plugin.js";
-import { weftPlugins } from "../../plugins/flannel/in-process.js";
+import { inProcessPlugins } from "../../plugins/registry.js";
 import { hostLocalPlugin } from "../../ipam/host-local/plugin.js";
 import { portmapPlugin } from "../../plugins/portmap/plugin.js";
 import { loopbackPlugin } from "../../plugins/loopback/plugin.js";
@@ -50,7 +50,7 @@ interface DriverInput {
 }
 
 function pluginFor(type: string): Plugin<NetConf> {
-  const registry = weftPlugins(WEFT_VERSION);
+  const registry = inProcessPlugins(WEFT_VERSION);
   switch (type) {
     case "host-local":
       return hostLocalPlugin as unknown as Plugin<NetConf>;

@@ -3,8 +3,8 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bridgePlugin } from "../../plugins/bridge/plugin.js";
-import type { NetConf } from "../../plugins/cni/config.js";
-import { dispatch, type Plugin } from "../../plugins/cni/skel.js";
+import type { NetConf } from "../../lib/cni/config.js";
+import { dispatch, type Plugin } from "../../lib/cni/skel.js";
 import { flannelPlugin } from "../../plugins/flannel/plugin.js";
 import { loopbackPlugin } from "../../plugins/loopback/plugin.js";
 import { portmapPlugin } from "../../plugins/portmap/plugin.js";
@@ -12,6 +12,7 @@ import { hostLocalPlugin } from "../../ipam/host-local/plugin.js";
 import { record } from "./figures.js";
 import { HOSTILE_MARKER, hostileNames } from "./random.js";
 import { createNode, flannelConf, invoke, kernelLeftovers, SUBNET_ENV, type Node } from "./sandbox.js";
+import { PROGRAM_TYPES } from "../../plugins/registry.js";
 
 /**
  * Issue 9, hostile ids: container ids, interface names and network names with "/", "..", NUL,
@@ -82,7 +83,7 @@ describe("hostile names through the executables, under strace", () => {
   it("no hostile name reaches a file path, a socket message or an exec, in any plugin", () => {
     const trace = join(node.work, "trace");
     const leaks: string[] = [];
-    const types = ["flannel", "bridge", "host-local", "portmap", "loopback"];
+    const types = PROGRAM_TYPES;
     let runs = 0;
     // Each name with the marker goes through every field, and through one plugin in three in turn.
     for (const [t, type] of types.entries()) {

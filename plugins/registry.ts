@@ -1,0 +1,95 @@
+import type { NetConf } from "../lib/cni/config.js";
+import type { InProcessPlugins } from "../lib/cni/invoke.js";
+import type { Plugin } from "../lib/cni/skel.js";
+
+/**
+ * Every program weft builds, once. The build, the standalone executable, the installer (through the
+ * `programs` file the build writes beside the executables), the bench and the multi-call entry read
+ * this list; nothing else names a program.
+ *
+ * This module is read by the build scripts under Node.js's type stripping as well as bundled, so it
+ * holds data and lazy imports only: nothing here loads a plugin until a delegation asks for it.
+ */
+export interface Program {
+  /** The CNI type, and the name the executable is installed under. */
+  readonly type: string;
+  /** The module that runs the program when evaluated, from the repository root. */
+  readonly entry: string;
+  /** The module exporting the program's config schema (one object with an $id). */
+  readonly schema: string;
+  /** Points of ADD where a test may have the program killed (WEFT_CRASH_AT), in ADD's order. */
+  readonly crashPoints: readonly string[];
+  /**
+   * The plugin itself, for a delegating weft process of the same build to run in its own process
+   * instead of executing it (see inProcessPlugins). Only the plugins something delegates to have one:
+   * each would otherwise add to every delegating executable's bundle.
+   */
+  readonly load?: (inProcess: InProcessPlugins) => Promise<Plugin<NetConf>>;
+}
+
+export const PROGRAMS = [
+  {
+    type: "flannel",
+    entry: "plugins/flannel/main.ts",
+    schema: "plugins/flannel/schema.ts",
+    // The delegate config is saved, nothing delegated yet; the delegate answered.
+    crashPoints: ["flannel:saved", "flannel:delegated"],
+    load: async (inProcess: InProcessPlugins) => (await import("./flannel/plugin.js")).flannelPlugin({ inProcess }) as Plugin<NetConf>,
+  },
+  {
+    type: "bridge",
+    entry: "plugins/bridge/main.ts",
+    schema: "plugins/bridge/schema.ts",
+    // host-local runs between port and ipam, in the same process when it is weft's.
+    crashPoints: ["bridge:bridge", "bridge:veth", "bridge:port", "bridge:ipam", "bridge:addresses", "bridge:gateway", "bridge:masquerade", "bridge:done"],
+    load: async (inProcess: InProcessPlugins) => (await import("./bridge/plugin.js")).bridgePlugin({ inProcess }) as Plugin<NetConf>,
+  },
+  {
+    type: "host-local",
+    entry: "ipam/host-local/main.ts",
+    schema: "ipam/host-local/schema.ts",
+    // An address file written, the cursor not yet; the allocation made, the lock let go.
+    crashPoints: ["host-local:reserved", "host-local:allocated"],
+    load: async () => (await import("../ipam/host-local/plugin.js")).hostLocalPlugin as Plugin<NetConf>,
+  },
+  {
+    type: "portmap",
+    entry: "plugins/portmap/main.ts",
+    schema: "plugins/portmap/schema.ts",
+    // The rules are in, the result not yet printed.
+    crashPoints: ["portmap:rules"],
+  },
+  {
+    type: "loopback",
+    entry: "plugins/loopback/main.ts",
+    schema: "plugins/loopback/schema.ts",
+    crashPoints: [],
+  },
+] as const satisfies readonly Program[];
+
+export type ProgramType = (typeof PROGRAMS)[number]["type"];
+
+export const PROGRAM_TYPES: readonly ProgramType[] = PROGRAMS.map((p) => p.type);
+
+export function isProgramType(name: string): name is ProgramType {
+  return (PROGRAM_TYPES as readonly string[]).includes(name);
+}
+
+export type CrashPoint = (typeof PROGRAMS)[number]["crashPoints"][number];
+
+export const CRASH_POINTS: readonly CrashPoint[] = PROGRAMS.flatMap((p) => p.crashPoints);
+
+/**
+ * The plugins a weft process of this build runs in its own process when CNI_PATH resolves a delegate
+ * to weft's executable of the same build: one Node.js per pod for flannel -> bridge -> host-local
+ * instead of one per plugin. Each is imported only when a delegation needs it.
+ */
+export function inProcessPlugins(version: string): InProcessPlugins {
+  const plugins: Record<string, () => Promise<Plugin<NetConf>>> = {};
+  const registry: InProcessPlugins = { version, plugins };
+  for (const program of PROGRAMS as readonly Program[]) {
+    const load = program.load;
+    if (load) plugins[program.type] = () => load(registry);
+  }
+  return registry;
+}
