@@ -65,7 +65,7 @@ mutation: build
 clean:
 	rm -rf bin gen build dist
 
-# --- standalone (issue 10): one Node.js single executable serving all five types, no Node.js needed
+# --- standalone: one Node.js single executable serving every program, no Node.js needed
 # on the node; dist/standalone/weft plus its five CNI names as hard links. See scripts/standalone.mjs.
 .PHONY: standalone
 standalone: build

@@ -1,4 +1,4 @@
-# containerd end to end (issue 7, item 2): Debian's containerd 1.6 and runc, started by the suite in a
+# containerd end to end: Debian's containerd 1.6 and runc, started by the suite in a
 # node network namespace and a private mount namespace of its own, with overlays on /etc, /opt and
 # /var/lib so that its CNI paths (/etc/cni/net.d, /opt/cni/bin, /usr/lib/cni, /var/lib/cni) are
 # the suite's and the host's are never touched; a busybox image built here as an OCI archive;

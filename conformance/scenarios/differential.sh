@@ -1,4 +1,4 @@
-# Differential (issue 7, item 5): the same requests on weft's plugins and on the reference plugins,
+# Differential: the same requests on weft's plugins and on the reference plugins,
 # results and kernel state compared field by field (MACs, veth names and netns paths masked).
 # Every difference must be listed in conformance/DIFFERENCES.md as `<scenario> <path>`.
 

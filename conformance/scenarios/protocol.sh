@@ -1,4 +1,4 @@
-# Protocol scenarios (issue 7, item 4): every verb on every plugin, every spec version through a
+# Protocol scenarios: every verb on every plugin, every spec version through a
 # conflist, CHECK after tampering, repeated DEL, DEL without a netns, GC, STATUS.
 
 ALL_VERSIONS="0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0"

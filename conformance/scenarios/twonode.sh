@@ -1,4 +1,4 @@
-# Two nodes (issue 7, item 3): node namespaces joined by a veth underlay (MTU 1500), programmed the
+# Two nodes: node namespaces joined by a veth underlay (MTU 1500), programmed the
 # way flanneld programs them (vxlan: flannel.1 VNI 1, port 8472, nolearning, plus the route,
 # neighbour and fdb entry per remote subnet; host-gw: a route via the other node's underlay
 # address), pods added through the driver on each node, traffic pod to pod across the nodes.

@@ -13,7 +13,7 @@ function conf(extra: Partial<FlannelConf> = {}): FlannelConf {
 const render = (c: FlannelConf, env: SubnetEnv) => renderDelegateConfig(buildDelegateConfig(c, env));
 
 describe("buildDelegateConfig + renderDelegateConfig: the Go plugin's bytes", () => {
-  it("matches the delegate the Go plugin rendered for kube-flannel.yml's delegate and a dual-stack subnet.env (REFERENCE §2.1)", () => {
+  it("matches the delegate the Go plugin rendered for kube-flannel.yml's delegate and a dual-stack subnet.env", () => {
     const c = conf({ cniVersion: "1.0.0", delegate: { hairpinMode: true, isDefaultGateway: true }, ipam: { dataDir: "/tmp/ipam" } });
     expect(render(c, DUAL)).toBe(
       '{"cniVersion":"1.0.0","hairpinMode":true,"ipMasq":false,' +

@@ -184,7 +184,7 @@ describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-loc
 
   it("DEL of a pod the Go flannel plugin added (its saved file, its delegate bytes) releases everything", () => {
     const pod = addNamespace("pod");
-    // What flannel-io/cni-plugin writes to dataDir/<containerID> and hands to bridge (REFERENCE §2.1, observed).
+    // What flannel-io/cni-plugin writes to dataDir/<containerID> and hands to bridge (observed).
     const goBytes =
       `{"cniVersion":"1.0.0","hairpinMode":true,"ipMasq":false,"ipam":{"dataDir":"${join(work, "networks")}",` +
       `"ranges":[[{"subnet":"10.244.1.0/24"}],[{"subnet":"fd00:10:244:1::/64"}]],"routes":[{"dst":"10.244.0.0/16"},{"dst":"fd00:10:244::/56"}],` +

@@ -7,7 +7,7 @@ import { record } from "./figures.js";
 import { createNode, invoke, kernelLeftovers, type Invocation, type Node, type Outcome } from "./sandbox.js";
 
 /**
- * Issue 9, crashes: the flannel chain (flannel -> bridge -> host-local, one process) is killed with
+ * Crashes: the flannel chain (flannel -> bridge -> host-local, one process) is killed with
  * SIGKILL at each point of ADD in turn (WEFT_CRASH_AT, lib/crash/crash.ts). Then either the
  * runtime's DEL and a GC, or (the runtime lost the pod) the pod's namespace goes and only GC runs.
  * Either way no veth, pod address, masquerade rule, reservation file or saved config may remain,

@@ -12,7 +12,7 @@ import { createNode, ROOT, weftBuildVersion, type Node } from "./sandbox.js";
 import { record } from "./figures.js";
 
 /**
- * Issue 9, bad input: each plugin gets WEFT_FUZZ_CASES (default 160) seeded cases in process
+ * Bad input: each plugin gets WEFT_FUZZ_CASES (default 160) seeded cases in process
  * through skel.dispatch, and every eighth of them again through its executable. Reproduce a
  * failure with WEFT_FUZZ_SEED=<seed printed below>; WEFT_FUZZ_SEED=random explores new cases.
  */

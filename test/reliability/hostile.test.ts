@@ -15,7 +15,7 @@ import { createNode, flannelConf, invoke, kernelLeftovers, SUBNET_ENV, type Node
 import { PROGRAM_TYPES } from "../../plugins/registry.js";
 
 /**
- * Issue 9, hostile ids: container ids, interface names and network names with "/", "..", NUL,
+ * Hostile ids: container ids, interface names and network names with "/", "..", NUL,
  * newlines, 4,000 characters or shell characters are refused with code 4 or 7 before any handler
  * runs (in process, every plugin), and, through the executables under strace, before any of them
  * reaches a path, a netlink message or a command line. Then the symlink policy and file modes.

@@ -5,7 +5,7 @@ import { record } from "./figures.js";
 import { createNode, flannelConf, invokeAsync, kernelLeftovers, REFERENCE_DIR, SUBNET_ENV, type Node, type Outcome } from "./sandbox.js";
 
 /**
- * Issue 9, races: many ADDs and DELs at once on one network, weft's host-local mixed with the
+ * Races: many ADDs and DELs at once on one network, weft's host-local mixed with the
  * reference's (they share the store format and the flock), ADD and DEL of one container racing,
  * and whole flannel chains in parallel. Afterwards no address is held twice, every store file is
  * one an attachment wrote, and no lock is held.

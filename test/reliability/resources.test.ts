@@ -6,7 +6,7 @@ import { record } from "./figures.js";
 import { BIN, createNode, flannelConf, invoke, invokeAsync, kernelLeftovers, SUBNET_ENV, type Node, type Outcome } from "./sandbox.js";
 
 /**
- * Issue 9, resource failures: a read-only or full data directory (small tmpfs mounted under the
+ * Resource failures: a read-only or full data directory (small tmpfs mounted under the
  * test's temporary directory), a CNI_PATH without the delegate, a delegate that hangs, and the
  * pod's namespace deleted while ADD runs. Each ends in a clear error or a clean success, and with
  * nothing half-made once the runtime's DEL has run.
