@@ -111,7 +111,7 @@ function buildVersion() {
 
 /**
  * The executable: shebang, banner (line 2, read by in-process delegation), the loader
- * (scripts/loader.js) and the parts it unpacks: the bundle and the native addons, each brotli'd and
+ * (scripts/loader.ts) and the parts it unpacks: the bundle and the native addons, each brotli'd and
  * base64'd on a line comment of its own, so that Node's compile of the file reads past them cheaply.
  */
 function executable(version, type, bundle) {
@@ -120,10 +120,7 @@ function executable(version, type, bundle) {
   const bundleBytes = Buffer.from(bundle, "latin1");
   if (/[^\x00-\x7f]/.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
   // The loader reads bundle.js from the cache as bytes and compares their full sha256 with this one.
-  const loader = loaderSource(root)
-    .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
-    .replace("PLUGIN_TYPE", JSON.stringify(type))
-    .replace("STANDALONE", "false");
+  const loader = loaderSource(root, { bundleBytes, type, standalone: false });
   const parts = [["bundle", bundleBytes]];
   for (const [name, path] of Object.entries(addonPaths(root))) {
     if (bundle.includes(`__weftPart("addon:${name}")`)) parts.push([`addon:${name}`, readFileSync(path)]);

@@ -3,14 +3,32 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import * as esbuild from "esbuild";
 
 /**
- * scripts/loader.js with scripts/cache.cjs inlined where it says WEFT_CACHE_ROUTINE; the build fills
- * the other placeholders (BUNDLE_SHA256, PLUGIN_TYPE, STANDALONE).
+ * scripts/loader.ts bundled with the cache it trusts (lib/native/cache.ts) into the first lines of an
+ * executable: a function expression run as the file's CommonJS main script. bundleBytes: the bundle
+ * the loader unpacks (its sha256 is checked in full); type: the program's name, or "weft" for the
+ * single executable (standalone), which serves every program.
  */
-export function loaderSource(root) {
-  const routine = readFileSync(join(root, "scripts/cache.cjs"), "utf8");
-  return readFileSync(join(root, "scripts/loader.js"), "utf8").replace("WEFT_CACHE_ROUTINE", () => routine);
+export function loaderSource(root, { bundleBytes, type, standalone }) {
+  const built = esbuild.buildSync({
+    entryPoints: [join(root, "scripts/loader.ts")],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "iife",
+    minifySyntax: true,
+    legalComments: "none",
+    define: {
+      STANDALONE: String(standalone),
+      BUNDLE_SHA256: JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")),
+      PLUGIN_TYPE: JSON.stringify(type),
+    },
+    write: false,
+    logLevel: "error",
+  });
+  return built.outputFiles[0].text;
 }
 
 export function addonPaths(root) {
@@ -33,7 +51,7 @@ export function embeddedAddonSource(name, path) {
 }
 
 /**
- * The module for an addon the executable carries as a part of its own file (see scripts/loader.js):
+ * The module for an addon the executable carries as a part of its own file (see scripts/loader.ts):
  * the bytes are read from there only when the addon cache misses.
  */
 export function partAddonSource(name, path) {

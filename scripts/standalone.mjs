@@ -132,17 +132,13 @@ async function bundle(outfile, version, form) {
 }
 
 /**
- * The single executable's main script: scripts/loader.js, which reads the bundle from the
+ * The single executable's main script: scripts/loader.ts, which reads the bundle from the
  * executable's assets and keeps a V8 code cache per name and verb as the script form does. The SEA's
  * own code cache (useCodeCache) is V8 compiling the main script without running it, so it leaves out
  * every function compiled lazily: a flannel ADD started 5 ms slower with it than the script form.
  */
 function seaMain(bundleBytes, id) {
-  const loader = loaderSource(root)
-    .replace("BUNDLE_SHA256", JSON.stringify(createHash("sha256").update(bundleBytes).digest("hex")))
-    .replace("BUNDLE_LENGTH", String(bundleBytes.length))
-    .replace("PLUGIN_TYPE", JSON.stringify("weft"))
-    .replace("STANDALONE", "true");
+  const loader = loaderSource(root, { bundleBytes, type: "weft", standalone: true });
   return `// weft ${id} weft\n${loader}`;
 }
 

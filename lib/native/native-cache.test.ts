@@ -15,7 +15,7 @@ const saved = process.env.WEFT_CACHE_DIR;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "weft-cache-"));
-  // The cache is chosen once per process (scripts/cache.cjs); each test here picks its own.
+  // The cache is chosen once per process (lib/native/cache.ts); each test here picks its own.
   delete (globalThis as Record<symbol, unknown>)[Symbol.for("weft.cache")];
 });
 

@@ -2,14 +2,13 @@ import { closeSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../errors/cni.js";
-// @ts-expect-error: plain CommonJS shared with scripts/loader.js (which inlines it)
-import weftCacheModule from "../../scripts/cache.cjs";
+import { weftCache, type WeftCache } from "./cache.js";
 
 /**
  * Native addons ride inside the executables (see scripts/native-addons.mjs). The first run writes
  * each one to <cache>/<sha256>/<name>.node and later runs load that file, so the bytes are decoded
  * only on a cache miss. What is loaded runs as root, so the cache is used only when
- * scripts/cache.cjs trusts its chain of directories, and a file is loaded only when the sha256 of
+ * lib/native/cache.ts trusts its chain of directories, and a file is loaded only when the sha256 of
  * its bytes, read from the very fd that is then dlopened (/proc/self/fd/N, so nothing can swap the
  * file in between), is the addon's. Otherwise the addon is written to a private temporary directory
  * and loaded from there: the cache is only an optimisation.
@@ -20,28 +19,6 @@ export interface EmbeddedAddon {
   bytes(): Uint8Array;
 }
 
-interface WeftCache {
-  root: string;
-  warn(reason: string): void;
-  usable(): boolean;
-  dir(name: string): string | null;
-  openFile(file: string): number;
-  open(file: string): number | null | undefined;
-  readFd(fd: number): Buffer;
-  sha256(data: Uint8Array): string;
-  openVerified(file: string, sha256: string): { fd: number; data?: Buffer } | null | undefined;
-  writeFile(file: string, data: Uint8Array, mode: number): void;
-  write(file: string, data: Uint8Array, mode?: number): boolean;
-  discard(file: string): void;
-}
-
-const weftCache = weftCacheModule as () => WeftCache;
-
-export const DEFAULT_CACHE_DIR = "/var/cache/weft";
-
-export function cacheDir(): string {
-  return process.env.WEFT_CACHE_DIR || DEFAULT_CACHE_DIR;
-}
 
 const loaded = new Map<string, unknown>();
 
@@ -62,7 +39,7 @@ function loadFromCache<T>(cache: WeftCache, addon: EmbeddedAddon, module: { expo
   if (verified === undefined) {
     if (!cache.write(file, addon.bytes(), 0o500)) return false;
     verified = cache.openVerified(file, addon.sha256);
-    // A newer build's first run may have pruned this entry as stale just now (scripts/loader.js).
+    // A newer build's first run may have pruned this entry as stale just now (scripts/loader.ts).
     if (verified === undefined) cache.warn(`${file} vanished after it was written`);
   }
   if (!verified) return false;

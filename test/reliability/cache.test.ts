@@ -8,7 +8,7 @@ import { all, command, rootUser } from "../helpers/prerequisites.js";
 import { uniqueName } from "../helpers/netns.js";
 
 /**
- * weft's cache (scripts/cache.cjs, scripts/loader.js, lib/native/native.ts) is only an
+ * weft's cache (lib/native/cache.ts, scripts/loader.ts, lib/native/native.ts) is only an
  * optimisation: whatever is wrong with it, a plugin runs without it, with the same result and one line
  * on stderr, and never loads what it does not trust. Each case runs bin/loopback (which carries both
  * native addons) for real, killed with its process group after HARD_TIMEOUT_MS.

@@ -1,7 +1,7 @@
-// weft's cache and the one rule for trusting it. scripts/loader.js carries this file inlined by the
-// build (the loader runs before any bundle, so it cannot import it) and lib/native/native.ts
-// imports it; in an executable the loader's instance sits on globalThis and the bundle uses that
-// one, so the chain is checked once per run and "not used" is said at most once.
+// weft's cache and the one rule for trusting it. scripts/loader.ts (bundled into every executable's
+// first lines) and lib/native/native.ts both use it; in an executable the loader's instance sits on
+// globalThis and the bundle uses that one, so the chain is checked once per run and "not used" is
+// said at most once.
 //
 // Trusted: the cache root and each <sha256> directory below it, lstat'ed (never a symlink), a
 // directory, owned by the effective user and not writable by group or others; the root's ancestors
@@ -16,25 +16,76 @@
 // Any change to the bytes (write, truncate, a file renamed over it) changes the inode or the ctime,
 // which no system call sets to a chosen value, and only the effective user can write in a trusted
 // chain; so a matching stamp says the bytes are the ones hashed, and anything else is hashed again.
-module.exports = function weftCache() {
-  "use strict";
-  const key = Symbol.for("weft.cache");
-  if (globalThis[key]) return globalThis[key];
-  const fs = require("fs");
-  const pathModule = require("path");
-  const configured = process.env.WEFT_CACHE_DIR || "/var/cache/weft";
-  const root = pathModule.resolve(configured);
-  const uid = process.geteuid();
-  let unusable;
-  let ancestorsChecked = false;
-  const ready = new Set();
-  const created = new Set();
-  const errorText = (op, path, err) => `${op} ${path}: ${(err && err.code) || (err && err.message) || err}`;
-  class Untrusted extends Error {}
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as pathModule from "node:path";
 
-  const cache = {
+export interface WeftCache {
+  readonly root: string;
+  /** Says, once per run, that the cache is not used and why; the cache is then left alone. */
+  warn(reason: string): void;
+  usable(): boolean;
+  /** <root>/<name>, created 0700 when missing and checked with the chain above it; null when not usable. */
+  dir(name: string): string | null;
+  /** Whether this run created <root>/<name> (a build's first run on this node). */
+  created(name: string): boolean;
+  /** An fd open for reading on file, never through a symlink at its end. */
+  openFile(file: string): number;
+  /** An fd on a file of the cache; undefined when it does not exist, null after a warning. */
+  open(file: string): number | null | undefined;
+  /**
+   * { fd, data? } for a file of the cache whose bytes have the sha256 `sha` (data: its bytes when
+   * they were read to be hashed); undefined when it does not exist; null after a warning (a
+   * mismatch also removes the file). The caller uses this very fd, so nothing can swap the file.
+   */
+  openVerified(file: string, sha: string): { fd: number; data?: Buffer } | null | undefined;
+  /** Hex sha256; node:crypto is loaded only when something is hashed. */
+  sha256(data: Uint8Array): string;
+  /** The whole content of an fd, from its current offset. */
+  readFd(fd: number): Buffer;
+  /** A file of the cache, whole; undefined when missing or not readable (the latter said). */
+  read(file: string): Buffer | undefined;
+  /** Writes to a temporary name and renames (a concurrent run sees no file or a whole one); throws, leaving nothing. */
+  writeFile(file: string, data: Uint8Array | string, mode: number): void;
+  /** writeFile into the cache; false after a warning. */
+  write(file: string, data: Uint8Array, mode?: number): boolean;
+  /** Removes a file found not to match its hash, so that the next run writes it again. */
+  discard(file: string): void;
+  /** Removes the <sha256> directories nothing has changed for maxAgeMs, except keep. */
+  prune(keep: string, maxAgeMs: number): void;
+}
+
+// In a CommonJS bundle `require` is Node's own; under vitest (ESM) one is made for this module.
+const load: NodeJS.Require = typeof require === "function" ? require : createRequire(import.meta.url);
+
+const KEY = Symbol.for("weft.cache");
+
+export const DEFAULT_CACHE_DIR = "/var/cache/weft";
+
+class Untrusted extends Error {}
+
+const errorText = (op: string, path: string, err: unknown): string => {
+  const e = err as { code?: string; message?: string } | undefined;
+  return `${op} ${path}: ${e?.code || e?.message || String(err)}`;
+};
+
+const errorCode = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code;
+
+/** The cache of this process (one per process: the first call decides, from WEFT_CACHE_DIR). */
+export function weftCache(): WeftCache {
+  const registry = globalThis as unknown as Record<symbol, WeftCache | undefined>;
+  const existing = registry[KEY];
+  if (existing) return existing;
+  const configured = process.env.WEFT_CACHE_DIR || DEFAULT_CACHE_DIR;
+  const root = pathModule.resolve(configured);
+  const uid = process.geteuid!();
+  let unusable: string | undefined;
+  let ancestorsChecked = false;
+  const ready = new Set<string>();
+  const created = new Set<string>();
+
+  const cache: WeftCache = {
     root,
-    /** Says, once per run, that the cache is not used and why; the cache is then left alone. */
     warn(reason) {
       if (unusable !== undefined) return;
       unusable = reason;
@@ -45,7 +96,6 @@ module.exports = function weftCache() {
       }
     },
     usable: () => unusable === undefined,
-    /** <root>/<name>, created 0700 when missing and checked with the chain above it; null when not usable. */
     dir(name) {
       if (unusable !== undefined) return null;
       const path = `${root}/${name}`;
@@ -66,7 +116,7 @@ module.exports = function weftCache() {
           ancestorsChecked = true;
         }
         for (const p of ready.has(root) ? [path] : [root, path]) {
-          let st;
+          let st: fs.Stats | undefined;
           try {
             st = fs.lstatSync(p, { throwIfNoEntry: false });
           } catch (err) {
@@ -77,7 +127,7 @@ module.exports = function weftCache() {
               fs.mkdirSync(p, { mode: 0o700 });
               created.add(p);
             } catch (err) {
-              if (err.code !== "EEXIST") throw new Untrusted(errorText("mkdir", p, err));
+              if (errorCode(err) !== "EEXIST") throw new Untrusted(errorText("mkdir", p, err));
             }
             st = fs.lstatSync(p);
           }
@@ -93,25 +143,18 @@ module.exports = function weftCache() {
         return null;
       }
     },
-    /** Whether this run created <root>/<name> (a build's first run on this node). */
     created: (name) => created.has(`${root}/${name}`),
-    /** An fd open for reading on file, never through a symlink at its end. */
-    openFile: (file) => fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_CLOEXEC),
-    /** An fd on a file of the cache; undefined when it does not exist, null after a warning. */
+    // (Node opens every file close-on-exec.)
+    openFile: (file) => fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW),
     open(file) {
       try {
         return cache.openFile(file);
       } catch (err) {
-        if (err.code === "ENOENT") return undefined;
+        if (errorCode(err) === "ENOENT") return undefined;
         cache.warn(errorText("open", file, err));
         return null;
       }
     },
-    /**
-     * { fd, data? } for a file of the cache whose bytes have the sha256 `sha` (data: its bytes when
-     * they were read to be hashed); undefined when it does not exist; null after a warning (a
-     * mismatch also removes the file). The caller uses this very fd, so nothing can swap the file.
-     */
     openVerified(file, sha) {
       const fd = cache.open(file);
       if (fd === undefined || fd === null) return fd;
@@ -119,9 +162,14 @@ module.exports = function weftCache() {
       try {
         const st = fs.fstatSync(fd, { bigint: true });
         const id = `${sha} ${st.dev} ${st.ino} ${st.size} ${st.ctimeNs}\n`;
-        let seen;
+        let seen: string | undefined;
         try {
-          seen = fs.readFileSync(stamp, { encoding: "latin1", flag: fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW });
+          const stampFd = cache.openFile(stamp);
+          try {
+            seen = fs.readFileSync(stampFd, "latin1");
+          } finally {
+            fs.closeSync(stampFd);
+          }
         } catch {
           seen = undefined;
         }
@@ -148,11 +196,8 @@ module.exports = function weftCache() {
         return null;
       }
     },
-    /** Hex sha256; node:crypto is loaded only when something is hashed. */
-    sha256: (data) => require("crypto").createHash("sha256").update(data).digest("hex"),
-    /** The whole content of an fd, from its current offset. */
+    sha256: (data) => (load("node:crypto") as typeof import("node:crypto")).createHash("sha256").update(data).digest("hex"),
     readFd: (fd) => fs.readFileSync(fd),
-    /** A file of the cache, whole; undefined when missing or not readable (the latter said). */
     read(file) {
       const fd = cache.open(file);
       if (fd === undefined || fd === null) return undefined;
@@ -165,14 +210,14 @@ module.exports = function weftCache() {
         fs.closeSync(fd);
       }
     },
-    /** Writes to a temporary name and renames (a concurrent run sees no file or a whole one); throws, leaving nothing. */
     writeFile(file, data, mode) {
       const tmp = `${file}.${process.pid}.tmp`;
-      let fd;
+      let fd: number | undefined;
       try {
         fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+        const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
         let offset = 0;
-        while (offset < data.length) offset += fs.writeSync(fd, data, offset);
+        while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset);
         fs.fsyncSync(fd);
         fs.closeSync(fd);
         fd = undefined;
@@ -193,7 +238,6 @@ module.exports = function weftCache() {
         throw err;
       }
     },
-    /** writeFile into the cache; false after a warning. */
     write(file, data, mode = 0o600) {
       if (unusable !== undefined) return false;
       try {
@@ -204,7 +248,6 @@ module.exports = function weftCache() {
         return false;
       }
     },
-    /** Removes a file found not to match its hash, so that the next run writes it again. */
     discard(file) {
       try {
         fs.unlinkSync(file);
@@ -212,7 +255,6 @@ module.exports = function weftCache() {
         // another run replaced it first
       }
     },
-    /** Removes the <sha256> directories nothing has changed for maxAgeMs, except keep. */
     prune(keep, maxAgeMs) {
       try {
         for (const name of fs.readdirSync(root)) {
@@ -229,6 +271,6 @@ module.exports = function weftCache() {
       }
     },
   };
-  globalThis[key] = cache;
+  registry[KEY] = cache;
   return cache;
-};
+}
