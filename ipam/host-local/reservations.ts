@@ -17,17 +17,14 @@ import {
 } from "./allocator.js";
 import type { IpamConfig } from "./config.js";
 import { crashPoint } from "../../lib/crash/crash.js";
-import { ownerKey, parseOwner, type Reservation, type Store } from "./store.js";
+import { heldBy, isOwnerOf, ownerKey, parseOwner, type Attachment, type PreparedReservation, type Reservation, type Store } from "./store.js";
 
 // What the verbs do to the store. Reading who holds what is O(reservations), so it happens before
 // the lock is taken: the runtime never runs two operations for one attachment at once (SPEC
 // "Lifecycle & ordering"), so an attachment's own reservations cannot change meanwhile. Under the
 // lock each change is checked again against the file it changes.
 
-export interface Attachment {
-  containerId: string;
-  ifName: string;
-}
+export type { Attachment } from "./store.js";
 
 // The reference's failures are plain Go errors, which its skel prints as code 999; weft's messages
 // are the reference's, its codes say what failed.
@@ -69,11 +66,10 @@ class TakenAddresses {
  * link the files: they are written and synced before, and the directory is synced after.
  */
 export async function allocate(store: Store, ipam: IpamConfig, attachment: Attachment): Promise<IPConfig[]> {
-  const key = ownerKey(attachment.containerId, attachment.ifName);
-  const held = store.reservations().filter((r) => r.owner === key || r.owner === attachment.containerId);
-  const prepared: string[] = [];
+  const held = store.reservations().filter((r) => isOwnerOf(r.owner, attachment));
+  const prepared: PreparedReservation[] = [];
   try {
-    while (prepared.length < ipam.rangeSets.length) prepared.push(store.prepareReservation(attachment.containerId, attachment.ifName));
+    while (prepared.length < ipam.rangeSets.length) prepared.push(store.prepare(attachment));
     const lock = await store.lock(ipam.lockTimeoutMs);
     let ips: IPConfig[];
     try {
@@ -85,7 +81,7 @@ export async function allocate(store: Store, ipam: IpamConfig, attachment: Attac
     crashPoint("host-local:allocated");
     return ips;
   } finally {
-    for (const file of prepared) store.discard(file);
+    for (const p of prepared) store.discard(p);
   }
 }
 
@@ -122,11 +118,11 @@ interface AllocationState {
   requested: Address[];
   held: Reservation[];
   taken: TakenAddresses;
-  /** One prepared reservation file per range set. */
-  prepared: string[];
+  /** One prepared reservation per range set. */
+  prepared: PreparedReservation[];
 }
 
-function reserveInSet(store: Store, set: RangeSet, index: number, attachment: Attachment, state: AllocationState, file: string): Candidate {
+function reserveInSet(store: Store, set: RangeSet, index: number, attachment: Attachment, state: AllocationState, prepared: PreparedReservation): Candidate {
   const { containerId, ifName } = attachment;
   const wanted = state.requested.findIndex((a) => rangeFor(set, a) !== undefined);
   if (wanted >= 0) {
@@ -135,7 +131,7 @@ function reserveInSet(store: Store, set: RangeSet, index: number, attachment: At
     const name = formatAddress(address);
     if (address.value === range.gateway) throw failure(`requested ip ${name} is subnet's gateway`);
     if (!isAllocatable(range, address.value)) throw failure(`requested ip ${name} is the network or broadcast address of its subnet`);
-    if (!store.reserve(address, file)) {
+    if (!store.reserve(address, prepared)) {
       const owner = store.ownerOf(name);
       throw failure(
         `requested IP address ${name} is not available in range set ${formatRangeSet(set)}`,
@@ -159,7 +155,7 @@ function reserveInSet(store: Store, set: RangeSet, index: number, attachment: At
     if (state.taken.has(candidate.address)) continue;
     state.taken.add(candidate.address);
     // false only if something wrote the file without the lock; go on to the next address.
-    if (store.reserve(candidate.address, file)) {
+    if (store.reserve(candidate.address, prepared)) {
       crashPoint("host-local:reserved");
       store.setLastReserved(index, candidate.address);
       return candidate;
@@ -180,16 +176,9 @@ function joinErrors(errors: string[]): CniError {
  * files written before plugins v0.8.0, which name no interface. Nothing held is success.
  */
 export async function release(store: Store, timeoutMs: number, attachment: Attachment): Promise<string[]> {
-  const all = store.reservations();
-  const key = ownerKey(attachment.containerId, attachment.ifName);
-  let owned = (owner: string) => owner === key;
-  let mine = all.filter((r) => owned(r.owner));
-  if (mine.length === 0) {
-    owned = (owner: string) => owner === attachment.containerId;
-    mine = all.filter((r) => owned(r.owner));
-  }
-  if (mine.length === 0) return [];
-  return removeUnderLock(store, timeoutMs, mine, owned);
+  const { held, owned } = heldBy(store.reservations(), attachment);
+  if (held.length === 0) return [];
+  return removeUnderLock(store, timeoutMs, held, owned);
 }
 
 async function removeUnderLock(store: Store, timeoutMs: number, found: Reservation[], owned: (owner: string) => boolean): Promise<string[]> {
@@ -218,12 +207,9 @@ async function removeUnderLock(store: Store, timeoutMs: number, found: Reservati
  */
 export function checkAllocation(store: Store | undefined, ipam: IpamConfig, attachment: Attachment, prevResult?: Result): void {
   const { containerId, ifName } = attachment;
-  const all = store?.reservations() ?? [];
-  const key = ownerKey(containerId, ifName);
-  let mine = all.filter((r) => r.owner === key);
-  if (mine.length === 0) mine = all.filter((r) => r.owner === containerId);
+  const { held: mine } = heldBy(store?.reservations() ?? [], attachment);
   if (mine.length === 0) {
-    throw checkFailure(`host-local: Failed to find address added by container ${containerId}`, `no reservation for interface ${ifName} in ${store?.dir ?? ipam.dataDir}`);
+    throw checkFailure(`host-local: Failed to find address added by container ${containerId}`, `no reservation for interface ${ifName} in ${store?.location ?? ipam.dataDir}`);
   }
   ipam.rangeSets.forEach((set, index) => {
     if (!mine.some((r) => rangeFor(set, r.address))) {
@@ -261,7 +247,7 @@ export async function collectGarbage(store: Store, timeoutMs: number, valid: rea
     return parsed.ifName === undefined ? !containers.has(parsed.containerId) : !keys.has(owner);
   };
   const released = await removeUnderLock(store, timeoutMs, store.reservations().filter((r) => garbage(r.owner)), garbage);
-  store.removeStaleTemporaries();
+  store.removeLeftovers();
   return released;
 }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ipToBigInt, parseIp } from "../../lib/ip/ip.js";
 import type { Address } from "./allocator.js";
-import { ownerKey, parseOwner, Store } from "./store.js";
+import { DiskStore, ownerKey, parseOwner } from "./store.js";
 
 let root: string;
 
@@ -22,23 +22,23 @@ function addr(text: string): Address {
   return { family: ip.family, value: ipToBigInt(ip) };
 }
 
-function open(): Store {
-  return Store.open(root, "net", true)!;
+function open(): DiskStore {
+  return DiskStore.open(root, "net", true)!;
 }
 
-describe("Store", () => {
+describe("DiskStore", () => {
   it("is not created by a lookup, and is created 0755 when asked", () => {
-    expect(Store.open(root, "net", false)).toBeUndefined();
+    expect(DiskStore.open(root, "net", false)).toBeUndefined();
     expect(existsSync(join(root, "net"))).toBe(false);
     const store = open();
     expect(statSync(store.dir).mode & 0o777).toBe(0o755);
-    expect(Store.open(root, "net", false)?.dir).toBe(store.dir);
+    expect(DiskStore.open(root, "net", false)?.dir).toBe(store.dir);
   });
 
   it("reserves with a prepared file, exactly once per address, and reuses the file after a refusal", () => {
     const store = open();
-    const mine = store.prepareReservation("c1", "eth0");
-    const theirs = store.prepareReservation("c2", "eth0");
+    const mine = store.prepare({ containerId: "c1", ifName: "eth0" });
+    const theirs = store.prepare({ containerId: "c2", ifName: "eth0" });
     expect(store.reserve(addr("10.0.0.2"), theirs)).toBe(true);
     expect(store.reserve(addr("10.0.0.2"), mine)).toBe(false);
     expect(store.reserve(addr("10.0.0.3"), mine)).toBe(true);
@@ -51,7 +51,7 @@ describe("Store", () => {
 
   it("names IPv6 reservations as Go prints the address", () => {
     const store = open();
-    expect(store.reserve(addr("fd00:0:0::0:a"), store.prepareReservation("c", "eth0"))).toBe(true);
+    expect(store.reserve(addr("fd00:0:0::0:a"), store.prepare({ containerId: "c", ifName: "eth0" }))).toBe(true);
     expect(readdirSync(store.dir)).toEqual(["fd00::a"]);
   });
 
@@ -93,9 +93,9 @@ describe("Store", () => {
     const store = open();
     const dead = spawnSync("true").pid!;
     writeFileSync(join(store.dir, `.weft-${dead}-0.tmp`), "x\r\neth0");
-    const live = store.prepareReservation("c", "eth0");
-    expect(store.removeStaleTemporaries()).toEqual([`.weft-${dead}-0.tmp`]);
-    expect(existsSync(live)).toBe(true);
+    const live = store.prepare({ containerId: "c", ifName: "eth0" });
+    expect(store.removeLeftovers()).toEqual([`.weft-${dead}-0.tmp`]);
+    expect(existsSync(live.path)).toBe(true);
   });
 });
 

@@ -40,6 +40,31 @@ export function ownerKey(containerId: string, ifName: string): string {
   return `${containerId}\r\n${ifName}`;
 }
 
+/** An interface of a container: what a reservation is held for. */
+export interface Attachment {
+  containerId: string;
+  ifName: string;
+}
+
+/**
+ * The reservations an attachment holds: those with its key; when there are none, those its
+ * container holds in files written before plugins v0.8.0, which name no interface. `owned` says
+ * whether an owner is the one these were found by.
+ */
+export function heldBy(all: readonly Reservation[], attachment: Attachment): { held: Reservation[]; owned: (owner: string) => boolean } {
+  const key = ownerKey(attachment.containerId, attachment.ifName);
+  const current = (owner: string) => owner === key;
+  const held = all.filter((r) => current(r.owner));
+  if (held.length > 0) return { held, owned: current };
+  const legacy = (owner: string) => owner === attachment.containerId;
+  return { held: all.filter((r) => legacy(r.owner)), owned: legacy };
+}
+
+/** Whether an owner is the attachment, or its container in a file written before plugins v0.8.0. */
+export function isOwnerOf(owner: string, attachment: Attachment): boolean {
+  return owner === ownerKey(attachment.containerId, attachment.ifName) || owner === attachment.containerId;
+}
+
 export function parseOwner(owner: string): Owner | undefined {
   if (owner === "") return undefined;
   const lines = owner.split("\r\n");
@@ -73,21 +98,62 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === "ENOENT";
 }
 
-/** Numbers the temporary files of this process; per process, not per Store, as several may be open at once. */
+/** An owner's record made ready outside the lock, so that reserve() holds the lock only briefly. */
+export interface PreparedReservation {
+  readonly owner: string;
+}
+
+/**
+ * A network's reservations: who holds which address, each range set's round-robin cursor, and the
+ * lock around changes. DiskStore is the reference's on-disk layout; tests may pass another.
+ */
+export interface Store {
+  /** Where the store lives, for messages. */
+  readonly location: string;
+  lock(timeoutMs: number): Promise<HeldLock>;
+  /** The reserved addresses, whoever holds them. */
+  addresses(): Address[];
+  /** Every reservation with its holder. */
+  reservations(): Reservation[];
+  /** Who holds the address named `name`; undefined when nobody (or nobody readable) does. */
+  ownerOf(name: string): string | undefined;
+  /** A record of the attachment's ownership, ready to reserve addresses with; discard it when done. */
+  prepare(attachment: Attachment): PreparedReservation;
+  discard(prepared: PreparedReservation): void;
+  /** Reserves an address for the prepared owner; false when it is already reserved. */
+  reserve(address: Address, prepared: PreparedReservation): boolean;
+  /** Removes a reservation if its holder still satisfies `owned`; false when it does not (or is gone). */
+  release(name: string, owned: (owner: string) => boolean): boolean;
+  /** The address range set `index` handed out last. */
+  lastReserved(index: number): Address | undefined;
+  setLastReserved(index: number, address: Address): void;
+  /** Makes the changes so far durable. */
+  sync(): void;
+  /** Removes what writers that died left behind; returns what it removed. */
+  removeLeftovers(): string[];
+}
+
+/** Numbers the temporary files of this process; per process, not per store, as several may be open at once. */
 let temporaries = 0;
 
-export class Store {
-  /** What each prepared file holds, to write it again if it is taken away before it is linked. */
-  private readonly preparedContent = new Map<string, string>();
+/** A prepared reservation of DiskStore: a synced file under a temporary name, linked by reserve(). */
+export interface PreparedFile extends PreparedReservation {
+  readonly path: string;
+}
 
+export class DiskStore implements Store {
   private constructor(readonly dir: string) {}
+
+  get location(): string {
+    return this.dir;
+  }
 
   /**
    * The network's store, created when `create` is set; undefined when it does not exist (nothing
    * reserved). The dataDir may be a symlink (the operator's), the network's directory may not: a
    * symlink there would make weft lock, reserve and collect garbage in a directory it did not make.
    */
-  static open(dataDir: string, network: string, create: boolean): Store | undefined {
+  static open(dataDir: string, network: string, create: boolean): DiskStore | undefined {
     const dir = join(dataDir, network);
     if (create) {
       try {
@@ -110,7 +176,7 @@ export class Store {
         stats.isSymbolicLink() ? "a network's directory is never followed through a symlink; link ipam.dataDir itself instead" : "remove it, or choose another ipam.dataDir",
       );
     }
-    return new Store(dir);
+    return new DiskStore(dir);
   }
 
   lock(timeoutMs: number): Promise<HeldLock> {
@@ -165,21 +231,19 @@ export class Store {
 
   /**
    * Writes and syncs the content of a reservation for an attachment under a temporary name, so
-   * that reserve() holds the lock only for a link. Discard it when done.
+   * that reserve() holds the lock only for a link.
    */
-  prepareReservation(containerId: string, ifName: string): string {
-    const content = ownerKey(containerId, ifName);
-    const path = this.writeTemporary(content, true);
-    this.preparedContent.set(path, content);
-    return path;
+  prepare(attachment: Attachment): PreparedFile {
+    const owner = ownerKey(attachment.containerId, attachment.ifName);
+    return { owner, path: this.writeTemporary(owner, true) };
   }
 
-  discard(prepared: string): void {
-    this.preparedContent.delete(prepared);
+  discard(prepared: PreparedReservation): void {
+    const { path } = prepared as PreparedFile;
     try {
-      unlinkSync(prepared);
+      unlinkSync(path);
     } catch (err) {
-      if (!isMissing(err)) throw ioError(`cannot remove ${prepared}`, err);
+      if (!isMissing(err)) throw ioError(`cannot remove ${path}`, err);
     }
   }
 
@@ -189,11 +253,12 @@ export class Store {
    * (the O_EXCL of the reference, without its window where a crash leaves an empty file). The
    * prepared file can serve the next attempt; it is removed once it succeeded.
    */
-  reserve(address: Address, prepared: string): boolean {
+  reserve(address: Address, prepared: PreparedReservation): boolean {
+    const { path, owner } = prepared as PreparedFile;
     const name = formatAddress(address);
     for (let attempt = 1; ; attempt++) {
       try {
-        linkSync(prepared, join(this.dir, name));
+        linkSync(path, join(this.dir, name));
         break;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -201,9 +266,8 @@ export class Store {
         // The reference's DEL removes every file of the directory that holds the attachment's key,
         // this prepared one included, when it runs between preparation and lock (an ADD and a DEL
         // of one attachment racing). Written again: under the lock now, no DEL can take it.
-        const content = this.preparedContent.get(prepared);
-        if (code !== "ENOENT" || attempt > 1 || content === undefined || existsSync(prepared)) throw ioError(`cannot reserve ${name}`, err);
-        this.writeTemporaryAt(prepared, content);
+        if (code !== "ENOENT" || attempt > 1 || existsSync(path)) throw ioError(`cannot reserve ${name}`, err);
+        this.writeTemporaryAt(path, owner);
       }
     }
     this.discard(prepared);
@@ -264,7 +328,7 @@ export class Store {
   }
 
   /** Removes the temporary files of weft processes that died before renaming or discarding them. */
-  removeStaleTemporaries(): string[] {
+  removeLeftovers(): string[] {
     const removed: string[] = [];
     for (const name of this.names()) {
       const writer = TEMP_NAME.exec(name);
