@@ -4,7 +4,7 @@ import type { Result } from "../../lib/cni/result.js";
 import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
 import { enableRouteLocalnet } from "../../lib/netfilter/netfilter-localnet.js";
 import { defaultBackend, NetfilterBusyError } from "../../lib/netfilter/netfilter.js";
-import { backendAvailable, collectPorts, forwardPorts, missingRules, unforwardPorts } from "./apply.js";
+import { collectPorts, portmapBackend, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import { MAX_PORT_MAPPINGS } from "./schema.js";
 import { crashPoint } from "../../lib/crash/crash.js";
@@ -43,7 +43,7 @@ async function add(request: PortmapRequest): Promise<Result> {
   const v4 = pods.find((p) => p.family === 4);
   if (s.snat && v4) await step("enable route_localnet", () => enableRouteLocalnet(v4.ip));
   try {
-    await step(`set up ${s.backend} rules for port mappings`, () => forwardPorts(s, pods));
+    await step(`set up ${s.backend} rules for port mappings`, () => portmapBackend(s.backend).forward(s, pods));
     crashPoint("portmap:rules");
   } catch (err) {
     // iptables applies a family at a time: an IPv6 failure must not leave the IPv4 half behind.
@@ -69,7 +69,7 @@ async function check(request: PortmapRequest): Promise<void> {
   const s = settingsOf(request);
   if (s.mappings.length === 0) return;
   const pods = podAddresses(prev, request.env.ifName);
-  const missing = await step(`check ${s.backend} rules`, () => missingRules(s, pods));
+  const missing = await step(`check ${s.backend} rules`, () => portmapBackend(s.backend).missing(s, pods));
   if (missing.length) {
     throw new CniError(ErrorCode.CheckFailed, `missing hostport rules for container ${request.env.containerId}`, `missing: ${missing.join("; ")}`);
   }
@@ -82,9 +82,9 @@ async function gc(request: GcRequest<PortmapConf>): Promise<void> {
 }
 
 async function status(request: PortmapRequest): Promise<void> {
-  const s = settingsOf(request);
-  if (!backendAvailable(s.backend)) {
-    throw new CniError(ErrorCode.NotAvailable, `portmap ${s.backend} backend is not available: ${s.backend === "nftables" ? "nft" : "iptables"} is not installed`);
+  const backend = portmapBackend(settingsOf(request).backend);
+  if (!backend.available()) {
+    throw new CniError(ErrorCode.NotAvailable, `portmap ${backend.name} backend is not available: ${backend.tool} is not installed`);
   }
 }
 
