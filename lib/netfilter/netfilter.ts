@@ -2,7 +2,7 @@ import { isKernelError } from "../errors/kernel.js";
 import type { Netns } from "../netns/netns.js";
 import { readFileSync } from "node:fs";
 import { currentNetns, findTool, run } from "./nft.js";
-import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, NLM_F_DUMP, readCString, requestOffThread } from "../netlink/rtnl.js";
+import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, NLM_F_DUMP, readCString, requestOnce } from "../netlink/rtnl.js";
 
 /**
  * Whole-table reads and one-transaction writes for nftables, and iptables-save / iptables-restore
@@ -91,9 +91,7 @@ export async function nftRuleRefs(family: keyof typeof NFPROTO, table: string, n
   const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_RULE.TABLE, cstring(table))])]);
   let replies: Buffer[];
   try {
-    // Off the main thread only because that path needs neither the netlink package nor its binding,
-    // which portmap's DEL would otherwise load for this one question (about 3 ms).
-    replies = await requestOffThread(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, NLM_F_DUMP, `list rules of nftables table ${family} ${table}`);
+    replies = await requestOnce(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, NLM_F_DUMP, `list rules of nftables table ${family} ${table}`);
   } catch (err) {
     return isKernelError(err, "ENOENT") ? [] : undefined;
   }
@@ -121,7 +119,7 @@ export async function nftChainNames(family: keyof typeof NFPROTO, table: string,
   const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_CHAIN.TABLE, cstring(table))])]);
   let replies: Buffer[];
   try {
-    replies = await requestOffThread(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, request, NLM_F_DUMP, `list chains of nftables table ${family} ${table}`);
+    replies = await requestOnce(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, request, NLM_F_DUMP, `list chains of nftables table ${family} ${table}`);
   } catch (err) {
     return isKernelError(err, "ENOENT") ? new Set() : undefined;
   }

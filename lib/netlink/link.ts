@@ -14,7 +14,7 @@ import {
   NLM_F_EXCL,
   NETLINK_ROUTE,
   readCString,
-  requestOffThread,
+  requestOnce,
   RTM,
   RTNLGRP_LINK,
   u16,
@@ -287,13 +287,13 @@ export async function delLink(nl: Rtnl, index: number): Promise<boolean> {
 }
 
 /**
- * Deletes the link named name in netns; false when there is none. The request runs off the main
- * thread (requestOffThread): for a veth pair the kernel takes about 20 ms inside it, which the
- * caller can spend on other work.
+ * Deletes the link named name in netns; false when there is none. Like every request, it runs off
+ * the main thread: for a veth pair the kernel takes about 20 ms inside it, which the caller can
+ * spend on other work.
  */
 export async function delLinkByName(netns: Netns, name: string): Promise<boolean> {
   try {
-    await requestOffThread(netns, NETLINK_ROUTE, RTM.DELLINK, message(AF_UNSPEC, 0, [attr(IFLA_IFNAME, cstring(name))]), 0, `delete link ${name}`);
+    await requestOnce(netns, NETLINK_ROUTE, RTM.DELLINK, message(AF_UNSPEC, 0, [attr(IFLA_IFNAME, cstring(name))]), 0, `delete link ${name}`);
     return true;
   } catch (err) {
     if (isKernelError(err, "ENODEV")) return false;

@@ -1,15 +1,12 @@
 import { closeSync, writeSync } from "node:fs";
-import type { NetlinkSocket } from "netlink/dist/netlink.js";
-import type { NetlinkMessage } from "netlink/dist/structs.js";
 import { KernelError, kernelError } from "../errors/kernel.js";
 import type { Netns } from "../netns/netns.js";
 import { weftSyscalls } from "../native/syscalls.js";
 
 /**
- * An rtnetlink socket bound to one network namespace, and the small attribute codec weft needs.
- * The netlink package carries the messages (sequence numbers, ACKs, multipart dumps); the rtnetlink
- * structures are encoded here rather than with its rt modules, which cost about 4 ms to load and
- * cannot express the nested attributes used below (veth peer, bridge port flags, VLANs).
+ * A netlink socket bound to one network namespace, and the small attribute codec weft needs. The
+ * messages travel through weft's own addon (lib/native/weft.c), each request sent and answered on a
+ * libuv worker thread; sequence numbers, ACKs, errors and interrupted dumps are handled here, once.
  */
 
 export const NETLINK_ROUTE = 0;
@@ -18,7 +15,6 @@ export const NETLINK_NETFILTER = 12;
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
@@ -42,6 +38,9 @@ export const RTM = {
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
 } as const;
 
 export const AF_UNSPEC = 0;
@@ -141,89 +140,127 @@ export function readCString(buf: Buffer | undefined): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // The socket
 
-function errnoOf(msg: NetlinkMessage): number {
-  return msg.data.length >= 4 ? msg.data.readInt32LE(0) : 0;
+/** A message as the kernel sent it: header type, flags and sequence number, and the payload. */
+interface ReplyMessage {
+  type: number;
+  flags: number;
+  seq: number;
+  data: Buffer;
 }
 
+const NLMSG_HDRLEN = 16;
+
+function splitMessages(buf: Buffer): ReplyMessage[] {
+  const out: ReplyMessage[] = [];
+  for (let off = 0; off + NLMSG_HDRLEN <= buf.length; ) {
+    const len = buf.readUInt32LE(off);
+    if (len < NLMSG_HDRLEN || off + len > buf.length) break;
+    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), data: buf.subarray(off + NLMSG_HDRLEN, off + len) });
+    off += align4(len);
+  }
+  return out;
+}
+
+/**
+ * How long one wait for notifications may block its worker thread: Node's exit waits for the worker
+ * threads, so a plugin that exits while watching (a timed-out delegate) exits at most this late.
+ */
+const WATCH_SLICE_MS = 1000;
+/** The eventfd increment that wakes a watcher. */
+const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
+
 export class Rtnl {
+  private seq = 0;
+  /** Requests on one socket go one at a time: a worker thread reads every reply up to its own. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
   private constructor(
-    private socket: NetlinkSocket | undefined,
+    private readonly fd: number,
     private readonly netns: Netns | undefined,
     private readonly protocol: number,
   ) {}
 
   /**
    * Opens a socket in netns (the current namespace when absent). The socket stays bound to the
-   * namespace it was created in, so only its creation happens inside. The netlink package (and its
-   * native binding, which it loads as it is evaluated) is loaded on first use: verbs that never
-   * talk to the kernel do not pay for it.
+   * namespace it was created in, so only its creation happens inside.
    */
   static async open(netns?: Netns, protocol = NETLINK_ROUTE): Promise<Rtnl> {
-    const { createNetlink } = await import("netlink/dist/netlink.js");
-    const create = () => createNetlink(protocol);
-    return new Rtnl(netns ? netns.run(create) : create(), netns, protocol);
-  }
-
-  private get sock(): NetlinkSocket {
-    if (!this.socket) throw new Error("rtnetlink socket is closed");
-    return this.socket;
-  }
-
-  private async exchange(type: number, body: Buffer, flags: number, operation: string): Promise<NetlinkMessage[]> {
-    let messages: NetlinkMessage[];
-    try {
-      [messages] = await this.sock.request(type, body, { flags, checkError: false });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException & { errno?: number };
-      if (typeof e.errno === "number") throw kernelError(e.errno, operation);
-      throw err;
-    }
-    for (const msg of messages) {
-      if (msg.type === NLMSG_ERROR || msg.type === NLMSG_DONE) {
-        const errno = errnoOf(msg);
-        if (errno < 0) throw kernelError(-errno, operation);
-      }
-    }
-    return messages;
-  }
-
-  /** A request that changes something; resolves on the kernel's ACK, throws its refusal. */
-  async change(type: number, body: Buffer, flags: number, operation: string): Promise<void> {
-    await this.exchange(type, body, flags, operation);
-  }
-
-  /** A single GET: the payload of the reply. */
-  async get(type: number, body: Buffer, operation: string): Promise<Buffer> {
-    const messages = await this.exchange(type, body, 0, operation);
-    const reply = messages.find((m) => m.type !== NLMSG_ERROR && m.type !== NLMSG_DONE);
-    if (!reply) throw new KernelError("ENODATA", 61, operation);
-    return reply.data;
+    const { netlinkSocket } = weftSyscalls();
+    return new Rtnl(netns ? netns.run(() => netlinkSocket(protocol)) : netlinkSocket(protocol), netns, protocol);
   }
 
   /**
-   * A dump: every payload. A dump the kernel interrupted because the table changed meanwhile
-   * (NLM_F_DUMP_INTR, common while pods come and go) is asked again.
+   * One request: the payloads of its replies (one for a GET, every entry of a dump, none for a
+   * change), or the kernel's refusal as a KernelError. The kernel carries out some requests inside
+   * the send itself, and slowly (deleting a veth pair waits out RCU grace periods, about 20 ms on
+   * these machines): sent from a worker thread, the process does its other work meanwhile. A dump
+   * the kernel interrupted because the table changed (NLM_F_DUMP_INTR, common while pods come and
+   * go) is asked again, as pkg/netlinksafe does.
    */
-  async dump(type: number, body: Buffer, operation: string): Promise<Buffer[]> {
+  request(type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
+    if (this.closed) return Promise.reject(new Error("rtnetlink socket is closed"));
+    const turn = this.queue.then(() => this.exchange(type, body, flags, operation));
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async exchange(type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
+    const { netlinkRequest } = weftSyscalls();
     for (let attempt = 1; ; attempt++) {
-      const messages = await this.exchange(type, body, NLM_F_DUMP, operation);
-      const interrupted = messages.some((m) => (m.flags & NLM_F_DUMP_INTR) !== 0);
-      if (!interrupted) {
-        return messages.filter((m) => m.type !== NLMSG_DONE && m.type !== NLMSG_ERROR).map((m) => m.data);
+      const seq = (this.seq = (this.seq % 0xffffffff) + 1);
+      const header = Buffer.alloc(NLMSG_HDRLEN);
+      header.writeUInt32LE(NLMSG_HDRLEN + body.length, 0);
+      header.writeUInt16LE(type, 4);
+      header.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
+      header.writeUInt32LE(seq, 8);
+      let replies: ReplyMessage[];
+      try {
+        replies = splitMessages(await netlinkRequest(this.fd, Buffer.concat([header, body])));
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw typeof e.errno === "number" ? kernelError(e.errno, operation) : err;
+      }
+      // Anything else is left over from an earlier request that gave up waiting.
+      replies = replies.filter((r) => r.seq === seq);
+      for (const reply of replies) {
+        if ((reply.type === NLMSG_ERROR || reply.type === NLMSG_DONE) && reply.data.length >= 4 && reply.data.readInt32LE(0) < 0) {
+          throw kernelError(-reply.data.readInt32LE(0), operation);
+        }
+      }
+      if (!replies.some((r) => (r.flags & NLM_F_DUMP_INTR) !== 0)) {
+        return replies.filter((r) => r.type !== NLMSG_DONE && r.type !== NLMSG_ERROR).map((r) => r.data);
       }
       if (attempt >= DUMP_ATTEMPTS) throw new KernelError("EINTR", 4, `${operation}: dump interrupted ${attempt} times`);
     }
   }
 
+  /** A request that changes something; resolves on the kernel's ACK, throws its refusal. */
+  async change(type: number, body: Buffer, flags: number, operation: string): Promise<void> {
+    await this.request(type, body, flags, operation);
+  }
+
+  /** A single GET: the payload of the reply. */
+  async get(type: number, body: Buffer, operation: string): Promise<Buffer> {
+    const [reply] = await this.request(type, body, 0, operation);
+    if (!reply) throw new KernelError("ENODATA", 61, operation);
+    return reply;
+  }
+
+  /** A dump: every payload. */
+  dump(type: number, body: Buffer, operation: string): Promise<Buffer[]> {
+    return this.request(type, body, NLM_F_DUMP, operation);
+  }
+
   /**
    * Joins a multicast group (RTNLGRP_*) on a socket of its own in this socket's namespace, read on a
-   * libuv worker thread (lib/native/weft.c): onMessage gets the type and payload of every notification
-   * until the returned function is called. A flood of notifications (many pods at once) can overflow
-   * that socket's buffer: the kernel says so (ENOBUFS) and onLost is called, so that the caller looks
-   * again. Not through the netlink package, whose binding aborts the whole process on ENOBUFS.
+   * libuv worker thread: onMessage gets the type and payload of every notification until the
+   * returned function is called. A flood of notifications (many pods at once) can overflow that
+   * socket's buffer: the kernel says so (ENOBUFS) and onLost is called, so that the caller looks
+   * again.
    */
   subscribe(group: number, onMessage: (type: number, data: Buffer) => void, onLost: () => void): () => void {
-    if (!this.socket) throw new Error("rtnetlink socket is closed");
+    if (this.closed) throw new Error("rtnetlink socket is closed");
     const { netlinkSocket, netlinkJoin, wakeFd, netlinkReceive } = weftSyscalls();
     const fd = this.netns ? this.netns.run(() => netlinkSocket(this.protocol)) : netlinkSocket(this.protocol);
     let wake: number;
@@ -264,86 +301,25 @@ export class Rtnl {
     };
   }
 
+  /** Refuses further requests; the socket is closed once those under way are answered. */
   close(): void {
-    this.socket?.close();
-    this.socket = undefined;
+    if (this.closed) return;
+    this.closed = true;
+    void this.queue.then(() => closeSync(this.fd));
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Off the main thread: requests, and notifications read by subscribe
-
-/** A message as the kernel sent it: header type and flags, and the payload. */
-interface ReplyMessage {
-  type: number;
-  flags: number;
-  data: Buffer;
-}
-
-const NLMSG_HDRLEN = 16;
-
-/**
- * How long one wait for notifications may block its worker thread: Node's exit waits for the worker
- * threads, so a plugin that exits while watching (a timed-out delegate) exits at most this late.
- */
-const WATCH_SLICE_MS = 1000;
-/** The eventfd increment that wakes a watcher. */
-const WAKE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
-
-function splitMessages(buf: Buffer): ReplyMessage[] {
-  const out: ReplyMessage[] = [];
-  for (let off = 0; off + NLMSG_HDRLEN <= buf.length; ) {
-    const len = buf.readUInt32LE(off);
-    if (len < NLMSG_HDRLEN || off + len > buf.length) break;
-    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), data: buf.subarray(off + NLMSG_HDRLEN, off + len) });
-    off += align4(len);
-  }
-  return out;
 }
 
 /**
- * One request on a socket of its own in netns (this namespace when absent), sent and answered on a
- * libuv worker thread (lib/native/weft.c): the payloads of the replies, as Rtnl's get and dump give them.
- * The kernel carries out some requests inside the send itself, and slowly: deleting a veth pair
- * waits out RCU grace periods, about 20 ms on these machines. Asked this way, the process does its
- * other work meanwhile; and a verb that asks nothing else needs neither the netlink package nor its
- * binding. A dump the kernel interrupted is asked again, as Rtnl.dump does.
+ * One request on a socket of its own in netns (this namespace when absent), for callers that ask
+ * nothing else there: the payloads of the replies, as Rtnl.request gives them.
  */
-export async function requestOffThread(netns: Netns | undefined, protocol: number, type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
-  const { netlinkSocket, netlinkRequest } = weftSyscalls();
-  const fd = netns ? netns.run(() => netlinkSocket(protocol)) : netlinkSocket(protocol);
-  try {
-    for (let attempt = 1; ; attempt++) {
-      const header = Buffer.alloc(NLMSG_HDRLEN);
-      header.writeUInt32LE(NLMSG_HDRLEN + body.length, 0);
-      header.writeUInt16LE(type, 4);
-      header.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
-      header.writeUInt32LE(attempt, 8);
-      let replies: ReplyMessage[];
-      try {
-        replies = splitMessages(await netlinkRequest(fd, Buffer.concat([header, body])));
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw typeof e.errno === "number" ? kernelError(e.errno, operation) : err;
-      }
-      for (const reply of replies) {
-        if ((reply.type === NLMSG_ERROR || reply.type === NLMSG_DONE) && reply.data.length >= 4 && reply.data.readInt32LE(0) < 0) {
-          throw kernelError(-reply.data.readInt32LE(0), operation);
-        }
-      }
-      if (!replies.some((r) => (r.flags & NLM_F_DUMP_INTR) !== 0)) {
-        return replies.filter((r) => r.type !== NLMSG_DONE && r.type !== NLMSG_ERROR).map((r) => r.data);
-      }
-      if (attempt >= DUMP_ATTEMPTS) throw new KernelError("EINTR", 4, `${operation}: dump interrupted ${attempt} times`);
-    }
-  } finally {
-    closeSync(fd);
-  }
+export function requestOnce(netns: Netns | undefined, protocol: number, type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
+  return withRtnl(netns, (nl) => nl.request(type, body, flags, operation), protocol);
 }
 
 /** Runs fn with a socket in netns and closes it afterwards. */
-export async function withRtnl<T>(netns: Netns | undefined, fn: (nl: Rtnl) => Promise<T>): Promise<T> {
-  const nl = await Rtnl.open(netns);
+export async function withRtnl<T>(netns: Netns | undefined, fn: (nl: Rtnl) => Promise<T>, protocol = NETLINK_ROUTE): Promise<T> {
+  const nl = await Rtnl.open(netns, protocol);
   try {
     return await fn(nl);
   } finally {

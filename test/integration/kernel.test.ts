@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +27,8 @@ import { addMasquerade, attachmentKey, gcMasquerade, iptablesChain, listMasquera
 import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
 import { nftRuleRefs, parseNftTable } from "../../lib/netfilter/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../lib/netlink/route.js";
-import { requestOffThread, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../lib/netlink/rtnl.js";
+import { delFdbEntry, delNeighbour, listFdbEntries, listNeighbours, NUD_PERMANENT, NUD_STALE, setFdbEntry, setNeighbour } from "../../lib/netlink/neigh.js";
+import { requestOnce, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../lib/netlink/rtnl.js";
 import { readSysctl, writeSysctl } from "../../lib/sysctl/sysctl.js";
 import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
 
@@ -220,12 +221,15 @@ describe("links", () => {
     expect(await delLinkByName(pod.netns, "eth0")).toBe(false);
   });
 
-  it("(control) a deletion sent from the main thread, as the netlink package sends, is never seen from a turn of the loop", async () => {
-    const node = await open(pool.create());
+  it("(control) a deletion sent by another process is never counted as one of this process's threads sending", async () => {
+    const ns = pool.create();
+    const node = await open(ns);
     await createVethPair(node.nl, { name: "vh", peerName: "vp" });
-    const vh = (await linkByName(node.nl, "vh"))!;
-    const deleted = await whileLoopTurns(() => delLink(node.nl, vh.index));
-    expect(deleted.result).toBe(true);
+    const deleted = await whileLoopTurns(
+      () => new Promise<number | null>((resolve) => spawn("ip", ["-n", ns.name, "link", "del", "vh"], { stdio: "ignore" }).on("exit", resolve)),
+    );
+    expect(deleted.result).toBe(0);
+    expect(await linkByName(node.nl, "vh")).toBeUndefined();
     expect(deleted.turnsSeeingAnotherThreadSend).toBe(0);
   });
 
@@ -262,7 +266,7 @@ describe("links", () => {
     const unsubscribe = nl.subscribe(RTNLGRP_LINK, () => seen++, () => lost++);
     try {
       // ip(8) runs while this process's event loop is blocked in spawnSync, so nothing reads the
-      // notifications of 600 new links meanwhile. The netlink package's binding would abort here.
+      // notifications of 600 new links meanwhile.
       const batch = Array.from({ length: 300 }, (_, i) => `link add f${i} type veth peer name g${i}`).join("\n");
       expect(spawnSync("ip", ["-n", ns.name, "-batch", "-"], { input: `${batch}\n` }).status).toBe(0);
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -274,19 +278,19 @@ describe("links", () => {
     }
   });
 
-  it("requestOffThread answers a GET, types the kernel's refusal, and dumps", async () => {
+  it("requestOnce answers a GET, types the kernel's refusal, and dumps", async () => {
     const pod = await open(pool.create());
     const lo = Buffer.alloc(16);
     lo.writeInt32LE(1, 4); // struct ifinfomsg: family 0, ifindex 1 (lo)
-    const [reply] = await requestOffThread(pod.netns, 0, RTM.GETLINK, lo, 0, "get lo");
+    const [reply] = await requestOnce(pod.netns, 0, RTM.GETLINK, lo, 0, "get lo");
     expect(reply!.readInt32LE(4)).toBe(1);
     const missing = Buffer.alloc(16);
     missing.writeInt32LE(99999, 4);
-    await expect(requestOffThread(pod.netns, 0, RTM.GETLINK, missing, 0, "get link 99999")).rejects.toSatisfy(
+    await expect(requestOnce(pod.netns, 0, RTM.GETLINK, missing, 0, "get link 99999")).rejects.toSatisfy(
       (err) => isKernelError(err, "ENODEV") && /get link 99999/.test((err as Error).message),
     );
     await createVethPair(pod.nl, { name: "va", peerName: "vb" });
-    const all = await requestOffThread(pod.netns, 0, RTM.GETLINK, Buffer.alloc(16), 0x300, "dump links");
+    const all = await requestOnce(pod.netns, 0, RTM.GETLINK, Buffer.alloc(16), 0x300, "dump links");
     expect(all.map((data) => data.readInt32LE(4)).sort()).toEqual((await listLinks(pod.nl)).map((l) => l.index).sort());
   });
 });
@@ -350,6 +354,69 @@ describe("addresses and routes", () => {
     expect(prefixesOverlap("fd00::1/64", "fd00::/48")).toBe(true);
     expect(prefixesOverlap("fd00:0:0:1::1/64", "fd00::1/64")).toBe(false);
     expect(prefixesOverlap("10.0.0.1/24", "10.0.1.1/24")).toBe(false);
+  });
+});
+
+describe("neighbours and fdb entries", () => {
+  /** vxlan devices, as a vxlan backend's flannel.1, in a namespace of their own. */
+  async function vxlans() {
+    const ns = pool.create();
+    const { nl } = await open(ns);
+    ns.exec("ip", ["link", "add", "vx0", "type", "vxlan", "id", "1", "dstport", "8472", "nolearning"]);
+    ns.exec("ip", ["link", "add", "vx1", "type", "vxlan", "id", "2", "dstport", "8473", "nolearning"]);
+    for (const name of ["vx0", "vx1"]) ns.exec("ip", ["link", "set", name, "up"]);
+    return { ns, nl, vx0: (await linkByName(nl, "vx0"))!, vx1: (await linkByName(nl, "vx1"))! };
+  }
+
+  it("setNeighbour creates and replaces v4 and v6 entries, listNeighbours filters by link and family, delNeighbour", async () => {
+    const { ns, nl, vx0, vx1 } = await vxlans();
+    await setNeighbour(nl, { index: vx0.index, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:00" });
+    await setNeighbour(nl, { index: vx0.index, ip: "fd00:10:244:2::", mac: "0a:58:0a:f4:02:06" });
+    await setNeighbour(nl, { index: vx1.index, ip: "10.244.3.0", mac: "0a:58:0a:f4:03:00", state: NUD_STALE });
+    // A remote node's VTEP changed its MAC: the entry is replaced, not refused.
+    await setNeighbour(nl, { index: vx0.index, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:01" });
+
+    // The kernel's own entries (IPv6 multicast, NUD_NOARP) are listed too.
+    const permanent = (filter: Parameters<typeof listNeighbours>[1]) => listNeighbours(nl, filter).then((all) => all.filter((n) => n.state === NUD_PERMANENT));
+    const listed = await permanent({ index: vx0.index });
+    expect(listed.sort((a, b) => a.family - b.family)).toEqual([
+      { index: vx0.index, family: 4, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:01", state: NUD_PERMANENT },
+      { index: vx0.index, family: 6, ip: "fd00:10:244:2::", mac: "0a:58:0a:f4:02:06", state: NUD_PERMANENT },
+    ]);
+    expect(ns.ipJson<Array<{ dst: string; lladdr: string; state: string[] }>>("neigh", "show", "dev", "vx0")).toEqual(
+      expect.arrayContaining([
+        { dst: "10.244.2.0", lladdr: "0a:58:0a:f4:02:01", state: ["PERMANENT"] },
+        { dst: "fd00:10:244:2::", lladdr: "0a:58:0a:f4:02:06", state: ["PERMANENT"] },
+      ]),
+    );
+    expect(await permanent({ index: vx0.index, family: 6 })).toEqual([expect.objectContaining({ ip: "fd00:10:244:2::" })]);
+    expect((await listNeighbours(nl, { index: vx0.index, family: 4 })).map((n) => n.ip)).toEqual(["10.244.2.0"]);
+    expect(await listNeighbours(nl, { index: vx1.index, family: 4 })).toEqual([expect.objectContaining({ ip: "10.244.3.0", mac: "0a:58:0a:f4:03:00", state: NUD_STALE })]);
+
+    expect(await delNeighbour(nl, { index: vx0.index, ip: "10.244.2.0" })).toBe(true);
+    expect(await delNeighbour(nl, { index: vx0.index, ip: "10.244.2.0" })).toBe(false);
+    expect(ns.ipJson<Array<{ dst: string }>>("neigh", "show", "dev", "vx0").map((n) => n.dst)).toEqual(["fd00:10:244:2::"]);
+    await expect(setNeighbour(nl, { index: 99999, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:00" })).rejects.toSatisfy((e) => isKernelError(e, "ENODEV"));
+  });
+
+  it("setFdbEntry points a MAC at a remote endpoint and replaces it, listFdbEntries by device, delFdbEntry", async () => {
+    const { ns, nl, vx0, vx1 } = await vxlans();
+    await setFdbEntry(nl, { index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.2" });
+    await setFdbEntry(nl, { index: vx1.index, mac: "0a:58:0a:f4:03:00", dst: "192.168.1.3" });
+    // The remote node moved to another address: one entry, pointing at the new one.
+    await setFdbEntry(nl, { index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4" });
+
+    const onVx0 = (await listFdbEntries(nl, { index: vx0.index })).filter((e) => e.mac === "0a:58:0a:f4:02:00");
+    expect(onVx0).toEqual([expect.objectContaining({ index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4", state: NUD_PERMANENT, self: true })]);
+    const byBridge = JSON.parse(ns.exec("bridge", ["-j", "fdb", "show", "dev", "vx0"])) as Array<{ mac: string; dst?: string; state: string }>;
+    expect(byBridge.filter((e) => e.mac === "0a:58:0a:f4:02:00")).toEqual([expect.objectContaining({ dst: "192.168.1.4", state: "permanent" })]);
+    expect((await listFdbEntries(nl, { index: vx1.index })).map((e) => [e.mac, e.dst])).toEqual([["0a:58:0a:f4:03:00", "192.168.1.3"]]);
+    expect((await listFdbEntries(nl)).map((e) => e.index)).toEqual(expect.arrayContaining([vx0.index, vx1.index]));
+
+    expect(await delFdbEntry(nl, { index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4" })).toBe(true);
+    expect(await delFdbEntry(nl, { index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4" })).toBe(false);
+    expect((await listFdbEntries(nl, { index: vx0.index })).filter((e) => e.mac === "0a:58:0a:f4:02:00")).toEqual([]);
+    expect(await listFdbEntries(nl, { index: vx1.index })).toHaveLength(1);
   });
 });
 
@@ -492,6 +559,28 @@ describe("nftables over nfnetlink", () => {
 });
 
 describe("rtnetlink sockets", () => {
+  it("answer requests made at once on one socket each with its own replies", async () => {
+    const ns = pool.create();
+    const { nl } = await open(ns);
+    const names = Array.from({ length: 8 }, (_, i) => `q${i}`);
+    for (const name of names) ns.exec("ip", ["link", "add", name, "type", "veth", "peer", "name", `${name}p`]);
+    for (let round = 0; round < 20; round++) {
+      const [dumped, dumpedAgain, ...each] = await Promise.all([listLinks(nl), listLinks(nl), ...names.map((name) => linkByName(nl, name))]);
+      expect(each.map((l) => l?.name)).toEqual(names);
+      expect(dumped).toHaveLength(17);
+      expect(dumpedAgain).toHaveLength(17);
+    }
+  });
+
+  it("close once the requests under way are answered, and refuse new ones", async () => {
+    const { nl } = await open(pool.create());
+    const asked = listLinks(nl);
+    nl.close();
+    expect((await asked).map((l) => l.name)).toEqual(["lo"]);
+    await expect(linkByName(nl, "lo")).rejects.toThrow(/closed/);
+  });
+
+
   it("close through withRtnl even when the body throws", async () => {
     const netns = Netns.open(pool.create().path);
     opened.push(netns);
