@@ -50,7 +50,7 @@ export const PROGRAMS = [
     schema: "ipam/host-local/schema.ts",
     // An address file written, the cursor not yet; the allocation made, the lock let go.
     crashPoints: ["host-local:reserved", "host-local:allocated"],
-    load: async () => (await import("../ipam/host-local/plugin.js")).hostLocalPlugin as Plugin<NetConf>,
+    load: async () => (await import("../ipam/host-local/plugin.js")).hostLocalPlugin() as Plugin<NetConf>,
   },
   {
     type: "portmap",

@@ -1,4 +1,4 @@
 import { runPlugin } from "../../lib/cni/skel.js";
 import { hostLocalPlugin } from "./plugin.js";
 
-runPlugin(hostLocalPlugin);
+runPlugin(hostLocalPlugin());

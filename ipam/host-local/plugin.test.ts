@@ -25,7 +25,7 @@ afterAll(() => {
 async function invoke(env: Record<string, string>, config: Record<string, unknown>) {
   let stdout = "";
   let stderr = "";
-  const code = await dispatch(hostLocalPlugin, {
+  const code = await dispatch(hostLocalPlugin(), {
     getenv: (name) => ({ CNI_PATH: "/opt/cni/bin", CNI_NETNS: "/var/run/netns/x", ...env })[name],
     readStdin: () => Buffer.from(JSON.stringify(config)),
     stdout: (text) => (stdout += text),

@@ -8,6 +8,10 @@ import { allocate, checkAllocation, collectGarbage, exhaustedRangeSets, release,
 import { readResolvConf } from "./resolv-conf.js";
 import { Store } from "./store.js";
 
+export function hostLocalPlugin(): Plugin<HostLocalConf> {
+  return { type: "host-local", validate: hostLocal, argsKeys: ["IP"], add, del, check, gc, status };
+}
+
 function attachmentOf(request: Request<HostLocalConf>): Attachment {
   return { containerId: request.env.containerId, ifName: request.env.ifName };
 }
@@ -16,7 +20,7 @@ function ipamConfig(request: Request<HostLocalConf>) {
   return loadIpamConfig(request.config, request.version, request.cniArgs);
 }
 
-async function cmdAdd(request: Request<HostLocalConf>): Promise<Result> {
+async function add(request: Request<HostLocalConf>): Promise<Result> {
   const ipam = ipamConfig(request);
   const dns = ipam.resolvConf === undefined ? undefined : readResolvConf(ipam.resolvConf);
   const store = Store.open(ipam.dataDir, ipam.network, true)!;
@@ -26,18 +30,18 @@ async function cmdAdd(request: Request<HostLocalConf>): Promise<Result> {
 
 // DEL and GC need only the store's location: a range the config no longer accepts must not keep
 // the addresses handed out from it reserved forever.
-async function cmdDel(request: Request<HostLocalConf>): Promise<void> {
+async function del(request: Request<HostLocalConf>): Promise<void> {
   const { dataDir, network, lockTimeoutMs } = storeLocation(request.config);
   const store = Store.open(dataDir, network, false);
   if (store) await release(store, lockTimeoutMs, attachmentOf(request));
 }
 
-async function cmdCheck(request: Request<HostLocalConf>): Promise<void> {
+async function check(request: Request<HostLocalConf>): Promise<void> {
   const ipam = ipamConfig(request);
   checkAllocation(Store.open(ipam.dataDir, ipam.network, false), ipam, attachmentOf(request), request.prevResult);
 }
 
-async function cmdGc(request: GcRequest<HostLocalConf>): Promise<void> {
+async function gc(request: GcRequest<HostLocalConf>): Promise<void> {
   // An absent list would mean "release everything"; only an explicit (even empty) one may say so.
   if (!("cni.dev/valid-attachments" in request.rawConfig) && !("cni.dev/attachments" in request.rawConfig)) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid network config: GC needs cni.dev/valid-attachments", "host-local releases nothing without the list of attachments to keep");
@@ -49,7 +53,7 @@ async function cmdGc(request: GcRequest<HostLocalConf>): Promise<void> {
   if (released.length > 0) request.log(`GC released ${released.join(" ")}`);
 }
 
-async function cmdStatus(request: Request<HostLocalConf>): Promise<void> {
+async function status(request: Request<HostLocalConf>): Promise<void> {
   const ipam = ipamConfig(request);
   const full = exhaustedRangeSets(Store.open(ipam.dataDir, ipam.network, false), ipam);
   if (full.length > 0) {
@@ -60,14 +64,3 @@ async function cmdStatus(request: Request<HostLocalConf>): Promise<void> {
     );
   }
 }
-
-export const hostLocalPlugin: Plugin<HostLocalConf> = {
-  type: "host-local",
-  validate: hostLocal,
-  argsKeys: ["IP"],
-  add: cmdAdd,
-  del: cmdDel,
-  check: cmdCheck,
-  gc: cmdGc,
-  status: cmdStatus,
-};

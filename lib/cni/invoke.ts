@@ -6,7 +6,7 @@ import type { CniEnv, Verb } from "./env.js";
 import { nodeChildProcess, nodeSea } from "../node/builtins.js";
 import { asCniError, CniError, ErrorCode } from "../errors/cni.js";
 import { parseResult, type Result } from "./result.js";
-import { dispatch, writeAll, type Plugin } from "./skel.js";
+import { dispatch, writeAll, type Plugin, type Request } from "./skel.js";
 
 /** Finds a plugin executable named `type` in the CNI_PATH directories (pkg/invoke FindInPath). */
 export function findInPath(type: string, paths: readonly string[]): string {
@@ -68,10 +68,13 @@ function killDelegate(child: ChildProcess): void {
   }
 }
 
-/** The timeout when the caller sets none: WEFT_DELEGATE_TIMEOUT_MS (a positive integer) or the default. */
-export function delegateTimeoutMs(options: Pick<DelegateOptions, "timeoutMs">): number {
+/**
+ * The timeout when the caller sets none: WEFT_DELEGATE_TIMEOUT_MS of the delegate's environment (the
+ * caller's own, a positive integer) or the default.
+ */
+export function delegateTimeoutMs(options: Pick<DelegateOptions, "timeoutMs" | "env">): number {
   if (options.timeoutMs !== undefined) return options.timeoutMs;
-  const fromEnv = Number(process.env.WEFT_DELEGATE_TIMEOUT_MS);
+  const fromEnv = Number(options.env.WEFT_DELEGATE_TIMEOUT_MS);
   return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_DELEGATE_TIMEOUT_MS;
 }
 
@@ -208,6 +211,7 @@ async function runInProcess(plugin: Plugin<NetConf>, path: string, options: Dele
   const chunks: string[] = [];
   const run = dispatch(plugin, {
     getenv: (name) => env[name],
+    environment: env,
     readStdin: () => stdin,
     stdout: (text) => chunks.push(text),
     stderr: (text) => writeAll(2, text),
@@ -244,7 +248,7 @@ export async function execPlugin(path: string, options: DelegateOptions): Promis
 }
 
 /** The environment a delegate gets: the caller's, as pkg/invoke DelegateArgs does. */
-export function delegateEnv(env: CniEnv, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+export function delegateEnv(env: CniEnv, base: Readonly<NodeJS.ProcessEnv>): NodeJS.ProcessEnv {
   return {
     ...base,
     CNI_CONTAINERID: env.containerId,
@@ -270,4 +274,40 @@ export async function delegate(type: string, options: DelegateOptions & { paths:
     throw new CniError(ErrorCode.DecodingFailure, `plugin ${type} printed a result that is not JSON: ${(err as Error).message}`);
   }
   return parseResult(parsed, `result of plugin ${type}`);
+}
+
+/** What delegating takes from a plugin's request: the runtime's CNI_ variables and the environment. */
+export type DelegatingRequest = Pick<Request<NetConf>, "env" | "environment">;
+
+/**
+ * Runs `verb` of the plugin named `type` in the request's CNI_PATH, with the request's CNI_
+ * variables and environment (pkg/invoke DelegateAdd and the others). ADD returns the result.
+ */
+export function delegateFor(
+  request: DelegatingRequest,
+  type: string,
+  verb: Verb,
+  stdin: Buffer | string,
+  inProcess?: InProcessPlugins,
+): Promise<Result | undefined> {
+  return delegate(type, { verb, stdin, env: delegateEnv(request.env, request.environment), paths: request.env.path, inProcess });
+}
+
+/**
+ * Whether the plugin named `type` in the request's CNI_PATH speaks spec 1.1.0, asked with VERSION:
+ * an older one (Debian's host-local is 1.0.0) has no GC or STATUS and fails them with odd codes.
+ */
+export async function delegateSpeaks110(request: DelegatingRequest, type: string, inProcess?: InProcessPlugins): Promise<boolean> {
+  const out = await execPlugin(findInPath(type, request.env.path), {
+    verb: "VERSION",
+    stdin: '{"cniVersion":"1.1.0"}',
+    env: delegateEnv(request.env, request.environment),
+    inProcess,
+  });
+  try {
+    const supported = (JSON.parse(out.toString("utf8")) as { supportedVersions?: unknown }).supportedVersions;
+    return Array.isArray(supported) && supported.includes("1.1.0");
+  } catch {
+    return false;
+  }
 }

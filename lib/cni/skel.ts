@@ -18,6 +18,8 @@ export interface Request<C extends NetConf> {
   rawConfig: Record<string, unknown>;
   version: SpecVersion;
   env: CniEnv;
+  /** The plugin's whole environment, CNI_ variables and the rest, which a delegate inherits. */
+  environment: Readonly<NodeJS.ProcessEnv>;
   cniArgs: Map<string, string>;
   prevResult?: Result;
   log: (message: string) => void;
@@ -50,6 +52,8 @@ export interface Plugin<C extends NetConf> {
 /** Where the dispatcher reads and writes: the process in production, buffers in tests and in-process delegation. */
 export interface PluginIO {
   getenv: EnvLookup;
+  /** The environment delegates inherit (pkg/invoke passes the plugin's own): the process's when left out. */
+  environment?: Readonly<NodeJS.ProcessEnv>;
   readStdin: () => Buffer;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
@@ -137,6 +141,7 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
       rawConfig,
       version: specVersion,
       env,
+      environment: io.environment ?? process.env,
       cniArgs: parseCniArgs(env.args, plugin.argsKeys ?? []),
       prevResult: readPrevResult(rawConfig, specVersion),
       log: (message) => io.stderr(`${plugin.type}: ${message}\n`),
@@ -149,7 +154,7 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
           text = formatResult(result, specVersion);
         } catch (err) {
           // The attachment exists but cannot be told in the requested version (an L2-only bridge
-          // asked for 0.2.0, spec R2): failing ADD must not leave it behind.
+          // asked for 0.2.0, which has no interfaces): failing ADD must not leave it behind.
           await plugin.del(request).catch((undo: unknown) => request.log(`undoing ADD: ${asCniError(undo).message}`));
           throw err;
         }
@@ -233,6 +238,7 @@ export function runPlugin<C extends NetConf>(plugin: Plugin<C>): void {
   process.on("unhandledRejection", fail);
   const io: PluginIO = {
     getenv: (name) => process.env[name],
+    environment: process.env,
     readStdin: readProcessStdin,
     stdout: (text) => writeAll(1, text),
     stderr: (text) => writeAll(2, text),

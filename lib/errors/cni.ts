@@ -50,8 +50,8 @@ export class CniError extends Error {
 /**
  * Turns anything thrown into a CniError, adding context. A refusal from the system is an expected
  * failure with its own code: a CNI_NETNS that is no network namespace 4, a file or process
- * operation 5, the kernel 103. Anything else is a bug: 999. The errors are told apart by name, so
- * that the protocol core does not load the kernel's modules.
+ * operation 5, an xtables lock that stayed busy 11, the kernel 103. Anything else is a bug: 999.
+ * The errors are told apart by name, so that the protocol core does not load the kernel's modules.
  */
 export function asCniError(err: unknown, context?: string): CniError {
   let result: CniError;
@@ -64,6 +64,8 @@ export function asCniError(err: unknown, context?: string): CniError {
 function systemRefusal(err: Error): CniError | undefined {
   if (err.name === "NetnsPathError") return new CniError(ErrorCode.InvalidEnvironment, err.message, "CNI_NETNS does not name a network namespace");
   if (err.name === "KernelError") return new CniError(ErrorCode.KernelRefused, err.message);
+  // iptables gave up waiting for the xtables lock: the runtime should retry rather than give up.
+  if (err.name === "NetfilterBusyError") return new CniError(ErrorCode.TryAgainLater, err.message, "the xtables lock stayed busy; retry");
   const { syscall, errno } = err as NodeJS.ErrnoException;
   if (typeof syscall === "string" && typeof errno === "number") return new CniError(ErrorCode.IOFailure, err.message);
   return undefined;

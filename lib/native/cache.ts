@@ -19,6 +19,7 @@
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as pathModule from "node:path";
+import { writeFileAtomically } from "../files/atomic-write.js";
 
 export interface WeftCache {
   readonly root: string;
@@ -211,32 +212,8 @@ export function weftCache(): WeftCache {
       }
     },
     writeFile(file, data, mode) {
-      const tmp = `${file}.${process.pid}.tmp`;
-      let fd: number | undefined;
-      try {
-        fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
-        const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
-        let offset = 0;
-        while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset);
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
-        fd = undefined;
-        fs.renameSync(tmp, file);
-      } catch (err) {
-        if (fd !== undefined) {
-          try {
-            fs.closeSync(fd);
-          } catch {
-            // already closed
-          }
-        }
-        try {
-          fs.unlinkSync(tmp);
-        } catch {
-          // never created, or renamed
-        }
-        throw err;
-      }
+      const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+      writeFileAtomically(file, bytes, { mode, temporary: `${file}.${process.pid}.tmp`, durable: true });
     },
     write(file, data, mode = 0o600) {
       if (unusable !== undefined) return false;

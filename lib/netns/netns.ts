@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, statfsSync, statSync } from "node:fs";
+import { CniError, ErrorCode } from "../errors/cni.js";
 import { CLONE_NEWNET, weftSyscalls } from "../native/syscalls.js";
 
 /** statfs magic of nsfs: a namespace file (/proc/<pid>/ns/net or a bind mount of one). */
@@ -119,4 +120,18 @@ export function currentNetnsId(): string {
 /** True when path names the namespace the plugin itself runs in (the skel's code 8 guard, plugins#714). */
 export function isOwnNetns(netns: Netns): boolean {
   return netns.id === currentNetnsId();
+}
+
+/**
+ * Opens the pod's namespace (CNI_NETNS). It must not be the plugin's own unless the runtime says so
+ * with CNI_NETNS_OVERRIDE (code 8): a recycled /proc/<pid>/ns/net once made loopback DEL take down
+ * the host's lo (plugins#714).
+ */
+export function openPodNetns(path: string, netnsOverride: boolean): Netns {
+  const netns = Netns.open(path);
+  if (!netnsOverride && isOwnNetns(netns)) {
+    netns.close();
+    throw new CniError(ErrorCode.InvalidNetns, "netns must not be the plugin's own network namespace", `CNI_NETNS ${path}; set CNI_NETNS_OVERRIDE=1 if this is intended`);
+  }
+  return netns;
 }

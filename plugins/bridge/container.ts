@@ -8,7 +8,7 @@ import type { Netns } from "../../lib/netns/netns.js";
 import { addRoute } from "../../lib/netlink/route.js";
 import { RTNLGRP_IPV6_IFADDR, type Rtnl } from "../../lib/netlink/rtnl.js";
 import { familyOfCidr, effectiveGateway } from "./gateway.js";
-import { step } from "./rollback.js";
+import { step } from "../../lib/cni/steps.js";
 
 const DAD_TIMEOUT_MS = 5000;
 

@@ -47,7 +47,7 @@ export interface VethPair {
   hostIndex: number;
 }
 
-/** Spec A1: an interface of that name already in the pod is an error, found before anything is made. */
+/** An interface of that name already in the pod is an error (the spec's ADD), found before anything is made. */
 export async function ensureIfNameFree(pod: Rtnl, podNetns: Netns, ifName: string): Promise<void> {
   if (await linkByName(pod, ifName)) {
     throw new CniError(ErrorCode.NodeConflict, `container veth name ${JSON.stringify(ifName)} already exists in ${podNetns.path}`);

@@ -1,22 +1,22 @@
 import { bridge as validateBridge } from "../../gen/validators.js";
-import { asCniError, CniError, combinedError, ErrorCode } from "../../lib/errors/cni.js";
-import { delegate, delegateEnv, execPlugin, findInPath, type InProcessPlugins } from "../../lib/cni/invoke.js";
-import type { Result } from "../../lib/cni/result.js";
-import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
 import type { Verb } from "../../lib/cni/env.js";
-import { delLink, delLinkByName, linkByIndex, setLinkUp, waitOperUp, type Link } from "../../lib/netlink/link.js";
+import { delegateFor, delegateSpeaks110, type InProcessPlugins } from "../../lib/cni/invoke.js";
+import type { Interface, Result } from "../../lib/cni/result.js";
+import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
+import { Rollback, step } from "../../lib/cni/steps.js";
+import { crashPoint } from "../../lib/crash/crash.js";
+import { asCniError, CniError, combinedError, ErrorCode } from "../../lib/errors/cni.js";
 import { addMacSpoofCheck, macspoofKey, removeMacSpoofCheck } from "../../lib/netfilter/macspoof.js";
 import { addMasquerade, chooseBackend, gcMasquerade, removeMasquerade } from "../../lib/netfilter/masquerade.js";
-import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
+import { delLink, delLinkByName, linkByIndex, setLinkUp, waitOperUp, type Link } from "../../lib/netlink/link.js";
 import { Rtnl } from "../../lib/netlink/rtnl.js";
+import { Netns, NetnsPathError, openPodNetns } from "../../lib/netns/netns.js";
 import { ensureSysctl } from "../../lib/sysctl/sysctl.js";
 import { checkAttachment } from "./check.js";
 import { bridgeSettings, type BridgeConf, type BridgeSettings } from "./config.js";
 import { configureContainer, containerLink } from "./container.js";
-import { calcGateways } from "./gateway.js";
-import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureIfNameFree, ensureVlanGateway, setupBridge } from "./host.js";
-import { Rollback, step } from "./rollback.js";
-import { crashPoint } from "../../lib/crash/crash.js";
+import { calcGateways, type Gateways } from "./gateway.js";
+import { configureHostVeth, createPodVeth, ensureGatewayAddress, ensureIfNameFree, ensureVlanGateway, setupBridge, type VethPair } from "./host.js";
 
 type BridgeRequest = Request<BridgeConf>;
 
@@ -25,17 +25,17 @@ export interface BridgeOptions {
   inProcess?: InProcessPlugins;
 }
 
-/**
- * Opens CNI_NETNS: it must be a network namespace (nsfs), and not the plugin's own unless the
- * runtime says so with CNI_NETNS_OVERRIDE (code 8, plugins#714: a recycled /proc/<pid>/ns/net).
- */
-function openPodNetns(request: BridgeRequest): Netns {
-  const netns = Netns.open(request.env.netns);
-  if (!request.env.netnsOverride && isOwnNetns(netns)) {
-    netns.close();
-    throw new CniError(ErrorCode.InvalidNetns, "netns must not be the plugin's own network namespace", `CNI_NETNS ${request.env.netns}; set CNI_NETNS_OVERRIDE=1 if this is intended`);
-  }
-  return netns;
+export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
+  return {
+    type: "bridge",
+    validate: validateBridge,
+    argsKeys: ["MAC"],
+    add: (request) => add(request, options),
+    del: (request) => del(request, options),
+    check: (request) => check(request, options),
+    status: (request) => status(request, options),
+    gc: (request) => gc(request, options),
+  };
 }
 
 /** The kernel handles one verb uses, closed together. */
@@ -62,223 +62,241 @@ class Handles {
   }
 }
 
-export function bridgePlugin(options: BridgeOptions = {}): Plugin<BridgeConf> {
-  const ipam = (request: BridgeRequest, verb: Verb, type: string) =>
-    delegate(type, {
-      verb,
-      stdin: request.configBytes,
-      env: delegateEnv(request.env, process.env),
-      paths: request.env.path,
-      inProcess: options.inProcess,
-    });
+/** What ADD's steps share: the request, its settings, the kernel handles and the undo stack. */
+interface AddContext {
+  request: BridgeRequest;
+  settings: BridgeSettings;
+  options: BridgeOptions;
+  host: Rtnl;
+  pod: Rtnl;
+  podNetns: Netns;
+  rollback: Rollback;
+}
 
-  const attachment = (request: BridgeRequest) => ({
-    network: request.config.name,
-    containerId: request.env.containerId,
-    ifName: request.env.ifName,
+/** The L3 half of ADD: the result so far, and the VLAN gateway interface when one was made. */
+interface Addressing {
+  result: Result;
+  extraInterfaces: Interface[];
+}
+
+async function add(request: BridgeRequest, options: BridgeOptions): Promise<Result> {
+  const settings = bridgeSettings(request.config, request.cniArgs);
+  const { ifName } = request.env;
+  const handles = new Handles();
+  const rollback = new Rollback();
+  try {
+    const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request.env.netns, request.env.netnsOverride));
+    const c: AddContext = { request, settings, options, pod: await handles.enter(podNetns), podNetns, host: await handles.host(), rollback };
+    await step(`create veth pair for ${ifName}`, () => ensureIfNameFree(c.pod, podNetns, ifName));
+    const pendingIpam = startIpam(c);
+    const bridge = await step(`create bridge ${JSON.stringify(settings.conf.bridge)}`, () => setupBridge(c.host, settings));
+    crashPoint("bridge:bridge");
+    const veth = await connectPodVeth(c, bridge);
+    const container = await containerLink(c.pod, podNetns, ifName);
+    if (settings.conf.macspoofchk) await setUpMacSpoofCheck(c, veth, container);
+    const addressing = pendingIpam ? await configureAddressing(c, bridge, container, pendingIpam) : await setUpWithoutIpam(c, container);
+    return await attachmentResult(c, bridge, veth, container, addressing);
+  } catch (err) {
+    await rollback.run(request.log);
+    throw err;
+  } finally {
+    handles.close();
+  }
+}
+
+/** IPAM runs (a process, ~10 ms) while the links are made; its release is the last undo. */
+function startIpam(c: AddContext): Promise<Result | undefined> | undefined {
+  const { ipamType } = c.settings;
+  if (!ipamType) return undefined;
+  const running = step(`run IPAM plugin ${ipamType}`, () => ipam(c.request, "ADD", ipamType, c.options));
+  running.catch(() => undefined);
+  c.rollback.push(`release IPAM (${ipamType} DEL)`, async () => {
+    await running.catch(() => undefined);
+    await ipam(c.request, "DEL", ipamType, c.options);
   });
+  return running;
+}
 
-  async function add(request: BridgeRequest): Promise<Result> {
-    const s = bridgeSettings(request.config, request.cniArgs);
-    const { conf } = s;
-    const { ifName } = request.env;
-    const k = new Handles();
-    const rollback = new Rollback();
-    try {
-      const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
-      const pod = await k.enter(podNetns);
-      const host = await k.host();
-      await step(`create veth pair for ${ifName}`, () => ensureIfNameFree(pod, podNetns, ifName));
+/** The veth pair, its pod end named ifName in the pod, its host end a configured port of the bridge. */
+async function connectPodVeth(c: AddContext, bridge: Link): Promise<VethPair> {
+  const { ifName } = c.request.env;
+  const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(c.host, c.pod, c.podNetns, bridge, ifName, c.settings));
+  crashPoint("bridge:veth");
+  c.rollback.push(`delete veth ${veth.hostName}`, () => delLink(c.host, veth.hostIndex));
+  await step(`connect ${veth.hostName} to bridge ${c.settings.conf.bridge}`, () => configureHostVeth(c.host, veth, c.settings));
+  crashPoint("bridge:port");
+  return veth;
+}
 
-      // IPAM runs (a process, ~10 ms) while the links are made; its release is the last undo.
-      let pendingIpam: Promise<Result | undefined> | undefined;
-      if (s.ipamType) {
-        const ipamType = s.ipamType;
-        const running = step(`run IPAM plugin ${ipamType}`, () => ipam(request, "ADD", ipamType));
-        running.catch(() => undefined);
-        pendingIpam = running;
-        rollback.push(`release IPAM (${ipamType} DEL)`, async () => {
-          await running.catch(() => undefined);
-          await ipam(request, "DEL", ipamType);
-        });
-      }
+async function setUpMacSpoofCheck(c: AddContext, veth: VethPair, container: Link): Promise<void> {
+  const key = macspoofKey(c.request.env.containerId, c.request.env.ifName);
+  await step("set up MAC spoof check", () => addMacSpoofCheck(veth.hostName, container.mac, key));
+  c.rollback.push("remove MAC spoof check", () => removeMacSpoofCheck(key));
+}
 
-      let bridge = await step(`create bridge ${JSON.stringify(conf.bridge)}`, () => setupBridge(host, s));
-      crashPoint("bridge:bridge");
-      const veth = await step(`create veth pair for ${ifName}`, () => createPodVeth(host, pod, podNetns, bridge, ifName, s));
-      crashPoint("bridge:veth");
-      rollback.push(`delete veth ${veth.hostName}`, () => delLink(host, veth.hostIndex));
-      await step(`connect ${veth.hostName} to bridge ${conf.bridge}`, () => configureHostVeth(host, veth, s));
-      crashPoint("bridge:port");
-      let container = await containerLink(pod, podNetns, ifName);
+/** The IPAM result on the pod's interface, the gateways on the bridge, and masquerade. */
+async function configureAddressing(c: AddContext, bridge: Link, container: Link, pendingIpam: Promise<Result | undefined>): Promise<Addressing> {
+  const { conf } = c.settings;
+  const ipamResult = await pendingIpam;
+  crashPoint("bridge:ipam");
+  if (!ipamResult?.ips?.length) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+  const { result, gateways } = calcGateways(ipamResult, c.settings.isGateway, conf.isDefaultGateway);
+  await configureContainer(c.pod, c.podNetns, container, result, conf.enabledad);
+  crashPoint("bridge:addresses");
+  const extraInterfaces = c.settings.isGateway ? await setUpGateways(c, bridge, gateways) : [];
+  if (conf.ipMasq) await setUpMasquerade(c, result);
+  return { result, extraInterfaces };
+}
 
-      if (conf.macspoofchk) {
-        const key = macspoofKey(request.env.containerId, ifName);
-        await step("set up MAC spoof check", () => addMacSpoofCheck(veth.hostName, container.mac, key));
-        rollback.push("remove MAC spoof check", () => removeMacSpoofCheck(key));
-      }
+/** Without IPAM the pod's interface is only brought up (unless the config wants it left alone). */
+async function setUpWithoutIpam(c: AddContext, container: Link): Promise<Addressing> {
+  if (!c.settings.conf.disableContainerInterface) await step(`set ${c.request.env.ifName} up`, () => setLinkUp(c.pod, container.index));
+  return { result: { ips: [], routes: [] }, extraInterfaces: [] };
+}
 
-      let result: Result = { ips: [], routes: [] };
-      const extraInterfaces: Array<{ name: string; mac: string }> = [];
-      if (pendingIpam) {
-        const ipamResult = await pendingIpam;
-        crashPoint("bridge:ipam");
-        if (!ipamResult?.ips?.length) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
-        const calc = calcGateways(ipamResult, s.isGateway, conf.isDefaultGateway);
-        result = calc.result;
-        await configureContainer(pod, podNetns, container, result, conf.enabledad);
-        crashPoint("bridge:addresses");
-
-        if (s.isGateway) {
-          let gatewayLink: Link = bridge;
-          if (conf.vlan !== 0 && (calc.gateways[4].length || calc.gateways[6].length)) {
-            gatewayLink = await step("create vlan interface", () => ensureVlanGateway(host, bridge, s));
-            extraInterfaces.push({ name: gatewayLink.name, mac: gatewayLink.mac });
-          }
-          const what = conf.vlan !== 0 ? "set vlan interface for bridge with addr" : "set bridge addr";
-          for (const family of [4, 6] as const) {
-            for (const gw of calc.gateways[family]) {
-              await step(what, () => ensureGatewayAddress(host, gatewayLink, gw, family, conf.forceAddress));
-            }
-            if (calc.gateways[family].length) {
-              await step("enable forwarding", () => ensureSysctl(family === 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1"));
-            }
-          }
-          crashPoint("bridge:gateway");
-        }
-
-        if (conf.ipMasq) {
-          const addresses = (result.ips ?? []).map((ip) => ip.address);
-          const backend = chooseBackend(conf.ipMasqBackend);
-          await step("set up IP masquerade", () => addMasquerade(attachment(request), addresses, backend));
-          crashPoint("bridge:masquerade");
-          rollback.push("remove IP masquerade", () => removeMasquerade(attachment(request)));
-        }
-      } else if (!conf.disableContainerInterface) {
-        await step(`set ${ifName} up`, () => setLinkUp(pod, container.index));
-      }
-
-      // A port whose pod end stays down never forwards: like the reference, wait only when the pod end is up.
-      const hostVeth = conf.disableContainerInterface
-        ? await step(`look up ${veth.hostName}`, async () => (await linkByIndex(host, veth.hostIndex)) ?? Promise.reject(new Error(`${veth.hostName} is gone`)))
-        : await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(host, veth.hostIndex));
-      bridge = (await linkByIndex(host, bridge.index)) ?? bridge;
-      container = (await linkByIndex(pod, container.index)) ?? container;
-      if (dnsSet(conf)) result.dns = conf.dns;
-      crashPoint("bridge:done");
-      return {
-        ...result,
-        interfaces: [
-          { name: bridge.name, mac: bridge.mac },
-          { name: hostVeth.name, mac: hostVeth.mac },
-          { name: container.name, mac: container.mac, sandbox: request.env.netns },
-          ...extraInterfaces,
-        ],
-      };
-    } catch (err) {
-      await rollback.run(request.log);
-      throw err;
-    } finally {
-      k.close();
+/** The gateway addresses on the bridge (or on its VLAN interface) and forwarding on; returns the VLAN interface made, if any. */
+async function setUpGateways(c: AddContext, bridge: Link, gateways: Gateways): Promise<Interface[]> {
+  const { conf } = c.settings;
+  const extraInterfaces: Interface[] = [];
+  let gatewayLink: Link = bridge;
+  if (conf.vlan !== 0 && (gateways[4].length || gateways[6].length)) {
+    gatewayLink = await step("create vlan interface", () => ensureVlanGateway(c.host, bridge, c.settings));
+    extraInterfaces.push({ name: gatewayLink.name, mac: gatewayLink.mac });
+  }
+  const what = conf.vlan !== 0 ? "set vlan interface for bridge with addr" : "set bridge addr";
+  for (const family of [4, 6] as const) {
+    for (const gw of gateways[family]) {
+      await step(what, () => ensureGatewayAddress(c.host, gatewayLink, gw, family, conf.forceAddress));
+    }
+    if (gateways[family].length) {
+      await step("enable forwarding", () => ensureSysctl(family === 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding", "1"));
     }
   }
+  crashPoint("bridge:gateway");
+  return extraInterfaces;
+}
 
-  /**
-   * Deletes CNI_IFNAME in the pod's namespace; nothing there, or no namespace (a stale path that is
-   * no namespace counts as gone: nothing left inside, §3 #14), is success.
-   */
-  async function deletePodInterface(request: BridgeRequest): Promise<void> {
-    let podNetns: Netns | undefined;
-    try {
-      podNetns = openPodNetns(request);
-      const netns = podNetns;
-      await step(`delete ${request.env.ifName}`, () => delLinkByName(netns, request.env.ifName));
-    } catch (err) {
-      if (!(err instanceof NetnsPathError)) throw err;
-      request.log(`${err.message}: treating the namespace as gone`);
-    } finally {
-      podNetns?.close();
-    }
-  }
+async function setUpMasquerade(c: AddContext, result: Result): Promise<void> {
+  const addresses = (result.ips ?? []).map((ip) => ip.address);
+  const backend = chooseBackend(c.settings.conf.ipMasqBackend);
+  await step("set up IP masquerade", () => addMasquerade(attachment(c.request), addresses, backend));
+  crashPoint("bridge:masquerade");
+  c.rollback.push("remove IP masquerade", () => removeMasquerade(attachment(c.request)));
+}
 
-  async function del(request: BridgeRequest): Promise<void> {
-    const s = bridgeSettings(request.config, request.cniArgs);
-    const { conf } = s;
-    // The kernel takes about 20 ms to delete a veth pair, inside the request: IPAM releases the
-    // address meanwhile (the reference releases it first, so neither order is new to a runtime).
-    // Without the pod's namespace nothing proves which host veth was this attachment's: prevResult
-    // is the runtime's word and may name another pod's. Like the reference, only IPAM and the
-    // rules keyed by this attachment's identity go then; a veth whose namespace died went with it.
-    const podInterface = request.env.netns === "" ? Promise.resolve() : deletePodInterface(request);
-    const ipamType = s.ipamType;
-    const release = ipamType ? step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType)) : Promise.resolve();
-    const [deleted, released] = await Promise.allSettled([podInterface, release]);
-    if (deleted.status === "rejected") throw deleted.reason;
-    if (released.status === "rejected") throw released.reason;
-    if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
-    if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
-  }
-
-  async function check(request: BridgeRequest): Promise<void> {
-    const s = bridgeSettings(request.config, request.cniArgs);
-    const prev = request.prevResult;
-    if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
-    if (s.ipamType) {
-      const ipamType = s.ipamType;
-      await step(`check IPAM (${ipamType} CHECK)`, () => ipam(request, "CHECK", ipamType));
-    }
-    const k = new Handles();
-    try {
-      const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request));
-      const pod = await k.enter(podNetns);
-      await checkAttachment({ host: await k.host(), pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
-    } finally {
-      k.close();
-    }
-  }
-
-  /**
-   * STATUS and GC are forwarded to IPAM (spec T4, G4), when it speaks spec 1.1.0: an older plugin
-   * (Debian's host-local is 1.0.0) has nothing to report or collect, and answers them with errors.
-   */
-  const ipamIfSupported = async (request: BridgeRequest, verb: "STATUS" | "GC", type: string) => {
-    const out = await execPlugin(findInPath(type, request.env.path), {
-      verb: "VERSION",
-      stdin: '{"cniVersion":"1.1.0"}',
-      env: delegateEnv(request.env, process.env),
-      inProcess: options.inProcess,
-    });
-    let supported: unknown;
-    try {
-      supported = (JSON.parse(out.toString("utf8")) as { supportedVersions?: unknown }).supportedVersions;
-    } catch {
-      supported = undefined;
-    }
-    if (!Array.isArray(supported) || !supported.includes("1.1.0")) {
-      request.log(`IPAM plugin ${type} does not speak CNI 1.1.0: ${verb} not forwarded`);
-      return;
-    }
-    await ipam(request, verb, type);
+/** The result: the bridge, the host veth and the pod's interface as the kernel has them now. */
+async function attachmentResult(c: AddContext, bridge: Link, veth: VethPair, container: Link, addressing: Addressing): Promise<Result> {
+  const { conf } = c.settings;
+  // A port whose pod end stays down never forwards: like the reference, wait only when the pod end is up.
+  const hostVeth = conf.disableContainerInterface
+    ? await step(`look up ${veth.hostName}`, async () => (await linkByIndex(c.host, veth.hostIndex)) ?? Promise.reject(new Error(`${veth.hostName} is gone`)))
+    : await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(c.host, veth.hostIndex));
+  const bridgeNow = (await linkByIndex(c.host, bridge.index)) ?? bridge;
+  const containerNow = (await linkByIndex(c.pod, container.index)) ?? container;
+  const { result } = addressing;
+  if (dnsSet(conf)) result.dns = conf.dns;
+  crashPoint("bridge:done");
+  return {
+    ...result,
+    interfaces: [
+      { name: bridgeNow.name, mac: bridgeNow.mac },
+      { name: hostVeth.name, mac: hostVeth.mac },
+      { name: containerNow.name, mac: containerNow.mac, sandbox: c.request.env.netns },
+      ...addressing.extraInterfaces,
+    ],
   };
+}
 
-  async function status(request: BridgeRequest): Promise<void> {
-    const s = bridgeSettings(request.config, request.cniArgs);
-    if (s.ipamType) await ipamIfSupported(request, "STATUS", s.ipamType);
+async function del(request: BridgeRequest, options: BridgeOptions): Promise<void> {
+  const s = bridgeSettings(request.config, request.cniArgs);
+  const { conf } = s;
+  // The kernel takes about 20 ms to delete a veth pair, inside the request: IPAM releases the
+  // address meanwhile (the reference releases it first, so neither order is new to a runtime).
+  // Without the pod's namespace nothing proves which host veth was this attachment's: prevResult
+  // is the runtime's word and may name another pod's. Like the reference, only IPAM and the
+  // rules keyed by this attachment's identity go then; a veth whose namespace died went with it.
+  const podInterface = request.env.netns === "" ? Promise.resolve() : deletePodInterface(request);
+  const ipamType = s.ipamType;
+  const release = ipamType ? step(`release IPAM (${ipamType} DEL)`, () => ipam(request, "DEL", ipamType, options)) : Promise.resolve();
+  const [deleted, released] = await Promise.allSettled([podInterface, release]);
+  if (deleted.status === "rejected") throw deleted.reason;
+  if (released.status === "rejected") throw released.reason;
+  if (conf.macspoofchk) await step("remove MAC spoof check", () => removeMacSpoofCheck(macspoofKey(request.env.containerId, request.env.ifName)));
+  if (conf.ipMasq) await step("remove IP masquerade", () => removeMasquerade(attachment(request)));
+}
+
+/**
+ * Deletes CNI_IFNAME in the pod's namespace; nothing there, or no namespace (a stale path that is
+ * no namespace counts as gone: nothing is left inside), is success.
+ */
+async function deletePodInterface(request: BridgeRequest): Promise<void> {
+  let podNetns: Netns | undefined;
+  try {
+    podNetns = openPodNetns(request.env.netns, request.env.netnsOverride);
+    const netns = podNetns;
+    await step(`delete ${request.env.ifName}`, () => delLinkByName(netns, request.env.ifName));
+  } catch (err) {
+    if (!(err instanceof NetnsPathError)) throw err;
+    request.log(`${err.message}: treating the namespace as gone`);
+  } finally {
+    podNetns?.close();
   }
+}
 
-  async function gc(request: GcRequest<BridgeConf>): Promise<void> {
-    const s = bridgeSettings(request.config, request.cniArgs);
-    const errors: CniError[] = [];
-    if (s.ipamType) {
-      const ipamType = s.ipamType;
-      await ipamIfSupported(request, "GC", ipamType).catch((err: unknown) => errors.push(asCniError(err, "IPAM GC")));
-    }
-    const keep = request.validAttachments.map((a) => ({ containerId: a.containerID, ifName: a.ifname }));
-    await gcMasquerade(request.config.name, keep).catch((err: unknown) => errors.push(asCniError(err, "masquerade GC")));
-    if (errors.length) throw combinedError("GC failed", errors);
+async function check(request: BridgeRequest, options: BridgeOptions): Promise<void> {
+  const s = bridgeSettings(request.config, request.cniArgs);
+  const prev = request.prevResult;
+  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
+  if (s.ipamType) {
+    const ipamType = s.ipamType;
+    await step(`check IPAM (${ipamType} CHECK)`, () => ipam(request, "CHECK", ipamType, options));
   }
+  const handles = new Handles();
+  try {
+    const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request.env.netns, request.env.netnsOverride));
+    const pod = await handles.enter(podNetns);
+    await checkAttachment({ host: await handles.host(), pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
+  } finally {
+    handles.close();
+  }
+}
 
-  return { type: "bridge", validate: validateBridge, argsKeys: ["MAC"], add, del, check, status, gc };
+async function status(request: BridgeRequest, options: BridgeOptions): Promise<void> {
+  const s = bridgeSettings(request.config, request.cniArgs);
+  if (s.ipamType) await forwardToIpam(request, "STATUS", s.ipamType, options);
+}
+
+async function gc(request: GcRequest<BridgeConf>, options: BridgeOptions): Promise<void> {
+  const s = bridgeSettings(request.config, request.cniArgs);
+  const errors: CniError[] = [];
+  if (s.ipamType) {
+    const ipamType = s.ipamType;
+    await forwardToIpam(request, "GC", ipamType, options).catch((err: unknown) => errors.push(asCniError(err, "IPAM GC")));
+  }
+  const keep = request.validAttachments.map((a) => ({ containerId: a.containerID, ifName: a.ifname }));
+  await gcMasquerade(request.config.name, keep).catch((err: unknown) => errors.push(asCniError(err, "masquerade GC")));
+  if (errors.length) throw combinedError("GC failed", errors);
+}
+
+/** The IPAM plugin runs the verb with bridge's own config on its stdin. */
+function ipam(request: BridgeRequest, verb: Verb, type: string, options: BridgeOptions): Promise<Result | undefined> {
+  return delegateFor(request, type, verb, request.configBytes, options.inProcess);
+}
+
+/**
+ * STATUS and GC go to IPAM when it speaks spec 1.1.0: an older plugin (Debian's host-local is
+ * 1.0.0) has nothing to report or collect, and answers them with errors.
+ */
+async function forwardToIpam(request: BridgeRequest, verb: "STATUS" | "GC", type: string, options: BridgeOptions): Promise<void> {
+  if (!(await delegateSpeaks110(request, type, options.inProcess))) {
+    request.log(`IPAM plugin ${type} does not speak CNI 1.1.0: ${verb} not forwarded`);
+    return;
+  }
+  await ipam(request, verb, type, options);
+}
+
+function attachment(request: BridgeRequest) {
+  return { network: request.config.name, containerId: request.env.containerId, ifName: request.env.ifName };
 }
 
 function dnsSet(conf: BridgeConf): boolean {

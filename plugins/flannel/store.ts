@@ -1,7 +1,8 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../../lib/errors/cni.js";
 import { MAX_STDIN_BYTES } from "../../lib/cni/config.js";
+import { writeFileAtomically } from "../../lib/files/atomic-write.js";
 import { readSmallFile, type SmallFile } from "../../lib/files/small-file.js";
 import type { JsonObject } from "./delegate-config.js";
 
@@ -30,25 +31,11 @@ export class SavedConfigStore {
 
   save(containerId: string, bytes: string): void {
     const path = this.path(containerId);
-    // Container ids start with a letter or digit, so a dot-name never collides with one.
-    const tmp = join(this.dataDir, `.${containerId}.${process.pid}.tmp`);
     try {
       mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-      // O_EXCL: never through a symlink planted at the temporary name; one left by a crash goes first.
-      removeQuietly(tmp);
-      const fd = openSync(tmp, "wx", 0o600);
-      try {
-        const data = Buffer.from(bytes);
-        let offset = 0;
-        while (offset < data.length) offset += writeSync(fd, data, offset);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, path);
-      syncDirectory(this.dataDir);
+      // Container ids start with a letter or digit, so a dot-name never collides with one.
+      writeFileAtomically(path, bytes, { mode: 0o600, temporary: join(this.dataDir, `.${containerId}.${process.pid}.tmp`), durable: true });
     } catch (err) {
-      removeQuietly(tmp);
       throw new CniError(ErrorCode.IOFailure, `failed to save the delegate config to ${path}: ${(err as Error).message}`);
     }
   }
@@ -104,23 +91,5 @@ export class SavedConfigStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw new CniError(ErrorCode.IOFailure, `failed to list ${this.dataDir}: ${(err as Error).message}`);
     }
-  }
-}
-
-/** A rename or unlink is durable only once its directory is synced. */
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function removeQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // never created, or already gone
   }
 }

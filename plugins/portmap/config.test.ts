@@ -156,6 +156,7 @@ describe("the bound on port mappings per pod", () => {
       rawConfig: config as unknown as Record<string, unknown>,
       version: "1.0.0",
       env: { command: "ADD", containerId: "c1", netns: "/run/netns/p", ifName: "eth0", args: "", path: [], netnsOverride: false },
+      environment: {},
       cniArgs: new Map(),
       prevResult,
       log: () => {},

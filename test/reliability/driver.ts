@@ -53,7 +53,7 @@ function pluginFor(type: string): Plugin<NetConf> {
   const registry = inProcessPlugins(WEFT_VERSION);
   switch (type) {
     case "host-local":
-      return hostLocalPlugin as unknown as Plugin<NetConf>;
+      return hostLocalPlugin() as unknown as Plugin<NetConf>;
     case "bridge":
       return bridgePlugin({ inProcess: registry }) as unknown as Plugin<NetConf>;
     case "flannel":

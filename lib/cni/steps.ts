@@ -1,13 +1,13 @@
-import { asCniError } from "../../lib/errors/cni.js";
+import { asCniError } from "../errors/cni.js";
 
 /**
  * "Nothing half-made" as a structure: every step that creates something registers how to undo it,
  * and a failure runs the undos newest first. An undo that fails is reported and the rest still run.
  */
 export class Rollback {
-  private readonly undos: Array<{ what: string; undo: () => Promise<unknown> }> = [];
+  private readonly undos: Array<{ what: string; undo: () => Promise<unknown> | unknown }> = [];
 
-  push(what: string, undo: () => Promise<unknown>): void {
+  push(what: string, undo: () => Promise<unknown> | unknown): void {
     this.undos.push({ what, undo });
   }
 
