@@ -237,6 +237,16 @@ describe("dispatching verbs", () => {
     });
   });
 
+  it("hands the handler the injected environment, for its delegates to inherit, and the process's when none is injected", async () => {
+    const { plugin, calls } = recordingPlugin();
+    const environment = { ...ADD_ENV, PATH: "/injected/bin" };
+    const io = { getenv: (name: string) => environment[name as keyof typeof environment], readStdin: () => Buffer.from(JSON.stringify(config())), stdout: () => undefined, stderr: () => undefined };
+    expect(await dispatch(plugin, { ...io, environment })).toBe(0);
+    expect(calls[0]?.environment).toBe(environment);
+    expect(await dispatch(plugin, io)).toBe(0);
+    expect(calls[1]?.environment).toBe(process.env);
+  });
+
   it.each(["DEL", "CHECK"])("%s prints nothing on success", async (command) => {
     const { plugin, calls } = recordingPlugin();
     const out = await run(plugin, { ...ADD_ENV, CNI_COMMAND: command }, config());
