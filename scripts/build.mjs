@@ -118,7 +118,7 @@ function executable(version, type, bundle) {
   const compress = (data) =>
     brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length } }).toString("base64");
   const bundleBytes = Buffer.from(bundle, "latin1");
-  if (/[^\x00-\x7f]/.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
+  if (/[^\p{ASCII}]/u.test(bundle)) throw new Error(`bundle of ${type} is not plain ASCII`);
   // The loader reads bundle.js from the cache as bytes and compares their full sha256 with this one.
   const loader = loaderSource(root, { bundleBytes, type, standalone: false });
   const parts = [["bundle", bundleBytes]];

@@ -114,7 +114,6 @@ echo '{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.22.0.5/16","gate
     await expect(delegate("babbling", { verb: "ADD", stdin: "{}", env: {}, paths: [dir] })).rejects.toMatchObject({ code: 6 });
   });
 
-  const reference = "/usr/lib/cni/host-local";
   const needs = referencePlugins("host-local");
   it.skipIf(needs.skip)(needs.title("delegates ADD and DEL to the reference host-local"), async () => {
     const dataDir = join(dir, "ipam");

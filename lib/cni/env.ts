@@ -18,6 +18,7 @@ export interface CniEnv {
 export type EnvLookup = (name: string) => string | undefined;
 
 /** The spec's name rule for container ids and network names. */
+// eslint-disable-next-line no-useless-escape -- as Go's skel writes it: the source is quoted in errors
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 /**
  * Longer ids are refused: weft names files after the id (and the interface name), and a file name
@@ -30,6 +31,7 @@ export const MAX_NETWORK_NAME_LENGTH = 200;
  * What weft accepts as an interface name: ASCII letters, digits and . _ -, starting with a letter
  * or digit (so never an option to a command, nor . or ..), at most 15.
  */
+// eslint-disable-next-line no-useless-escape -- as Go's skel writes it: the source is quoted in errors
 export const IFNAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 /** IFNAMSIZ is 16 including the NUL. */
 export const MAX_IFNAME_LENGTH = 15;
@@ -130,7 +132,7 @@ export function validateInterfaceName(name: string): void {
     throw new CniError(ErrorCode.InvalidEnvironment, `interface name is . or ..`);
   }
   // eslint-disable-next-line no-control-regex
-  if (/[\/:\s\u0000-\u001f\u007f]/.test(name)) {
+  if (/[/:\s\u0000-\u001f\u007f]/.test(name)) {
     throw new CniError(
       ErrorCode.InvalidEnvironment,
       `interface name contains / or : or whitespace characters`,

@@ -3,24 +3,24 @@ import { loadEmbeddedAddon } from "./native.js";
 
 /** weft's own native addon (lib/native/weft.c): the system calls Node.js lacks. */
 export interface WeftSyscalls {
-  setns(fd: number, nstype: number): void;
-  flock(fd: number, operation: number): void;
-  flockAsync(fd: number, operation: number): Promise<void>;
+  setns: (fd: number, nstype: number) => void;
+  flock: (fd: number, operation: number) => void;
+  flockAsync: (fd: number, operation: number) => Promise<void>;
   /** Blocks until fd is ready for events (POLLIN, POLLOUT) or hung up; the events that happened. */
-  pollFd(fd: number, events: number): number;
+  pollFd: (fd: number, events: number) => number;
   /** A netlink socket of the protocol, in the calling thread's network namespace. */
-  netlinkSocket(protocol: number): number;
+  netlinkSocket: (protocol: number) => number;
   /** Sends one message on a libuv worker thread; resolves with every reply up to the one that ends it. */
-  netlinkRequest(fd: number, message: Buffer): Promise<Buffer>;
+  netlinkRequest: (fd: number, message: Buffer) => Promise<Buffer>;
   /** Joins a netlink multicast group on the socket. */
-  netlinkJoin(fd: number, group: number): void;
+  netlinkJoin: (fd: number, group: number) => void;
   /** An eventfd: writing to it ends a netlinkReceive that waits on it. */
-  wakeFd(): number;
+  wakeFd: () => number;
   /**
    * Waits on a libuv worker thread, at most timeoutMs, for notifications on the socket: all that are
    * queued (empty when the time ran out), null when woken; rejects ENOBUFS when the kernel dropped some.
    */
-  netlinkReceive(fd: number, wake: number, timeoutMs: number): Promise<Buffer | null>;
+  netlinkReceive: (fd: number, wake: number, timeoutMs: number) => Promise<Buffer | null>;
 }
 
 export const LOCK_SH = 1;

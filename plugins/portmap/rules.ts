@@ -137,7 +137,7 @@ function jsonAddress(right: unknown): string | undefined {
 export function nftRuleSignature(expr: readonly unknown[]): string | undefined {
   let proto: string | undefined;
   let dport: unknown;
-  let daddr: unknown;
+  let daddr: string | undefined;
   let saddr: string | undefined;
   let origPort: unknown;
   let target: string | undefined;

@@ -6,7 +6,6 @@ import {
   addressesOf,
   makeSandbox,
   REFERENCE,
-  referenceAvailable,
   run,
   runAsync,
   snapshot,

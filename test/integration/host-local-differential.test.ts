@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { referencePlugins } from "../helpers/prerequisites.js";
-import { addressesOf, makeSandbox, REFERENCE, referenceAvailable, run, snapshot, WEFT, type Call, type Sandbox } from "../helpers/host-local-harness.js";
+import { addressesOf, makeSandbox, REFERENCE, run, snapshot, WEFT, type Call, type Sandbox } from "../helpers/host-local-harness.js";
 
 // Drives weft's host-local and the reference (Debian's containernetworking-plugins) with the same
 // calls, each against its own data dir, and after every call compares the outcome (exit status,
