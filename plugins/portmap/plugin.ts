@@ -1,25 +1,16 @@
 import { portmap as validatePortmap } from "../../gen/validators.js";
-import { asCniError, CniError, ErrorCode } from "../../lib/errors/cni.js";
+import { CniError, ErrorCode } from "../../lib/errors/cni.js";
 import type { Result } from "../../lib/cni/result.js";
 import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
+import { step } from "../../lib/cni/steps.js";
 import { enableRouteLocalnet } from "../../lib/netfilter/netfilter-localnet.js";
-import { defaultBackend, NetfilterBusyError } from "../../lib/netfilter/netfilter.js";
+import { defaultBackend } from "../../lib/netfilter/netfilter.js";
 import { collectPorts, portmapBackend, unforwardPorts } from "./apply.js";
 import { podAddresses, portmapSettings, type PortmapConf } from "./config.js";
 import { MAX_PORT_MAPPINGS } from "./schema.js";
 import { crashPoint } from "../../lib/crash/crash.js";
 
 type PortmapRequest = Request<PortmapConf>;
-
-/** Runs one named step; a lock that stayed busy is code 11, so the runtime retries rather than gives up. */
-async function step<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof NetfilterBusyError) throw new CniError(ErrorCode.TryAgainLater, `failed to ${name}: ${err.message}`, "the xtables lock stayed busy; retry");
-    throw asCniError(err, `failed to ${name}`);
-  }
-}
 
 const settingsOf = (request: PortmapRequest) => portmapSettings(request.config, request.env.containerId, defaultBackend);
 
