@@ -203,16 +203,82 @@ export function iptablesStaleChains(network: string, keep: ReadonlySet<string>, 
 
 // ---------------------------------------------------------------------------------------------
 
-/** Adds masquerade rules for the pod's addresses (address/prefix, as in the result). */
-export function addMasquerade(a: MasqAttachment, addresses: readonly string[], backend: MasqBackend, ctx?: NftContext): Promise<void> {
-  return within(ctx, async () => {
-    if (addresses.length === 0) return;
-    const targets = targetsOf(addresses);
-    if (backend === "iptables") return iptablesAdd(a, targets);
+/** One way of masquerading pods: iptables or nftables, in every layout it has had. */
+interface MasqueradeBackend {
+  add(a: MasqAttachment, targets: readonly MasqTarget[], addresses: readonly string[]): Promise<void>;
+  /** Every rule of the attachment; how many rules or restore lines went. */
+  remove(a: MasqAttachment): Promise<number>;
+  /** This network's rules of attachments not in keep; how many went. */
+  collect(network: string, keep: readonly { containerId: string; ifName: string }[]): Promise<number>;
+  /** What is missing of the attachment's rules (empty when all are there). */
+  missing(a: MasqAttachment, targets: readonly MasqTarget[]): Promise<string[]>;
+}
+
+const iptables: MasqueradeBackend = {
+  add: (a, targets) => iptablesAdd(a, targets),
+  async remove(a) {
+    const chains = [iptablesChain(a)];
+    const removed = await Promise.all([iptablesRemoveChains(4, chains), iptablesRemoveChains(6, chains)]);
+    return removed[0] + removed[1];
+  },
+  async collect(network, keep) {
+    const keepIds = new Set(keep.map((k) => k.containerId));
+    let removed = 0;
+    for (const family of [4, 6] as const) removed += await iptablesCollectChains(family, (existing) => iptablesStaleChains(network, keepIds, existing));
+    return removed;
+  },
+  async missing(a, targets) {
+    const missing: string[] = [];
+    for (const family of [4, 6] as const) {
+      const mine = targets.filter((t) => t.family === family);
+      if (mine.length === 0) continue;
+      const lines = iptablesAddLines(a, mine, await natTable(family));
+      for (const line of lines) missing.push(line[0]!.startsWith(":") ? `iptables chain ${line[0]!.slice(1)}` : `iptables rule "${line.slice(1).join(" ")}"`);
+    }
+    return missing;
+  },
+};
+
+const nftables: MasqueradeBackend = {
+  async add(a, _targets, addresses) {
     if (!nftInstalled()) throw new Error("ipMasq: ipMasqBackend is nftables but the nft tool is not installed");
     const key = attachmentKey(a);
     const stale = await nftFindRules([SCOPE], (c) => c.startsWith(key));
     await nftApply(nftAddScript(a, addresses, stale.map((r) => r.handle)));
+  },
+  remove(a) {
+    const key = attachmentKey(a);
+    const oldKey = oldAttachmentKey(a);
+    return nftDeleteRules([SCOPE, OLD_SCOPE], (c) => c.startsWith(key) || c.startsWith(oldKey));
+  },
+  collect(network, keep) {
+    const prefix = `${networkKey(network)}-`;
+    const kept = new Set(keep.map((k) => attachmentKey({ network, ...k })));
+    const oldPrefix = `weft ${oldHash16(network)}-`;
+    const oldKept = new Set(keep.map((k) => oldAttachmentKey({ network, ...k })));
+    return nftDeleteRules(
+      [SCOPE, OLD_SCOPE],
+      (c) => (c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))) || (c.startsWith(oldPrefix) && !oldKept.has(c.slice(0, oldPrefix.length + 16))),
+    );
+  },
+  async missing(a, targets) {
+    const key = attachmentKey(a);
+    const found = (await nftFindRules([SCOPE], (c) => c.startsWith(key))).length;
+    const missing = found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
+    const listed = await nftListTable("inet", TABLE);
+    const leadsToChecks = listed?.rules.some((r) => r.chain === POSTROUTING && JSON.stringify(r.expr).includes(`"goto":{"target":"${CHECKS}"}`));
+    if (!leadsToChecks) missing.push(`the goto ${CHECKS} in nftables table inet ${TABLE} chain ${POSTROUTING}`);
+    return missing;
+  },
+};
+
+const BACKENDS: Readonly<Record<MasqBackend, MasqueradeBackend>> = { nftables, iptables };
+
+/** Adds masquerade rules for the pod's addresses (address/prefix, as in the result). */
+export function addMasquerade(a: MasqAttachment, addresses: readonly string[], backend: MasqBackend, ctx?: NftContext): Promise<void> {
+  return within(ctx, async () => {
+    if (addresses.length === 0) return;
+    await BACKENDS[backend].add(a, targetsOf(addresses), addresses);
   });
 }
 
@@ -223,57 +289,22 @@ export function addMasquerade(a: MasqAttachment, addresses: readonly string[], b
  */
 export function removeMasquerade(a: MasqAttachment, ctx?: NftContext): Promise<number> {
   return within(ctx, async () => {
-    const key = attachmentKey(a);
-    const oldKey = oldAttachmentKey(a);
-    const chains = [iptablesChain(a)];
-    const removed = await Promise.all([
-      nftDeleteRules([SCOPE, OLD_SCOPE], (c) => c.startsWith(key) || c.startsWith(oldKey)),
-      iptablesRemoveChains(4, chains),
-      iptablesRemoveChains(6, chains),
-    ]);
-    return removed.reduce((x, y) => x + y, 0);
+    const removed = await Promise.all([BACKENDS.nftables.remove(a), BACKENDS.iptables.remove(a)]);
+    return removed[0] + removed[1];
   });
 }
 
 /** GC: removes this network's masquerade rules, in both backends, of attachments not in keep. */
 export function gcMasquerade(network: string, keep: readonly { containerId: string; ifName: string }[], ctx?: NftContext): Promise<number> {
   return within(ctx, async () => {
-    const prefix = `${networkKey(network)}-`;
-    const kept = new Set(keep.map((k) => attachmentKey({ network, ...k })));
-    const oldPrefix = `weft ${oldHash16(network)}-`;
-    const oldKept = new Set(keep.map((k) => oldAttachmentKey({ network, ...k })));
-    let removed = await nftDeleteRules(
-      [SCOPE, OLD_SCOPE],
-      (c) => (c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))) || (c.startsWith(oldPrefix) && !oldKept.has(c.slice(0, oldPrefix.length + 16))),
-    );
-    const keepIds = new Set(keep.map((k) => k.containerId));
-    for (const family of [4, 6] as const) removed += await iptablesCollectChains(family, (existing) => iptablesStaleChains(network, keepIds, existing));
-    return removed;
+    const removed = await BACKENDS.nftables.collect(network, keep);
+    return removed + (await BACKENDS.iptables.collect(network, keep));
   });
 }
 
 /** CHECK: what is missing of the attachment's masquerade rules in the backend ADD used (empty when all are there). */
 export function missingMasquerade(a: MasqAttachment, addresses: readonly string[], backend: MasqBackend, ctx?: NftContext): Promise<string[]> {
-  return within(ctx, async () => {
-    const targets = targetsOf(addresses);
-    if (backend === "nftables") {
-      const key = attachmentKey(a);
-      const found = (await nftFindRules([SCOPE], (c) => c.startsWith(key))).length;
-      const missing = found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
-      const listed = await nftListTable("inet", TABLE);
-      const leadsToChecks = listed?.rules.some((r) => r.chain === POSTROUTING && JSON.stringify(r.expr).includes(`"goto":{"target":"${CHECKS}"}`));
-      if (!leadsToChecks) missing.push(`the goto ${CHECKS} in nftables table inet ${TABLE} chain ${POSTROUTING}`);
-      return missing;
-    }
-    const missing: string[] = [];
-    for (const family of [4, 6] as const) {
-      const mine = targets.filter((t) => t.family === family);
-      if (mine.length === 0) continue;
-      const lines = iptablesAddLines(a, mine, await natTable(family));
-      for (const line of lines) missing.push(line[0]!.startsWith(":") ? `iptables chain ${line[0]!.slice(1)}` : `iptables rule "${line.slice(1).join(" ")}"`);
-    }
-    return missing;
-  });
+  return within(ctx, () => BACKENDS[backend].missing(a, targetsOf(addresses)));
 }
 
 /** The nftables comments of this network's masquerade rules (for tests). */
