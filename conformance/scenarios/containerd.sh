@@ -90,7 +90,7 @@ sc_containerd() {
     subnet_env "$SCN_DIR/subnet.env" 10.244.1.1/24 1450
     jq --argjson p "$(flannel_plugins "$SCN_DIR/subnet.env")" '.plugins = $p' "$ROOT/conf/10-flannel.conflist" >"$SCN_DIR/10-flannel.conflist"
   else
-    cp "$REF_BIN"/{bridge,host-local,portmap,loopback} "$SCN_DIR/bin/"
+    for p in $SHARED_PLUGINS; do cp "$REF_BIN/$p" "$SCN_DIR/bin/"; done
     jq -n --argjson b "$(bridge_plugin 10.244.1.0/24)" \
       '{cniVersion:"1.0.0",name:"cbr0",plugins:[$b,{type:"portmap",capabilities:{portMappings:true}}]}' >"$SCN_DIR/10-flannel.conflist"
   fi

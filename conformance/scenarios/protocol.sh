@@ -6,7 +6,7 @@ ALL_VERSIONS="0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0"
 target_plugins() {
   case $TARGET in
     weft) tr '\n' ' ' <"$WEFT_BIN/programs" ;;
-    *) echo "bridge host-local portmap loopback" ;;
+    *) echo "$SHARED_PLUGINS" ;;
   esac
 }
 
@@ -25,7 +25,8 @@ scenarios_protocol() {
   run_scenario "$TARGET:del-netns-gone" sc_del_netns_gone
   # A set that predates spec 1.1.0 (Debian's reference plugins) has no GC or STATUS to test: it
   # must refuse them, and ADD at 1.1.0, instead.
-  if set_supports_11 bridge host-local portmap loopback; then
+  # shellcheck disable=SC2086
+  if set_supports_11 $SHARED_PLUGINS; then
     run_scenario "$TARGET:gc" sc_gc
     run_scenario "$TARGET:status" sc_status
   else
@@ -267,7 +268,8 @@ sc_del_netns_gone() {
 # STATUS at 1.1.0 are refused by each plugin that does not list 1.1.0.
 sc_refuses_11() {
   local node pod p dir verb
-  need bridge host-local portmap loopback
+  # shellcheck disable=SC2086
+  need $SHARED_PLUGINS
   node=$(netns node)
   pod=$(netns pod)
   if ! set_supports_11 bridge host-local; then
@@ -276,7 +278,7 @@ sc_refuses_11() {
     ip -n "$pod" link show eth0 >/dev/null 2>&1 && fail "the refused ADD left eth0 in the pod"
     [ -z "$(ls "$SCN_DIR/ipam/cbr0" 2>/dev/null | grep '^10\.' || true)" ] || fail "the refused ADD reserved an address"
   fi
-  for p in bridge host-local portmap loopback; do
+  for p in $SHARED_PLUGINS; do
     dir=$(dirname "$(find_plugin "$p")")
     ! supports "$dir" "$p" 1.1.0 || continue
     for verb in GC STATUS; do
@@ -311,7 +313,8 @@ sc_gc() {
 }
 
 sc_status() {
-  need bridge host-local portmap loopback
+  # shellcheck disable=SC2086
+  need $SHARED_PLUGINS
   local node
   node=$(netns node)
   conflist cbr0 1.1.0 "[$(bridge_plugin 10.244.1.0/24), {\"type\":\"portmap\",\"capabilities\":{\"portMappings\":true}}]"
