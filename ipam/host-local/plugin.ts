@@ -6,7 +6,7 @@ import { formatRangeSet } from "./allocator.js";
 import { loadIpamConfig, storeLocation, type HostLocalConf } from "./config.js";
 import { allocate, checkAllocation, collectGarbage, exhaustedRangeSets, release, type Attachment } from "./reservations.js";
 import { readResolvConf } from "./resolv-conf.js";
-import { Store } from "./store.js";
+import { DiskStore } from "./store.js";
 
 export function hostLocalPlugin(): Plugin<HostLocalConf> {
   return { type: "host-local", validate: hostLocal, argsKeys: ["IP"], add, del, check, gc, status };
@@ -23,7 +23,7 @@ function ipamConfig(request: Request<HostLocalConf>) {
 async function add(request: Request<HostLocalConf>): Promise<Result> {
   const ipam = ipamConfig(request);
   const dns = ipam.resolvConf === undefined ? undefined : readResolvConf(ipam.resolvConf);
-  const store = Store.open(ipam.dataDir, ipam.network, true)!;
+  const store = DiskStore.open(ipam.dataDir, ipam.network, true)!;
   const ips = await allocate(store, ipam, attachmentOf(request));
   return { cniVersion: request.version, ips, routes: ipam.routes, ...(dns ? { dns } : {}) };
 }
@@ -32,13 +32,13 @@ async function add(request: Request<HostLocalConf>): Promise<Result> {
 // the addresses handed out from it reserved forever.
 async function del(request: Request<HostLocalConf>): Promise<void> {
   const { dataDir, network, lockTimeoutMs } = storeLocation(request.config);
-  const store = Store.open(dataDir, network, false);
+  const store = DiskStore.open(dataDir, network, false);
   if (store) await release(store, lockTimeoutMs, attachmentOf(request));
 }
 
 async function check(request: Request<HostLocalConf>): Promise<void> {
   const ipam = ipamConfig(request);
-  checkAllocation(Store.open(ipam.dataDir, ipam.network, false), ipam, attachmentOf(request), request.prevResult);
+  checkAllocation(DiskStore.open(ipam.dataDir, ipam.network, false), ipam, attachmentOf(request), request.prevResult);
 }
 
 async function gc(request: GcRequest<HostLocalConf>): Promise<void> {
@@ -47,7 +47,7 @@ async function gc(request: GcRequest<HostLocalConf>): Promise<void> {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid network config: GC needs cni.dev/valid-attachments", "host-local releases nothing without the list of attachments to keep");
   }
   const { dataDir, network, lockTimeoutMs } = storeLocation(request.config);
-  const store = Store.open(dataDir, network, false);
+  const store = DiskStore.open(dataDir, network, false);
   if (!store) return;
   const released = await collectGarbage(store, lockTimeoutMs, request.validAttachments);
   if (released.length > 0) request.log(`GC released ${released.join(" ")}`);
@@ -55,7 +55,7 @@ async function gc(request: GcRequest<HostLocalConf>): Promise<void> {
 
 async function status(request: Request<HostLocalConf>): Promise<void> {
   const ipam = ipamConfig(request);
-  const full = exhaustedRangeSets(Store.open(ipam.dataDir, ipam.network, false), ipam);
+  const full = exhaustedRangeSets(DiskStore.open(ipam.dataDir, ipam.network, false), ipam);
   if (full.length > 0) {
     throw new CniError(
       ErrorCode.NotAvailable,
