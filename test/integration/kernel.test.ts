@@ -133,7 +133,7 @@ describe("namespaces", () => {
     const { nl } = await open(ns);
     expect(ownNetnsInode()).toBe(host);
     expect(await linkByName(nl, "weftdummy0")).toMatchObject({ name: "weftdummy0" });
-    const other = await (await open(pool.create())).nl;
+    const other = (await open(pool.create())).nl;
     expect(await linkByName(other, "weftdummy0")).toBeUndefined();
     // A failing request from inside a namespace leaves the thread where it was too.
     await expect(setLinkMtu(nl, 999_999, 1400)).rejects.toBeInstanceOf(KernelError);

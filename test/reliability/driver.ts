@@ -188,7 +188,7 @@ async function main(): Promise<void> {
   writeFileSync(outputFile!, "");
   let escaped: string | undefined;
   process.on("uncaughtException", (e) => (escaped = `uncaughtException: ${e.stack ?? e}`));
-  process.on("unhandledRejection", (e) => (escaped = `unhandledRejection: ${(e as Error)?.stack ?? e}`));
+  process.on("unhandledRejection", (e) => (escaped = `unhandledRejection: ${(e as Error)?.stack ?? String(e)}`));
   const kernel = input.cases[0]?.plugin !== "host-local";
   for (const c of input.cases) {
     const started = Date.now();
