@@ -34,7 +34,6 @@ export function loaderSource(root, { bundleBytes, type, standalone }) {
 export function addonPaths(root) {
   return {
     weft: join(root, "build/native/weft.node"),
-    netlink: join(root, `node_modules/netlink/prebuilds/linux-${process.arch}/node.napi.node`),
   };
 }
 
@@ -66,7 +65,7 @@ export function partAddonSource(name, path) {
 
 /**
  * esbuild plugin: `weft-native:<name>` becomes a module embedding that addon (or, with
- * { parts: true }, one reading it from the executable's parts), and netlink's loader ours.
+ * { parts: true }, one reading it from the executable's parts).
  */
 export function esbuildNativeAddons(root, { parts = false } = {}) {
   const paths = addonPaths(root);
@@ -79,8 +78,6 @@ export function esbuildNativeAddons(root, { parts = false } = {}) {
         if (!path) throw new Error(`unknown native addon ${args.path}`);
         return { contents: parts ? partAddonSource(args.path, path) : embeddedAddonSource(args.path, path), loader: "js" };
       });
-      // netlink loads its binding with require("node-gyp-build")(dir): hand it the embedded one.
-      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "lib/netlink/netlink-binding.cjs") }));
     },
   };
 }

@@ -59,7 +59,7 @@ function programMains() {
   };
 }
 
-/** esbuild plugin: `weft-native:<name>` reads the SEA asset `<name>.node`; netlink's loader is ours. */
+/** esbuild plugin: `weft-native:<name>` reads the SEA asset `<name>.node`. */
 function seaNativeAddons() {
   const paths = addonPaths(root);
   return {
@@ -77,7 +77,6 @@ function seaNativeAddons() {
         ].join("\n");
         return { contents, loader: "js" };
       });
-      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: join(root, "lib/netlink/netlink-binding.cjs") }));
     },
   };
 }

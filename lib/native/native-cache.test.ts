@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -34,14 +33,13 @@ async function bundleFixture(): Promise<string> {
   return bundle;
 }
 
-const LOADED = "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive netlink";
+const LOADED = "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive";
 
-/** <cache>/<sha256 of netlink's binding>/netlink.node: a library whose constructor creates marker. */
-function plantNetlink(cache: string, marker: string): void {
-  const sha = createHash("sha256").update(readFileSync(join(process.cwd(), `node_modules/netlink/prebuilds/linux-${process.arch}/node.napi.node`))).digest("hex");
+/** <cache>/<sha256 of weft's addon>/weft.node: a library whose constructor creates marker. */
+function plantAddon(cache: string, marker: string): void {
   writeFileSync(join(root, "planted.c"), `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`);
-  mkdirSync(join(cache, sha), { recursive: true, mode: 0o700 });
-  execFileSync("gcc", ["-shared", "-fPIC", "-o", join(cache, sha, "netlink.node"), join(root, "planted.c")]);
+  mkdirSync(join(cache, weftAddon.sha256), { recursive: true, mode: 0o700 });
+  execFileSync("gcc", ["-shared", "-fPIC", "-o", join(cache, weftAddon.sha256, "weft.node"), join(root, "planted.c")]);
 }
 
 /** The fixture run with WEFT_CACHE_DIR=cache and TMPDIR of its own, bounded. */
@@ -79,7 +77,7 @@ describe("embedded native addons", () => {
     const bundle = await bundleFixture();
     const cache = join(root, "shared");
     const marker = join(root, "planted-ran");
-    plantNetlink(cache, marker);
+    plantAddon(cache, marker);
     chmodSync(cache, 0o777);
     const result = runFixture(bundle, cache);
     expect(result.status, result.stderr).toBe(0);
@@ -92,11 +90,11 @@ describe("embedded native addons", () => {
     const bundle = await bundleFixture();
     const cache = join(root, "private");
     const marker = join(root, "planted-ran");
-    plantNetlink(cache, marker);
+    plantAddon(cache, marker);
     const result = runFixture(bundle, cache);
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe(LOADED);
-    expect(result.stderr).toMatch(/^weft: cache .* not used: .*\/netlink\.node does not match its sha256 \(removed\); running without it\n$/);
+    expect(result.stderr).toMatch(/^weft: cache .* not used: .*\/weft\.node does not match its sha256 \(removed\); running without it\n$/);
     expect(existsSync(marker)).toBe(false);
     const again = runFixture(bundle, cache);
     expect(again.stderr).toBe("");
@@ -112,7 +110,7 @@ describe("embedded native addons", () => {
       env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache },
     });
     expect(out.trim().split("\n")).toEqual(Array(8).fill(LOADED));
-    expect(readdirSync(cache).length).toBe(2);
+    expect(readdirSync(cache)).toEqual([weftAddon.sha256]);
     for (const hashDir of readdirSync(cache)) expect(readdirSync(join(cache, hashDir))).toHaveLength(2);
   });
 });

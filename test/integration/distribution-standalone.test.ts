@@ -195,9 +195,9 @@ describe("a pod's network from the standalone executables, with no node binary r
     expect(addr[0].mtu).toBe(1450);
     expect(read("ping")).toContain("1 received");
     expect(read("done")).toBe("done\n");
-    // The native addons came out of the executable's SEA assets into the private cache.
+    // The native addon came out of the executable's SEA assets into the private cache.
     const cache = join(t, "weft-cache");
     expect(statSync(cache).mode & 0o777).toBe(0o700);
-    expect(execFileSync("find", [cache, "-name", "*.node"], { encoding: "utf8" })).toMatch(/[0-9a-f]{64}\/netlink\.node/);
+    expect(execFileSync("find", [cache, "-name", "*.node"], { encoding: "utf8" })).toMatch(/[0-9a-f]{64}\/weft\.node/);
   }, 300_000);
 });
