@@ -2,7 +2,20 @@ import { formatIp, parseIp, type IpFamily, type ParsedIp } from "../ip/ip.js";
 import { isKernelError } from "../errors/kernel.js";
 import { familyConstant } from "./addr.js";
 import { formatMac, parseMac } from "./link.js";
-import { AF_BRIDGE, AF_INET, AF_INET6, AF_UNSPEC, attr, decodeAttrs, encodeAttrs, NLM_F_CREATE, NLM_F_REPLACE, RTM, type Attr, type Rtnl } from "./rtnl.js";
+import {
+  AF_BRIDGE,
+  AF_INET,
+  AF_INET6,
+  AF_UNSPEC,
+  attr,
+  decodeAttrs,
+  encodeAttrs,
+  NLM_F_CREATE,
+  NLM_F_REPLACE,
+  RTM,
+  type Attr,
+  type Rtnl,
+} from "./rtnl.js";
 
 // include/uapi/linux/neighbour.h
 const NDA_DST = 1;
@@ -80,7 +93,12 @@ export async function setNeighbour(nl: Rtnl, spec: { index: number; ip: string; 
   const ip = mustParseIp(spec.ip);
   await nl.change(
     RTM.NEWNEIGH,
-    message(familyConstant(ip.family), spec.index, [attr(NDA_DST, Buffer.from(ip.bytes)), attr(NDA_LLADDR, parseMac(spec.mac))], spec.state ?? NUD_PERMANENT),
+    message(
+      familyConstant(ip.family),
+      spec.index,
+      [attr(NDA_DST, Buffer.from(ip.bytes)), attr(NDA_LLADDR, parseMac(spec.mac))],
+      spec.state ?? NUD_PERMANENT,
+    ),
     NLM_F_CREATE | NLM_F_REPLACE,
     `set neighbour ${spec.ip} at ${spec.mac} on link ${spec.index}`,
   );
@@ -90,7 +108,12 @@ export async function setNeighbour(nl: Rtnl, spec: { index: number; ip: string; 
 export async function delNeighbour(nl: Rtnl, spec: { index: number; ip: string }): Promise<boolean> {
   const ip = mustParseIp(spec.ip);
   try {
-    await nl.change(RTM.DELNEIGH, message(familyConstant(ip.family), spec.index, [attr(NDA_DST, Buffer.from(ip.bytes))]), 0, `delete neighbour ${spec.ip} on link ${spec.index}`);
+    await nl.change(
+      RTM.DELNEIGH,
+      message(familyConstant(ip.family), spec.index, [attr(NDA_DST, Buffer.from(ip.bytes))]),
+      0,
+      `delete neighbour ${spec.ip} on link ${spec.index}`,
+    );
     return true;
   } catch (err) {
     if (isKernelError(err, "ENOENT", "ENODEV")) return false;
@@ -105,7 +128,13 @@ function parseNeighbour(data: Buffer): Neighbour | undefined {
   const dst = attrs.get(NDA_DST);
   const ipFamily = dst && familyOf(dst);
   if (!dst || !ipFamily) return undefined;
-  return { index: data.readInt32LE(4), family: ipFamily, ip: ipOf(ipFamily, dst), mac: formatMac(attrs.get(NDA_LLADDR)), state: data.readUInt16LE(8) };
+  return {
+    index: data.readInt32LE(4),
+    family: ipFamily,
+    ip: ipOf(ipFamily, dst),
+    mac: formatMac(attrs.get(NDA_LLADDR)),
+    state: data.readUInt16LE(8),
+  };
 }
 
 /** The neighbours in the socket's namespace, optionally of one link and one family. */
@@ -135,7 +164,12 @@ function fdbMessage(spec: { index: number; mac: string; dst?: string }, state = 
  */
 export async function setFdbEntry(nl: Rtnl, spec: { index: number; mac: string; dst?: string }): Promise<void> {
   const to = spec.dst === undefined ? "" : ` via ${spec.dst}`;
-  await nl.change(RTM.NEWNEIGH, fdbMessage(spec, NUD_PERMANENT), NLM_F_CREATE | NLM_F_REPLACE, `set fdb entry ${spec.mac}${to} on link ${spec.index}`);
+  await nl.change(
+    RTM.NEWNEIGH,
+    fdbMessage(spec, NUD_PERMANENT),
+    NLM_F_CREATE | NLM_F_REPLACE,
+    `set fdb entry ${spec.mac}${to} on link ${spec.index}`,
+  );
 }
 
 /** Deletes the device's own forwarding entry for mac (only its remote dst, when given); false when there was none. */
