@@ -41,8 +41,6 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "error",
       // An async function without await is how a synchronous step implements an async interface.
       "@typescript-eslint/require-await": "off",
-      // Off until a tree-wide `eslint --fix` removes the assertions that change nothing.
-      "@typescript-eslint/no-unnecessary-type-assertion": "off",
       // `ErrorCode | number` and `Promise<unknown> | unknown` say what is expected, and cost nothing.
       "@typescript-eslint/no-redundant-type-constituents": "off",
     },

@@ -34,7 +34,7 @@ export const PROGRAMS = [
     schema: "plugins/flannel/schema.ts",
     // The delegate config is saved, nothing delegated yet; the delegate answered.
     crashPoints: ["flannel:saved", "flannel:delegated"],
-    load: async (inProcess: InProcessPlugins) => (await import("./flannel/plugin.js")).flannelPlugin({ inProcess }) as Plugin<NetConf>,
+    load: async (inProcess: InProcessPlugins) => (await import("./flannel/plugin.js")).flannelPlugin({ inProcess }),
   },
   {
     type: "bridge",
@@ -42,7 +42,7 @@ export const PROGRAMS = [
     schema: "plugins/bridge/schema.ts",
     // host-local runs between port and ipam, in the same process when it is weft's.
     crashPoints: ["bridge:bridge", "bridge:veth", "bridge:port", "bridge:ipam", "bridge:addresses", "bridge:gateway", "bridge:masquerade", "bridge:done"],
-    load: async (inProcess: InProcessPlugins) => (await import("./bridge/plugin.js")).bridgePlugin({ inProcess }) as Plugin<NetConf>,
+    load: async (inProcess: InProcessPlugins) => (await import("./bridge/plugin.js")).bridgePlugin({ inProcess }),
   },
   {
     type: "host-local",
@@ -50,7 +50,7 @@ export const PROGRAMS = [
     schema: "ipam/host-local/schema.ts",
     // An address file written, the cursor not yet; the allocation made, the lock let go.
     crashPoints: ["host-local:reserved", "host-local:allocated"],
-    load: async () => (await import("../ipam/host-local/plugin.js")).hostLocalPlugin() as Plugin<NetConf>,
+    load: async () => (await import("../ipam/host-local/plugin.js")).hostLocalPlugin(),
   },
   {
     type: "portmap",

@@ -91,7 +91,7 @@ describe("DiskStore", () => {
 
   it("removes the temporaries of dead processes only", () => {
     const store = open();
-    const dead = spawnSync("true").pid!;
+    const dead = spawnSync("true").pid;
     writeFileSync(join(store.dir, `.weft-${dead}-0.tmp`), "x\r\neth0");
     const live = store.prepare({ containerId: "c", ifName: "eth0" });
     expect(store.removeLeftovers()).toEqual([`.weft-${dead}-0.tmp`]);

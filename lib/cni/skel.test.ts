@@ -31,7 +31,7 @@ function recordingPlugin() {
     },
     del: record,
     check: record,
-    gc: record as (r: GcRequest<NetConf>) => Promise<void>,
+    gc: record,
     status: record,
   };
   return { plugin, calls };

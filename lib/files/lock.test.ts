@@ -53,7 +53,7 @@ function flockHolder(path: string): Promise<ChildProcess> {
   const child = spawn("flock", ["--no-fork", "--exclusive", path, "sh", "-c", "echo locked; exec sleep 60"], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
-    child.stdout!.once("data", () => resolve(child));
+    child.stdout.once("data", () => resolve(child));
     child.once("error", reject);
   });
 }

@@ -83,7 +83,7 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
       routes[family] ??= await listRoutes(c.pod, { family, table: route.table ?? RT_TABLE_MAIN });
       const dst = canonicalDst(route.dst);
       const gw = effectiveGateway(route, ips);
-      const found = routes[family]!.some((r) => r.dst === dst && sameIp(r.gw, gw));
+      const found = routes[family].some((r) => r.dst === dst && sameIp(r.gw, gw));
       if (!found) problems.push(`route ${dst}${gw ? ` via ${gw}` : ""} not found in ${c.env.netns}`);
     }
   }

@@ -77,7 +77,7 @@ function userRoutes(routes: readonly RouteConf[]): JsonObject[] {
  */
 export function buildDelegateConfig(conf: FlannelConf, env: SubnetEnv): DelegateConfig {
   checkDelegateBase(conf);
-  const delegate = structuredClone(conf.delegate ?? {}) as JsonObject;
+  const delegate = structuredClone<JsonObject>(conf.delegate ?? {});
   if (conf.runtimeConfig !== undefined) delegate.runtimeConfig = structuredClone(conf.runtimeConfig) as JsonObject;
   delegate.name = conf.name;
   if (!("type" in delegate)) delegate.type = "bridge";

@@ -148,7 +148,7 @@ describe("the bound on port mappings per pod", () => {
     const mappings = Array.from({ length: count }, (_, i) => ({ hostPort: 1 + i, containerPort: 80 }));
     const config = conf({}, mappings);
     // No address on eth0: an accepted ADD stops before it touches netfilter.
-    const prevResult: Result = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }], ips: [] } as Result;
+    const prevResult: Result = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }], ips: [] };
     return {
       verb: "ADD",
       config,
@@ -284,11 +284,11 @@ describe("pod addresses from prevResult", () => {
   it("counts an address whose interface index is absent, negative or past the interface list", () => {
     const interfaces = [{ name: "cni0" }, { name: "eth0", sandbox: "/run/netns/p" }];
     const at = (index: number | undefined, list: typeof interfaces | undefined = interfaces) =>
-      podAddresses({ cniVersion: "1.0.0", interfaces: list, ips: [{ interface: index, address: "10.99.1.2/24" }] } as Result, "eth0");
+      podAddresses({ cniVersion: "1.0.0", interfaces: list, ips: [{ interface: index, address: "10.99.1.2/24" }] }, "eth0");
     expect(at(undefined)).toEqual([V4]);
     expect(at(-1)).toEqual([V4]);
     expect(at(2)).toEqual([V4]);
-    const noInterfaces = podAddresses({ cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.99.1.2/24" }] } as Result, "eth0");
+    const noInterfaces = podAddresses({ cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.99.1.2/24" }] }, "eth0");
     expect(noInterfaces).toEqual([V4]);
     expect(at(1)).toEqual([V4]);
     expect(at(0)).toEqual([]);
@@ -301,6 +301,6 @@ describe("pod addresses from prevResult", () => {
       ips: [{ interface: 0, address: "10.0.0.1/24" }, { interface: 1, address: "10.1.0.5/24" }, { interface: 2, address: "bogus" }, { interface: 2, address: "10.99.1.2/24" }],
     } as Result;
     expect(podAddresses(prev, "eth0")).toEqual([V4]);
-    expect(podAddresses({ cniVersion: "1.0.0" } as Result, "eth0")).toEqual([]);
+    expect(podAddresses({ cniVersion: "1.0.0" }, "eth0")).toEqual([]);
   });
 });

@@ -148,7 +148,7 @@ function masqRules(ns: TestNetns): string[] {
 function masked(result: Record<string, unknown>): unknown {
   const copy = JSON.parse(JSON.stringify(result)) as Record<string, unknown>;
   // The Debian reference links cni lib 1.0 and prints an empty "dns": {}; newer libs drop it.
-  if (copy.dns && Object.keys(copy.dns as object).length === 0) delete copy.dns;
+  if (copy.dns && Object.keys(copy.dns).length === 0) delete copy.dns;
   for (const i of (copy.interfaces as Array<Record<string, unknown>> | undefined) ?? []) {
     if (typeof i.mac === "string") i.mac = "<mac>";
     if (typeof i.name === "string" && /^veth[0-9a-f]{8}$/.test(i.name)) i.name = "<veth>";
@@ -167,7 +167,7 @@ function tcpReaches(server: TestNetns, client: TestNetns, addr: string): string 
   // The server's error (EADDRNOTAVAIL on a tentative address, which a test expects) is returned, not printed.
   const listener = spawn("ip", ["netns", "exec", server.name, process.execPath, "-e", serve], { stdio: ["ignore", "pipe", "pipe"] });
   let serverError = "";
-  listener.stderr!.on("data", (chunk: Buffer) => (serverError += chunk.toString()));
+  listener.stderr.on("data", (chunk: Buffer) => (serverError += chunk.toString()));
   try {
     const ready = spawnSync("bash", ["-c", `for i in $(seq 100); do ip netns exec ${server.name} ss -ltn | grep -q ":${port} " && exit 0; sleep 0.02; done; exit 1`]);
     if (ready.status !== 0) return `server did not start: ${serverError.trim()}`;

@@ -150,7 +150,7 @@ describe("host-local ADD", () => {
       stdio: ["ignore", "pipe", "inherit"],
     });
     children.push(holder);
-    await new Promise((resolve) => holder.stdout!.once("data", resolve));
+    await new Promise((resolve) => holder.stdout.once("data", resolve));
     const out = await runAsync(WEFT, { command: "ADD", containerId: "b", ifName: "eth0", config: config({ lockTimeoutMs: 300 }) }, sandbox.env);
     // It gave up while the holder (which sleeps 30 s) still held the lock, rather than wait it out;
     // a hang is caught by the test's timeout.
@@ -195,7 +195,7 @@ describe("host-local ADD", () => {
       stdio: ["ignore", "pipe", "inherit"],
     });
     children.push(holder);
-    await new Promise((resolve) => holder.stdout!.once("data", resolve));
+    await new Promise((resolve) => holder.stdout.once("data", resolve));
     const stopped = [0, 1, 2, 3].map(start);
     for (const s of stopped) await s.prepared(2);
     for (const s of stopped) s.child.kill("SIGKILL");

@@ -162,9 +162,9 @@ function natRules(node: Node, tool: "iptables-save" | "ip6tables-save"): string[
 const M8080 = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }];
 const M8081 = [{ hostPort: 8081, containerPort: 80, protocol: "tcp" }];
 
-describe.each([
-  ["iptables (the default where iptables is installed)", {} as Record<string, string>],
-  ["nftables", { backend: "nftables" } as Record<string, string>],
+describe.each<[string, Record<string, string>]>([
+  ["iptables (the default where iptables is installed)", {}],
+  ["nftables", { backend: "nftables" }],
 ])("portmap through libcni, %s", (_label, portmapConf) => {
   it("forwards the host port from another host and from the node itself, v4 and v6, with hairpin; DEL removes only that pod's rules", () => {
     const node = makeNode(WEFT_PORTMAP, portmapConf);

@@ -180,8 +180,8 @@ function mutateConfig(r: Random, conf: JsonObject, work: string, changes: string
       const target = parent[key];
       if (target && typeof target === "object" && !Array.isArray(target)) {
         const name = r.pick(["unknownKey", "__proto__", "constructor", "prevResult", "cni.dev/valid-attachments", "runtimeConfig", "args"]);
-        (target as JsonObject)[name] = wrongValue(r);
-        changes.push(`${where}.${name} = ${JSON.stringify((target as JsonObject)[name])?.slice(0, 60)}`);
+        (target)[name] = wrongValue(r);
+        changes.push(`${where}.${name} = ${JSON.stringify((target)[name])?.slice(0, 60)}`);
       } else {
         parent[key] = { [r.pick(["x", "subnet", "type"])]: wrongValue(r) };
         changes.push(`${where} = object`);
@@ -208,8 +208,8 @@ function mutateConfig(r: Random, conf: JsonObject, work: string, changes: string
       } else if (typeof key === "string" && ["name", "bridge", "type", "ifname", "containerID", "interface", "sandbox"].includes(key)) {
         parent[key] = r.pick(hostileNames());
         changes.push(`${where} = ${JSON.stringify(parent[key])?.slice(0, 60)}`);
-      } else if (Array.isArray(parent[key]) && (parent[key] as Json[]).length > 0) {
-        const list = parent[key] as Json[];
+      } else if (Array.isArray(parent[key]) && (parent[key]).length > 0) {
+        const list = parent[key];
         list.push(structuredClone(list[0]!));
         changes.push(`${where} duplicated entry 0 (overlap)`);
       } else {

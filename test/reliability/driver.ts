@@ -53,13 +53,13 @@ function pluginFor(type: string): Plugin<NetConf> {
   const registry = inProcessPlugins(WEFT_VERSION);
   switch (type) {
     case "host-local":
-      return hostLocalPlugin() as unknown as Plugin<NetConf>;
+      return hostLocalPlugin();
     case "bridge":
-      return bridgePlugin({ inProcess: registry }) as unknown as Plugin<NetConf>;
+      return bridgePlugin({ inProcess: registry });
     case "flannel":
-      return flannelPlugin({ inProcess: registry }) as unknown as Plugin<NetConf>;
+      return flannelPlugin({ inProcess: registry });
     case "portmap":
-      return portmapPlugin() as unknown as Plugin<NetConf>;
+      return portmapPlugin();
     case "loopback":
       return loopbackPlugin();
     default:

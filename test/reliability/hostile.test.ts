@@ -40,10 +40,10 @@ function guarded(plugin: Plugin<NetConf>): { plugin: Plugin<NetConf>; reached: s
 }
 
 const PLUGINS: Array<[string, () => Plugin<NetConf>]> = [
-  ["host-local", () => hostLocalPlugin() as unknown as Plugin<NetConf>],
-  ["bridge", () => bridgePlugin() as unknown as Plugin<NetConf>],
-  ["flannel", () => flannelPlugin() as unknown as Plugin<NetConf>],
-  ["portmap", () => portmapPlugin() as unknown as Plugin<NetConf>],
+  ["host-local", () => hostLocalPlugin()],
+  ["bridge", () => bridgePlugin()],
+  ["flannel", () => flannelPlugin()],
+  ["portmap", () => portmapPlugin()],
   ["loopback", () => loopbackPlugin()],
 ];
 
