@@ -24,9 +24,7 @@ const NDA_VLAN = 5;
 const NDA_VNI = 7;
 const NDA_MASTER = 9;
 const NTF_SELF = 0x02;
-export const NUD_REACHABLE = 0x02;
 export const NUD_STALE = 0x04;
-export const NUD_NOARP = 0x40;
 export const NUD_PERMANENT = 0x80;
 
 /**
