@@ -8,13 +8,14 @@ const LIB_LAYERS = {
   ip: [],
   node: [],
   crash: [],
-  native: ["errors", "ip", "node", "crash"],
-  netns: ["errors", "ip", "node", "crash", "native"],
-  files: ["errors", "ip", "node", "crash", "native"],
-  sysctl: ["errors", "ip", "node", "crash", "native", "netns", "files"],
-  netlink: ["errors", "ip", "node", "crash", "native", "netns", "files", "sysctl"],
-  netfilter: ["errors", "ip", "node", "crash", "native", "netns", "files", "sysctl", "netlink"],
-  cni: ["errors", "ip", "node", "native", "files"],
+  files: ["errors", "ip", "node", "crash"],
+  native: ["errors", "ip", "node", "crash", "files"],
+  netns: ["errors", "ip", "node", "crash", "files", "native"],
+  lock: ["errors", "ip", "node", "crash", "files", "native"],
+  sysctl: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock"],
+  netlink: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock", "sysctl"],
+  netfilter: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock", "sysctl", "netlink"],
+  cni: ["errors", "ip", "node", "files", "native", "lock"],
 };
 
 // A folder imports only folders listed before it, so the folders of lib/ can form no cycle.

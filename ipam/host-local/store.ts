@@ -2,7 +2,7 @@ import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openS
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../../lib/errors/cni.js";
 import { ipToBigInt, parseIp } from "../../lib/ip/ip.js";
-import { acquireLock, type HeldLock } from "../../lib/files/lock.js";
+import { acquireLock, type HeldLock } from "../../lib/lock/lock.js";
 import { fileType, readSmallFile, type SmallFile } from "../../lib/files/small-file.js";
 import { formatAddress, type Address } from "./allocator.js";
 

@@ -1,4 +1,4 @@
-import type { HeldLock } from "../../lib/files/lock.js";
+import type { HeldLock } from "../../lib/lock/lock.js";
 import { parseIp, ipToBigInt } from "../../lib/ip/ip.js";
 import { formatAddress, type Address } from "../../ipam/host-local/allocator.js";
 import { ownerKey, type Attachment, type PreparedReservation, type Reservation, type Store } from "../../ipam/host-local/store.js";

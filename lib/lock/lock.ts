@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from "node:fs";
 import { CniError, ErrorCode } from "../errors/cni.js";
-import { fileType } from "./small-file.js";
+import { fileType } from "../files/small-file.js";
 import { LOCK_EX, LOCK_NB, weftSyscalls, type WeftSyscalls } from "../native/syscalls.js";
 
 /** An exclusive flock(2) on a file, held until release() or the death of the process. */
