@@ -1,8 +1,9 @@
-import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, unlinkSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "../../lib/errors/cni.js";
 import { ipToBigInt, parseIp } from "../../lib/ip/ip.js";
 import { acquireLock, type HeldLock } from "../../lib/lock/lock.js";
+import { syncDirectory, writeFileAtomically, writeNewFile } from "../../lib/files/atomic-write.js";
 import { fileType, readSmallFile, type SmallFile } from "../../lib/files/small-file.js";
 import { formatAddress, type Address } from "./allocator.js";
 
@@ -305,25 +306,19 @@ export class DiskStore implements Store {
    */
   setLastReserved(index: number, address: Address): void {
     const name = `${LAST_RESERVED_PREFIX}${index}`;
-    const temporary = this.writeTemporary(formatAddress(address), false);
     try {
-      renameSync(temporary, join(this.dir, name));
+      writeFileAtomically(join(this.dir, name), formatAddress(address), { mode: FILE_MODE, temporary: this.temporaryName(), durable: false });
     } catch (err) {
-      unlinkSync(temporary);
       throw ioError(`cannot write ${name}`, err);
     }
   }
 
   /** Makes the names created, renamed and removed so far durable. */
   sync(): void {
-    let fd: number | undefined;
     try {
-      fd = openSync(this.dir, "r");
-      fsyncSync(fd);
+      syncDirectory(this.dir);
     } catch (err) {
       throw ioError(`cannot sync ${this.dir}`, err);
-    } finally {
-      if (fd !== undefined) closeSync(fd);
     }
   }
 
@@ -343,30 +338,21 @@ export class DiskStore implements Store {
     return removed;
   }
 
+  private temporaryName(): string {
+    return join(this.dir, `${TEMP_PREFIX}${process.pid}-${temporaries++}.tmp`);
+  }
+
   private writeTemporary(content: string, durable: boolean): string {
-    const path = join(this.dir, `${TEMP_PREFIX}${process.pid}-${temporaries++}.tmp`);
+    const path = this.temporaryName();
     this.writeTemporaryAt(path, content, durable);
     return path;
   }
 
   private writeTemporaryAt(path: string, content: string, durable = true): void {
-    let fd: number;
     try {
-      fd = openSync(path, "wx", FILE_MODE);
+      writeNewFile(path, content, { mode: FILE_MODE, fsync: durable });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(`cannot create ${path}`, err);
-      // Left by a dead process that had our pid.
-      unlinkSync(path);
-      fd = openSync(path, "wx", FILE_MODE);
-    }
-    try {
-      writeSync(fd, content);
-      if (durable) fsyncSync(fd);
-    } catch (err) {
-      closeSync(fd);
-      unlinkSync(path);
       throw ioError(`cannot write ${path}`, err);
     }
-    closeSync(fd);
   }
 }
