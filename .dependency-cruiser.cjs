@@ -10,6 +10,7 @@ const LIB_LAYERS = {
   crash: [],
   files: ["errors", "ip", "node", "crash"],
   native: ["errors", "ip", "node", "crash", "files"],
+  executable: ["errors", "ip", "node", "crash", "files", "native"],
   netns: ["errors", "ip", "node", "crash", "files", "native"],
   lock: ["errors", "ip", "node", "crash", "files", "native"],
   sysctl: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock"],

@@ -21,7 +21,7 @@ export interface Program {
   readonly crashPoints: readonly string[];
   /**
    * The plugin itself, for a delegating weft process of the same build to run in its own process
-   * instead of executing it (see inProcessPlugins). Only the plugins something delegates to have one:
+   * instead of executing it (see plugins/in-process.ts). Only the plugins something delegates to have one:
    * each would otherwise add to every delegating executable's bundle.
    */
   readonly load?: (inProcess: InProcessPlugins) => Promise<Plugin<NetConf>>;
@@ -78,18 +78,3 @@ export function isProgramType(name: string): name is ProgramType {
 export type CrashPoint = (typeof PROGRAMS)[number]["crashPoints"][number];
 
 export const CRASH_POINTS: readonly CrashPoint[] = PROGRAMS.flatMap((p) => p.crashPoints);
-
-/**
- * The plugins a weft process of this build runs in its own process when CNI_PATH resolves a delegate
- * to weft's executable of the same build: one Node.js per pod for flannel -> bridge -> host-local
- * instead of one per plugin. Each is imported only when a delegation needs it.
- */
-export function inProcessPlugins(version: string): InProcessPlugins {
-  const plugins: Record<string, () => Promise<Plugin<NetConf>>> = {};
-  const registry: InProcessPlugins = { version, plugins };
-  for (const program of PROGRAMS as readonly Program[]) {
-    const load = program.load;
-    if (load) plugins[program.type] = () => load(registry);
-  }
-  return registry;
-}

@@ -14,10 +14,11 @@
 // the flannel chain with weft's delegates executed instead of run in-process (--no-parts skips these).
 // Everything it makes is removed at the end.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { closeSync, copyFileSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readWeftBanner } from "../lib/executable/banner.ts";
 import { PROGRAM_TYPES as PLUGIN_TYPES } from "../plugins/registry.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -125,14 +126,6 @@ function hostLocalConflist(dir) {
 }
 
 const PORT_MAPPING = { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] };
-
-function readWeftBanner(path) {
-  const head = Buffer.alloc(200);
-  const fd = openSync(path, "r");
-  const length = readSync(fd, head, 0, head.length, 0);
-  closeSync(fd);
-  return /^#![^\n]*\n\/\/ weft \S+ \S+\n/.test(head.toString("latin1", 0, length));
-}
 
 /**
  * A bin dir where weft's delegates carry another build's banner: flannel then executes bridge, and

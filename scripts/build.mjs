@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlibConstants } from "node:zlib";
 import * as esbuild from "esbuild";
+import { bannerLine } from "../lib/executable/banner.ts";
 import { PROGRAMS } from "../plugins/registry.ts";
 import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
 import { writeProgramsFile } from "./programs-file.mjs";
@@ -126,7 +127,7 @@ function executable(version, type, bundle) {
     if (bundle.includes(`__weftPart("addon:${name}")`)) parts.push([`addon:${name}`, readFileSync(path)]);
   }
   const body = parts.map(([name, data]) => `//WEFT-PART ${name}\n//${compress(data)}\n`).join("");
-  return `#!/usr/bin/env node\n// weft ${version} ${type}\n${loader}${body}`;
+  return `#!/usr/bin/env node\n${bannerLine(version, type)}\n${loader}${body}`;
 }
 
 async function buildExecutables() {

@@ -32,6 +32,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as esbuild from "esbuild";
+import { bannerLine } from "../lib/executable/banner.ts";
 import { PROGRAM_TYPES, PROGRAMS } from "../plugins/registry.ts";
 import { addonPaths, esbuildNativeAddons, loaderSource } from "./native-addons.mjs";
 import { writeProgramsFile } from "./programs-file.mjs";
@@ -125,7 +126,7 @@ async function bundle(outfile, version, form) {
   const code = built.outputFiles[0].text;
   const id = `${version}+${form}.${createHash("sha256").update(code).digest("hex").slice(0, 12)}`;
   // A SEA main script is compiled as a function body: no #! line there.
-  const banner = form === "sea" ? `// weft ${id} weft\n` : `#!/usr/bin/env node\n// weft ${id} weft\n`;
+  const banner = form === "sea" ? `${bannerLine(id, "weft")}\n` : `#!/usr/bin/env node\n${bannerLine(id, "weft")}\n`;
   writeFileSync(outfile, banner + code.replaceAll(VERSION_PLACEHOLDER, id));
   return id;
 }
@@ -138,7 +139,7 @@ async function bundle(outfile, version, form) {
  */
 function seaMain(bundleBytes, id) {
   const loader = loaderSource(root, { bundleBytes, type: "weft", standalone: true });
-  return `// weft ${id} weft\n${loader}`;
+  return `${bannerLine(id, "weft")}\n${loader}`;
 }
 
 function fsyncFile(path) {

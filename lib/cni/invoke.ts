@@ -1,9 +1,9 @@
 import type { ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { accessSync, constants } from "node:fs";
+import { join } from "node:path";
 import type { NetConf } from "./config.js";
 import type { CniEnv, Verb } from "./env.js";
-import { nodeChildProcess, nodeSea } from "../node/builtins.js";
+import { nodeChildProcess } from "../node/builtins.js";
 import { asCniError, CniError, ErrorCode } from "../errors/cni.js";
 import { parseResult, type Result } from "./result.js";
 import { dispatch, writeAll, type Plugin, type Request } from "./skel.js";
@@ -46,6 +46,8 @@ export interface DelegateOptions {
 export interface InProcessPlugins {
   version: string;
   plugins: Readonly<Record<string, () => Promise<Plugin<NetConf>>>>;
+  /** The type of the plugin the executable at a path runs, when it is weft's of this very build. */
+  identify(path: string): string | undefined;
 }
 
 export const DEFAULT_DELEGATE_TIMEOUT_MS = 120_000;
@@ -142,63 +144,18 @@ function delegateError(path: string, output: ExecOutput): CniError {
   return new CniError(ErrorCode.Internal, `netplugin failed: plugin ${path} ${how}${text ? `: ${JSON.stringify(text)}` : ""}`);
 }
 
-const BANNER = /^#![^\n]*\n\/\/ weft (\S+) (\S+)\n/;
-
-/** The version and type of a weft executable (line 2 of every bin file, from scripts/build.mjs). */
-export function readWeftBanner(path: string): { version: string; type: string } | undefined {
-  const head = Buffer.alloc(128);
-  let length: number;
-  try {
-    const fd = openSync(path, "r");
-    try {
-      length = readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  const m = BANNER.exec(head.toString("latin1", 0, length));
-  return m ? { version: m[1]!, type: m[2]! } : undefined;
-}
-
 /**
  * The plugin to run in-process for the executable at `path`: only when it is weft's, of the very
- * version this bundle was built as, and of a type the bundle carries. The banner's type is what the
- * file would run whatever name it is installed under.
+ * build this bundle is (InProcessPlugins.identify), and of a type the bundle carries.
  */
 async function inProcessPlugin(path: string, inProcess: InProcessPlugins | undefined): Promise<Plugin<NetConf> | undefined> {
   if (!inProcess) return undefined;
-  const banner = readWeftBanner(path);
-  let type: string;
-  if (banner) {
-    if (banner.version !== inProcess.version) return undefined;
-    type = banner.type;
-  } else if (isThisStandaloneExecutable(path)) {
-    // The multi-call executable runs as the plugin it is invoked by: the name it was found under.
-    type = basename(path);
-  } else {
-    return undefined;
-  }
+  const type = inProcess.identify(path);
+  if (type === undefined) return undefined;
   const load = Object.hasOwn(inProcess.plugins, type) ? inProcess.plugins[type] : undefined;
   return load?.();
 }
 
-/**
- * Whether path is the very file this process runs from, when that is weft's standalone executable
- * (a hard link or symlink of it under another CNI name): then it is this build, and no banner is
- * needed to trust it.
- */
-function isThisStandaloneExecutable(path: string): boolean {
-  try {
-    if (!(nodeSea()?.isSea() ?? false)) return false;
-    const self = statSync(process.execPath);
-    const delegate = statSync(path);
-    return self.dev === delegate.dev && self.ino === delegate.ino;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * What executing the plugin would do, without a new process: the same dispatcher reads the same

@@ -1,5 +1,5 @@
 import { runPlugin } from "../../lib/cni/skel.js";
-import { inProcessPlugins } from "../registry.js";
+import { inProcessPlugins } from "../in-process.js";
 import { flannelPlugin } from "./plugin.js";
 
 declare const WEFT_VERSION: string;

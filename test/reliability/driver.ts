@@ -15,7 +15,7 @@ import { dispatch, type Plugin, type PluginIO } from "../../lib/cni/skel.js";
 import type { NetConf } from "../../lib/cni/config.js";
 import { bridgePlugin } from "../../plugins/bridge/plugin.js";
 import { flannelPlugin } from "../../plugins/flannel/plugin.js";
-import { inProcessPlugins } from "../../plugins/registry.js";
+import { inProcessPlugins } from "../../plugins/in-process.js";
 import { hostLocalPlugin } from "../../ipam/host-local/plugin.js";
 import { portmapPlugin } from "../../plugins/portmap/plugin.js";
 import { loopbackPlugin } from "../../plugins/loopback/plugin.js";

@@ -3,12 +3,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import * as esbuild from "esbuild";
 // @ts-expect-error: plain JavaScript module shared with the esbuild build
-import { esbuildNativeAddons } from "../../scripts/native-addons.mjs";
+import { esbuildNativeAddons } from "../scripts/native-addons.mjs";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { NetConf } from "./config.js";
-import { CniError } from "../errors/cni.js";
-import { delegate, execPlugin, readWeftBanner, type DelegateOptions, type InProcessPlugins } from "./invoke.js";
-import type { Plugin } from "./skel.js";
+import type { NetConf } from "../lib/cni/config.js";
+import { CniError } from "../lib/errors/cni.js";
+import { readWeftBanner } from "../lib/executable/banner.js";
+import { weftProgramOf } from "../lib/executable/identity.js";
+import { delegate, execPlugin, type DelegateOptions, type InProcessPlugins } from "../lib/cni/invoke.js";
+import type { Plugin } from "../lib/cni/skel.js";
 
 /**
  * A small plugin whose answers depend on everything a delegate is given (environment, stdin,
@@ -47,13 +49,17 @@ function makeEchoPlugin(Err: typeof CniError): Plugin<NetConf & { fail?: { code:
 const VERSION = "9.9.9-test";
 let dir: string;
 const loads = vi.fn(async () => makeEchoPlugin(CniError));
-const registry: InProcessPlugins = { version: VERSION, plugins: { echo: loads } };
+/** In-process plugins of the build `version`, recognising that build's executables as the product does. */
+function inProcessOf(version: string, plugins: InProcessPlugins["plugins"]): InProcessPlugins {
+  return { version, plugins, identify: (path) => weftProgramOf(path, version) };
+}
+const registry = inProcessOf(VERSION, { echo: loads });
 /** The same executable with this registry of another version: executed, never in-process. */
-const otherBuild: InProcessPlugins = { version: "0.0.0-other", plugins: { echo: loads } };
+const otherBuild = inProcessOf("0.0.0-other", { echo: loads });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "weft-inprocess-"));
-  const cni = new URL(".", import.meta.url).pathname;
+  const cni = new URL("../lib/cni/", import.meta.url).pathname;
   await esbuild.build({
     stdin: {
       contents: [
@@ -161,16 +167,13 @@ describe("in-process delegation of a weft executable", () => {
     expect(await outcome(registry, options, "misplaced-banner")).toEqual({
       error: { name: "CniError", code: 4, message: "foreign", details: undefined },
     });
-    const withoutEcho: InProcessPlugins = { version: VERSION, plugins: { other: loads } };
+    const withoutEcho = inProcessOf(VERSION, { other: loads });
     expect(await outcome(withoutEcho, options)).toEqual(await outcome(otherBuild, options));
     expect(loads).not.toHaveBeenCalled();
   });
 
   it("gives up on an in-process delegate that does not answer in time with code 11", async () => {
-    const hanging: InProcessPlugins = {
-      version: VERSION,
-      plugins: { echo: async () => ({ ...makeEchoPlugin(CniError), add: () => new Promise(() => undefined) }) },
-    };
+    const hanging = inProcessOf(VERSION, { echo: async () => ({ ...makeEchoPlugin(CniError), add: () => new Promise(() => undefined) }) });
     await expect(
       execPlugin(join(dir, "echo"), { verb: "ADD", stdin: '{"cniVersion":"1.0.0","name":"n"}', env: ENV, timeoutMs: 50, inProcess: hanging }),
     ).rejects.toMatchObject({ code: 11, message: expect.stringContaining("did not finish ADD within 50 ms") });
