@@ -4,7 +4,9 @@ import {
   candidates,
   formatAddress,
   formatRangeSet,
+  formatWithPrefix,
   freeCount,
+  inSubnet,
   lastAddressOf,
   nextFree,
   rangeFor,
@@ -87,6 +89,27 @@ describe("candidates (the reference's RangeIter order)", () => {
     expect(first).toEqual(["fd00:10:244:1:ffff:ffff:ffff:ffff", "fd00:10:244:1::2", "fd00:10:244:1::3"]);
   });
 
+  it("never hands out the network address or the IPv4 broadcast address, even inside an explicit range", () => {
+    expect(order([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7" })])).toEqual(["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+    expect(order([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7", gateway: "10.0.0.3" })])).toEqual([
+      "10.0.0.1",
+      "10.0.0.2",
+      "10.0.0.4",
+      "10.0.0.5",
+      "10.0.0.6",
+    ]);
+  });
+
+  it("hands out an IPv6 address whose low 32 bits are all ones (only IPv4 has a broadcast address)", () => {
+    expect(order([range("fd00::/16", { start: "fd00::fffe", end: "fd00::1:1" })])).toEqual(["fd00::fffe", "fd00::ffff", "fd00::1:0", "fd00::1:1"]);
+  });
+
+  it("yields nothing for an empty set", () => {
+    expect(order([])).toEqual([]);
+    expect(order([], "10.0.0.1")).toEqual([]);
+    expect(nextFree([], undefined, () => false)).toBeUndefined();
+  });
+
   it("reports the range each address belongs to", () => {
     const set = [range("10.0.0.0/30"), range("10.0.1.0/30", { gateway: "10.0.1.2" })];
     const got = [...candidates(set)].map((c) => [formatAddress(c.address), c.range === set[1]]);
@@ -127,6 +150,22 @@ describe("freeCount", () => {
     expect(freeCount(set, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.1.2"].map(addr))).toBe(0n);
   });
 
+  it("subtracts the gateway, network and broadcast addresses only when they lie inside rangeStart..rangeEnd", () => {
+    // Gateway and network below rangeStart, broadcast above rangeEnd: all 5 addresses are free.
+    expect(freeCount([range("10.0.0.0/24", { start: "10.0.0.10", end: "10.0.0.14" })], [])).toBe(5n);
+    // Gateway at rangeEnd.
+    expect(freeCount([range("10.0.0.0/24", { start: "10.0.0.10", end: "10.0.0.14", gateway: "10.0.0.14" })], [])).toBe(4n);
+    // The whole /29 as range: network, gateway and broadcast are not free.
+    expect(freeCount([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7" })], [])).toBe(5n);
+    // A gateway that is also the broadcast address counts once.
+    expect(freeCount([range("10.0.0.0/29", { start: "10.0.0.2", end: "10.0.0.7", gateway: "10.0.0.7" })], [])).toBe(5n);
+  });
+
+  it("counts an IPv6 address whose low 32 bits are all ones as free", () => {
+    expect(freeCount([range("fd00::/16", { start: "fd00::fffe", end: "fd00::1:1" })], [])).toBe(4n);
+    expect(freeCount([range("fd00::/126")], [])).toBe(2n);
+  });
+
   it("counts IPv6 ranges beyond 2^53", () => {
     expect(freeCount([range("fd00::/64")], [addr("fd00::2")])).toBe(2n ** 64n - 3n);
   });
@@ -140,10 +179,43 @@ describe("range helpers", () => {
     expect(rangeFor(set, addr("fd00::1"))).toBeUndefined();
   });
 
+  it("tells whether an address is in a range's subnet, network and last address included, never across families", () => {
+    const r = range("10.0.1.0/24", { start: "10.0.1.100", end: "10.0.1.110" });
+    expect(inSubnet(r, addr("10.0.1.0"))).toBe(true);
+    expect(inSubnet(r, addr("10.0.1.255"))).toBe(true);
+    expect(inSubnet(r, addr("10.0.0.255"))).toBe(false);
+    expect(inSubnet(r, addr("10.0.2.0"))).toBe(false);
+    // ::a00:105 has the same numeric value as 10.0.1.5.
+    expect(inSubnet(r, addr("::a00:105"))).toBe(false);
+    expect(inSubnet(range("fd00::/64"), addr("fd00::ffff:ffff:ffff:ffff"))).toBe(true);
+    expect(inSubnet(range("fd00::/64"), addr("fd00:0:0:1::"))).toBe(false);
+  });
+
+  it("includes rangeStart and rangeEnd in the range, and never an address of the other family", () => {
+    const set = [range("10.0.1.0/24", { start: "10.0.1.100", end: "10.0.1.110" })];
+    expect(rangeFor(set, addr("10.0.1.100"))).toBe(set[0]);
+    expect(rangeFor(set, addr("10.0.1.110"))).toBe(set[0]);
+    expect(rangeFor(set, addr("10.0.1.99"))).toBeUndefined();
+    expect(rangeFor(set, addr("10.0.1.111"))).toBeUndefined();
+    expect(rangeFor(set, addr("::a00:165"))).toBeUndefined();
+  });
+
   it("detects overlap by address ranges, never across families", () => {
     expect(rangesOverlap(range("10.0.0.0/24"), range("10.0.0.0/25"))).toBe(true);
+    // Sharing just one address, in either order.
+    const low = range("10.0.0.0/24", { end: "10.0.0.100" });
+    const high = range("10.0.0.0/24", { start: "10.0.0.100" });
+    expect(rangesOverlap(low, high)).toBe(true);
+    expect(rangesOverlap(high, low)).toBe(true);
+    // Numerically the same addresses, but IPv6.
+    expect(rangesOverlap(range("10.0.0.0/24"), range("::a00:0/120"))).toBe(false);
     expect(rangesOverlap(range("10.0.0.0/24", { end: "10.0.0.99" }), range("10.0.0.0/24", { start: "10.0.0.100" }))).toBe(false);
     expect(rangesOverlap(range("10.0.0.0/24"), range("fd00::/64"))).toBe(false);
+  });
+
+  it("prints an address with its subnet's prefix length, as the result does", () => {
+    expect(formatWithPrefix(addr("10.244.1.7"), range("10.244.1.0/24"))).toBe("10.244.1.7/24");
+    expect(formatWithPrefix(addr("fd00::7"), range("fd00::/64"))).toBe("fd00::7/64");
   });
 
   it("prints a range set as the reference does in its errors", () => {

@@ -261,6 +261,8 @@ describe("validateWith: wording of each kind of schema error", () => {
     expect(refuse(errors, { name: "n" }).message).toBe("invalid network config: ipam.type must be string");
     expect(refuse(errors, { name: "n", ipam: null }).message).toBe("invalid network config: ipam.type must be string");
     expect(refuse(errors, { name: "n", ipam: "host-local" }).message).toBe("invalid network config: ipam.type must be string");
+    const under = [{ keyword: "type", instancePath: "/ipam/length", message: "must be object", params: {} }];
+    expect(refuse(under, { ipam: "host-local" }).message).toBe("invalid network config: ipam.length must be object");
   });
 
   it("shows null as null", () => {

@@ -109,6 +109,20 @@ describe("buildDelegateConfig + renderDelegateConfig: the Go plugin's bytes", ()
     );
   });
 
+  it("renders a null the delegate sets as JSON null", () => {
+    expect(render(conf({ delegate: { forceAddress: null } }), V4)).toContain('"forceAddress":null,"ipMasq":false');
+  });
+
+  it("prints only ipam.routes in types.Route field order: other lists of objects in ipam keep all their keys, sorted", () => {
+    const c = conf({ ipam: { type: "static", addresses: [{ gateway: "10.244.1.1", address: "10.244.1.5/24", version: "4" }] } });
+    expect(render(c, V4)).toContain('"ipam":{"addresses":[{"address":"10.244.1.5/24","gateway":"10.244.1.1","version":"4"}],"ranges":');
+  });
+
+  it("prints a routes list inside the delegate's own maps as a Go map: keys sorted, none dropped", () => {
+    const c = conf({ delegate: { vrf: { routes: [{ via: "eth1", table: 7, dst: "10.0.0.0/8" }] } } });
+    expect(render(c, V4)).toContain('"vrf":{"routes":[{"dst":"10.0.0.0/8","table":7,"via":"eth1"}]}');
+  });
+
   it("does not change the config it is given", () => {
     const c = conf({ delegate: { hairpinMode: true }, ipam: { routes: [{ dst: "10.9.0.0/16" }] }, runtimeConfig: { mac: "x" } });
     const before = structuredClone(c);

@@ -61,6 +61,12 @@ describe("parseSubnetEnv", () => {
     expect(env).toEqual({ networks: ["10.1.0.0/16"], subnets: ["10.1.2.0/24"], ipv6Networks: [], ipv6Subnets: [], mtu: 1450, ipMasq: false });
   });
 
+  it("takes any MTU Go's strconv.ParseUint(v, 10, 32) takes: the largest 32-bit value, leading zeros", () => {
+    const env = (mtu: string) => parseSubnetEnv(`FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=true\n`, PATH);
+    expect(env("4294967295").mtu).toBe(4294967295);
+    expect(env("01450").mtu).toBe(1450);
+  });
+
   it.each([
     ["", "FLANNEL_NETWORK, FLANNEL_IPV6_NETWORK, FLANNEL_SUBNET, FLANNEL_IPV6_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ"],
     ["FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n", "FLANNEL_MTU, FLANNEL_IPMASQ"],
@@ -82,6 +88,7 @@ describe("parseSubnetEnv", () => {
     ['FLANNEL_MTU="1450"', 'line 3: FLANNEL_MTU="\\"1450\\"" is not an unsigned integer'],
     ["FLANNEL_MTU", 'line 3: FLANNEL_MTU="" is not an unsigned integer'],
     ["FLANNEL_MTU= 1450", 'line 3: FLANNEL_MTU=" 1450" is not an unsigned integer'],
+    ["FLANNEL_MTU=1450 ", 'line 3: FLANNEL_MTU="1450 " is not an unsigned integer'],
     ["FLANNEL_IPMASQ=yes", 'line 3: FLANNEL_IPMASQ="yes" is neither true nor false'],
     ["FLANNEL_NETWORK=10.244.0.0", 'line 3: FLANNEL_NETWORK="10.244.0.0": "10.244.0.0" is not a CIDR'],
     ["FLANNEL_NETWORK=10.244.0.0/16,", 'line 3: FLANNEL_NETWORK="10.244.0.0/16,": "" is not a CIDR'],

@@ -219,6 +219,9 @@ describe("backend choice", () => {
     expect(failure(() => settings({ conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["-d", "fd00::/8"] })).message).toBe(
       "configuration mixes iptables-specific options [conditionsV6] and nftables-specific options [conditionsV4]",
     );
+    expect(failure(() => settings({ externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] })).message).toBe(
+      "configuration mixes iptables-specific options [externalSetMarkChain] and nftables-specific options [conditionsV4 conditionsV6]",
+    );
   });
 
   it("refuses options of the backend not requested with code 7, naming them", () => {

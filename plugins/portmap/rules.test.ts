@@ -342,10 +342,11 @@ describe("signatures read back from nft's JSON", () => {
   const match = (left: unknown, right: unknown) => ({ match: { op: "==", left, right } });
   const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
   const origDport = { ct: { key: "proto-dst", dir: "original" } };
+  const ctStatusDnat = { match: { op: "in", left: { ct: { key: "status" } }, right: "dnat" } };
   const one = { runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }] } };
 
   it("does not depend on the order of the matches", () => {
-    const masq = [match(payload("tcp", "dport"), 80), match(origDport, 8080), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("ip", "saddr"), "127.0.0.1"), { masquerade: null }];
+    const masq = [match(payload("tcp", "dport"), 80), match(origDport, 8080), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("ip", "saddr"), "127.0.0.1"), ctStatusDnat, { masquerade: null }];
     expect(nftRuleSignature(masq)).toBe("masq tcp 127.0.0.1 8080 -> 10.99.1.2:80");
     const dnat = [match(payload("tcp", "dport"), 9090), match(payload("ip", "daddr"), "192.168.5.5"), { dnat: { family: "ip", addr: "10.99.1.2", port: 90 } }];
     expect(nftRuleSignature(dnat)).toBe("dnat tcp 192.168.5.5 9090 -> 10.99.1.2:90");
@@ -359,6 +360,20 @@ describe("signatures read back from nft's JSON", () => {
 
   it("expects no masquerade without snat", () => {
     expect(nftExpectedSignatures(settings({ ...one, snat: false }), [V4, V6])).toEqual(["dnat tcp * 8080 -> 10.99.1.2:80", "dnat tcp * 8080 -> fd99::2:80"]);
+  });
+
+  it("does not take a masquerade matching another conntrack field or direction for portmap's", () => {
+    const expr = (key: string, dir: string) => [match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match({ ct: { key, dir } }, 8080), { masquerade: null }];
+    expect(nftRuleSignature(expr("proto-dst", "original"))).toBe("masq tcp * 8080 -> 10.99.1.2:80");
+    expect(nftRuleSignature(expr("proto-dst", "reply"))).not.toBe("masq tcp * 8080 -> 10.99.1.2:80");
+    expect(nftRuleSignature(expr("proto-src", "original"))).not.toBe("masq tcp * 8080 -> 10.99.1.2:80");
+  });
+
+  it("reads rules whose source is a set or a range without failing", () => {
+    for (const source of [{ set: ["10.99.1.3", "10.99.1.4"] }, { range: ["10.99.1.3", "10.99.1.9"] }]) {
+      const expr = [match(payload("ip", "saddr"), source), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match(origDport, 8080), { masquerade: null }];
+      expect(() => nftRuleSignature(expr)).not.toThrow();
+    }
   });
 
   it("gives no signature to rules that neither DNAT nor masquerade a port", () => {
@@ -482,6 +497,20 @@ describe("iptables rules of single cases", () => {
       ].join("\n"),
     );
     expect(iptablesStaleChains("testnet", new Set(), table)).toEqual(["CNI-DN-c6", oldSnatChainName("testnet", "c6")]);
+  });
+
+  it("GC finds nothing in a nat table without portmap's entry chain rules", () => {
+    expect(iptablesStaleChains("testnet", new Set(), parseNatTable("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"))).toEqual([]);
+  });
+
+  it("CHECK names every entry jump when the pod's chain is there but CNI-HOSTPORT-DNAT is empty", () => {
+    const chain = "CNI-DN-328e3d85e6c0f709cddd7";
+    const table = parseNatTable(["*nat", `:${chain} - [0:0]`, ":CNI-HOSTPORT-DNAT - [0:0]", "COMMIT"].join("\n"));
+    const missing = iptablesMissing(settings({}, "iptables"), V4, table).filter((m) => m.endsWith("in chain CNI-HOSTPORT-DNAT"));
+    expect(missing).toEqual([
+      `rule "-p tcp -m comment --comment dnat name: "testnet" id: "c1" -m multiport --dports 8080,9090 -j ${chain}" in chain CNI-HOSTPORT-DNAT`,
+      `rule "-p udp -m comment --comment dnat name: "testnet" id: "c1" -m multiport --dports 8053 -j ${chain}" in chain CNI-HOSTPORT-DNAT`,
+    ]);
   });
 
   it("CHECK finds nothing missing once ADD's lines are in place, and names a missing shared rule", () => {
