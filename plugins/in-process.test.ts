@@ -120,7 +120,10 @@ const CASES: [string, Omit<DelegateOptions, "inProcess">][] = [
   ["ADD", { verb: "ADD", stdin: '{"cniVersion":"1.0.0","name":"n"}', env: ENV }],
   ["ADD printed as 0.3.1", { verb: "ADD", stdin: '{"cniVersion":"0.3.1","name":"n"}', env: ENV }],
   ["ADD printed as 0.2.0", { verb: "ADD", stdin: '{"cniVersion":"0.2.0","name":"n"}', env: ENV }],
-  ["ADD failing with details", { verb: "ADD", stdin: '{"cniVersion":"1.0.0","name":"n","fail":{"code":11,"msg":"busy","details":"lock"}}', env: ENV }],
+  [
+    "ADD failing with details",
+    { verb: "ADD", stdin: '{"cniVersion":"1.0.0","name":"n","fail":{"code":11,"msg":"busy","details":"lock"}}', env: ENV },
+  ],
   ["DEL", { verb: "DEL", stdin: '{"cniVersion":"1.0.0","name":"n"}', env: ENV }],
   ["DEL failing", { verb: "DEL", stdin: '{"cniVersion":"1.0.0","name":"n","fail":{"code":5,"msg":"io"}}', env: ENV }],
   ["CHECK with prevResult", { verb: "CHECK", stdin: JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: PREV }), env: ENV }],

@@ -41,7 +41,16 @@ export const PROGRAMS = [
     entry: "plugins/bridge/main.ts",
     schema: "plugins/bridge/schema.ts",
     // host-local runs between port and ipam, in the same process when it is weft's.
-    crashPoints: ["bridge:bridge", "bridge:veth", "bridge:port", "bridge:ipam", "bridge:addresses", "bridge:gateway", "bridge:masquerade", "bridge:done"],
+    crashPoints: [
+      "bridge:bridge",
+      "bridge:veth",
+      "bridge:port",
+      "bridge:ipam",
+      "bridge:addresses",
+      "bridge:gateway",
+      "bridge:masquerade",
+      "bridge:done",
+    ],
     load: async (inProcess: InProcessPlugins) => (await import("./bridge/plugin.js")).bridgePlugin({ inProcess }),
   },
   {

@@ -284,7 +284,14 @@ function direct(set) {
   for (let i = 0; i < ROUNDS + 2; i++) {
     const pod = `${tag}-${set.name}-d${i}`;
     addNetns(pod);
-    const env = (verb) => ({ PATH: PATH_ENV, CNI_COMMAND: verb, CNI_CONTAINERID: pod, CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: "eth0", CNI_PATH: set.binDir });
+    const env = (verb) => ({
+      PATH: PATH_ENV,
+      CNI_COMMAND: verb,
+      CNI_CONTAINERID: pod,
+      CNI_NETNS: `/var/run/netns/${pod}`,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: set.binDir,
+    });
     const run = (type, verb, conf) => {
       const started = process.hrtime.bigint();
       const out = spawnSync(join(set.binDir, type), [], { env: env(verb), input: JSON.stringify(conf), encoding: "utf8" });
@@ -379,9 +386,27 @@ async function main() {
     for (let i = 0; i < ROUNDS + 2; i++) namespaces.add(`${tag}-${set.name}-s${i}`).add(`${tag}-${set.name}-d${i}`).add(`${tag}-veth-${i}`);
     for (let i = 0; i < PARALLEL; i++) namespaces.add(`${tag}-${set.name}-p${i}`);
     namespaces.add(`${tag}-${set.name}-mem`);
-    const run = spawnSync("ip", ["netns", "exec", set.node, process.execPath, fileURLToPath(import.meta.url), "--inner", setFile, "--tag", tag, "--rounds", String(ROUNDS), "--parallel", String(PARALLEL)], {
-      stdio: "inherit",
-    });
+    const run = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        set.node,
+        process.execPath,
+        fileURLToPath(import.meta.url),
+        "--inner",
+        setFile,
+        "--tag",
+        tag,
+        "--rounds",
+        String(ROUNDS),
+        "--parallel",
+        String(PARALLEL),
+      ],
+      {
+        stdio: "inherit",
+      },
+    );
     if (run.status !== 0) throw new Error(`bench of ${set.name} failed`);
     results.sets[set.name] = JSON.parse(readFileSync(`${setFile}.result`, "utf8"));
   }
@@ -406,24 +431,41 @@ function report(r) {
   console.log(`rounds: ${r.rounds}; times in ms, median / p95, each a whole libcni driver process run inside the node namespace\n`);
   console.log(`| ${"".padEnd(26)} | ${"weft".padStart(14)} | ${"Go reference".padStart(14)} |`);
   console.log(`|${"-".repeat(28)}|${"-".repeat(16)}|${"-".repeat(16)}|`);
-  for (const verb of ["ADD", "CHECK", "DEL"]) line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].failures ? "(failed) " : ""}${ref[verb].median} / ${ref[verb].p95}`);
+  for (const verb of ["ADD", "CHECK", "DEL"])
+    line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].failures ? "(failed) " : ""}${ref[verb].median} / ${ref[verb].p95}`);
   line(`${r.sets.weft.parallel.pods} pods ADD at once (wall)`, weft.parallel.addWallMs, ref.parallel.addWallMs);
-  line("  failures / distinct IPs", `${weft.parallel.addFailures} / ${weft.parallel.distinctAddresses}`, `${ref.parallel.addFailures} / ${ref.parallel.distinctAddresses}`);
+  line(
+    "  failures / distinct IPs",
+    `${weft.parallel.addFailures} / ${weft.parallel.distinctAddresses}`,
+    `${ref.parallel.addFailures} / ${ref.parallel.distinctAddresses}`,
+  );
   line(`${r.sets.weft.parallel.pods} pods DEL at once (wall)`, weft.parallel.delWallMs, ref.parallel.delWallMs);
   line("  failures", weft.parallel.delFailures, ref.parallel.delFailures);
   line("peak RSS per process (MiB)", JSON.stringify(weft.peakMemoryMiB), JSON.stringify(ref.peakMemoryMiB));
   const floorMs = r.floor.median;
   const addDel = weft.ADD.median + weft.DEL.median;
   const refAddDel = ref.ADD.median + ref.DEL.median;
-  console.log(`\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`);
-  console.log(`weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`);
+  console.log(
+    `\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`,
+  );
+  console.log(
+    `weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`,
+  );
   if (weft.direct) {
     const d = weft.direct;
     const own = Object.values(d).reduce((sum, s) => sum + s.median, 0);
     const kernel = weft.vethDeleteMs.median;
-    console.log(`\nweft's processes executed directly, no driver (median / p95 ms): ${Object.entries(d).map(([k, s]) => `${k} ${s.median} / ${s.p95}`).join(", ")}`);
-    console.log(`  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel - own)} ms to ADD + DEL`);
-    console.log(`  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; floor + that = ${round(4 * floorMs + kernel)} ms, weft's processes = ${(own / (4 * floorMs + kernel)).toFixed(2)}x it`);
+    console.log(
+      `\nweft's processes executed directly, no driver (median / p95 ms): ${Object.entries(d)
+        .map(([k, s]) => `${k} ${s.median} / ${s.p95}`)
+        .join(", ")}`,
+    );
+    console.log(
+      `  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel - own)} ms to ADD + DEL`,
+    );
+    console.log(
+      `  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; floor + that = ${round(4 * floorMs + kernel)} ms, weft's processes = ${(own / (4 * floorMs + kernel)).toFixed(2)}x it`,
+    );
   }
   const parts = [
     ["flannel chain, delegates executed", "weft-exec", undefined],
@@ -442,7 +484,10 @@ function report(r) {
     if (g) row(`${label}: Go`, r.sets[g]);
   }
   const failing = Object.entries(r.sets).filter(([, s]) => s.CHECK.failures);
-  for (const [name, s] of failing) console.log(`(failed): CHECK of ${name} failed ${s.CHECK.failures} of ${s.CHECK.n} times on healthy pods (a Go plugin defect, conformance/DIFFERENCES.md)`);
+  for (const [name, s] of failing)
+    console.log(
+      `(failed): CHECK of ${name} failed ${s.CHECK.failures} of ${s.CHECK.n} times on healthy pods (a Go plugin defect, conformance/DIFFERENCES.md)`,
+    );
 }
 
 const innerSet = arg("inner", undefined);

@@ -94,4 +94,12 @@ if (cached === undefined || script.cachedDataRejected) {
     }
   });
 }
-(script.runInThisContext() as (this: unknown, ...args: unknown[]) => void).call(module.exports, module.exports, require, module, __filename, __dirname, part);
+(script.runInThisContext() as (this: unknown, ...args: unknown[]) => void).call(
+  module.exports,
+  module.exports,
+  require,
+  module,
+  __filename,
+  __dirname,
+  part,
+);

@@ -90,9 +90,7 @@ function lazyBuiltins() {
   return {
     name: "weft-lazy-builtins",
     setup(build) {
-      build.onResolve({ filter: /^node:/ }, (args) =>
-        args.kind === "dynamic-import" ? { path: args.path, namespace: "weft-builtin" } : undefined,
-      );
+      build.onResolve({ filter: /^node:/ }, (args) => (args.kind === "dynamic-import" ? { path: args.path, namespace: "weft-builtin" } : undefined));
       build.onLoad({ filter: /.*/, namespace: "weft-builtin" }, (args) => ({
         contents: `module.exports = require(${JSON.stringify(args.path)});`,
         loader: "js",
@@ -241,5 +239,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     strip: !values["no-strip"],
     scriptOnly: values["script-only"],
   });
-  console.log(`built ${executable}${values["script-only"] ? "" : ` and its names ${TYPES.join(", ")}`} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `built ${executable}${values["script-only"] ? "" : ` and its names ${TYPES.join(", ")}`} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
 }

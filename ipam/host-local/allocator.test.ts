@@ -90,7 +90,13 @@ describe("candidates (the reference's RangeIter order)", () => {
   });
 
   it("never hands out the network address or the IPv4 broadcast address, even inside an explicit range", () => {
-    expect(order([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7" })])).toEqual(["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+    expect(order([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7" })])).toEqual([
+      "10.0.0.2",
+      "10.0.0.3",
+      "10.0.0.4",
+      "10.0.0.5",
+      "10.0.0.6",
+    ]);
     expect(order([range("10.0.0.0/29", { start: "10.0.0.0", end: "10.0.0.7", gateway: "10.0.0.3" })])).toEqual([
       "10.0.0.1",
       "10.0.0.2",

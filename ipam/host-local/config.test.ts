@@ -8,7 +8,13 @@ import { DEFAULT_DATA_DIR, loadIpamConfig, storeLocation, type HostLocalConf } f
 import { parseResolvConf } from "./resolv-conf.js";
 
 function conf(extra: Record<string, unknown>, ipam: Record<string, unknown> = {}): HostLocalConf {
-  return validateWith<HostLocalConf>(hostLocal, { cniVersion: "1.0.0", name: "net", type: "bridge", ...extra, ipam: { type: "host-local", ...ipam } });
+  return validateWith<HostLocalConf>(hostLocal, {
+    cniVersion: "1.0.0",
+    name: "net",
+    type: "bridge",
+    ...extra,
+    ipam: { type: "host-local", ...ipam },
+  });
 }
 
 function load(ipam: Record<string, unknown>, extra: Record<string, unknown> = {}, args = new Map<string, string>(), version: SpecVersion = "1.0.0") {
@@ -81,7 +87,9 @@ describe("loadIpamConfig", () => {
       "10.9.0.1-10.9.0.2",
       "fd00::1-fd00::3",
     ]);
-    expect(load({ subnet: "10.9.0.0/24", rangeStart: "10.9.0.7", rangeEnd: "10.9.0.7" }).rangeSets.map(formatRangeSet)).toEqual(["10.9.0.7-10.9.0.7"]);
+    expect(load({ subnet: "10.9.0.0/24", rangeStart: "10.9.0.7", rangeEnd: "10.9.0.7" }).rangeSets.map(formatRangeSet)).toEqual([
+      "10.9.0.7-10.9.0.7",
+    ]);
     const set = [{ subnet: "10.9.0.0/24", rangeEnd: "10.9.0.99" }, { subnet: "10.9.0.0/24", rangeStart: "10.9.0.100" }, { subnet: "10.8.0.0/24" }];
     expect(load({ ranges: [set] }).rangeSets.map(formatRangeSet)).toEqual(["10.9.0.1-10.9.0.99,10.9.0.100-10.9.0.254,10.8.0.1-10.8.0.254"]);
   });
@@ -93,7 +101,13 @@ describe("loadIpamConfig", () => {
   });
 
   it("leaves out route fields that are unset or zero, as the reference's omitempty does", () => {
-    const ipam = load({ subnet: "10.9.0.0/24", routes: [{ dst: "10.0.0.0/8", gw: null, mtu: 0 }, { dst: "10.1.0.0/16", gw: "", advmss: 1360, priority: 5, table: 100, scope: 253 }] });
+    const ipam = load({
+      subnet: "10.9.0.0/24",
+      routes: [
+        { dst: "10.0.0.0/8", gw: null, mtu: 0 },
+        { dst: "10.1.0.0/16", gw: "", advmss: 1360, priority: 5, table: 100, scope: 253 },
+      ],
+    });
     expect(ipam.routes).toStrictEqual([{ dst: "10.0.0.0/8" }, { dst: "10.1.0.0/16", advmss: 1360, priority: 5, table: 100, scope: 253 }]);
   });
 
@@ -103,31 +117,115 @@ describe("loadIpamConfig", () => {
   });
 
   it("reads only the store's location for DEL and GC, whatever the ranges say", () => {
-    expect(storeLocation(conf({}, { subnet: "not a cidr", dataDir: "/d", lockTimeoutMs: 5 }))).toEqual({ network: "net", dataDir: "/d", lockTimeoutMs: 5 });
+    expect(storeLocation(conf({}, { subnet: "not a cidr", dataDir: "/d", lockTimeoutMs: 5 }))).toEqual({
+      network: "net",
+      dataDir: "/d",
+      lockTimeoutMs: 5,
+    });
   });
 
   describe("rejects with code 7, naming the field", () => {
     const cases: [string, Record<string, unknown>, Record<string, unknown>, RegExp][] = [
       ["no ranges", {}, {}, /no IP ranges specified/],
       ["an invalid CIDR", { ranges: [[{ subnet: "10.0.0.0/33" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.subnet "10\.0\.0\.0\/33" is not a CIDR/],
-      ["host bits", { ranges: [[{ subnet: "10.1.2.1/24" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.2\.1\/24 has host bits set: .* network address is 10\.1\.2\.0/],
-      ["a /31", { ranges: [[{ subnet: "10.1.2.0/31" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.2\.0\/31 is too small to allocate from \(at most \/30\)/],
+      [
+        "host bits",
+        { ranges: [[{ subnet: "10.1.2.1/24" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.2\.1\/24 has host bits set: .* network address is 10\.1\.2\.0/,
+      ],
+      [
+        "a /31",
+        { ranges: [[{ subnet: "10.1.2.0/31" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.2\.0\/31 is too small to allocate from \(at most \/30\)/,
+      ],
       ["a /127", { ranges: [[{ subnet: "fd00::/127" }]] }, {}, /too small to allocate from \(at most \/126\)/],
-      ["rangeStart outside", { ranges: [[{ subnet: "10.1.3.0/24", rangeStart: "10.1.4.1" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.rangeStart 10\.1\.4\.1 is not in ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.3\.0\/24/],
+      [
+        "rangeStart outside",
+        { ranges: [[{ subnet: "10.1.3.0/24", rangeStart: "10.1.4.1" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\]\.rangeStart 10\.1\.4\.1 is not in ipam\.ranges\[0\]\[0\]\.subnet 10\.1\.3\.0\/24/,
+      ],
       ["gateway outside", { subnet: "10.1.3.0/24", gateway: "10.1.4.1" }, {}, /ipam\.gateway 10\.1\.4\.1 is not in ipam\.subnet/],
-      ["rangeEnd not an IP", { ranges: [[{ subnet: "10.1.3.0/24", rangeEnd: "10.1.3.x" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.rangeEnd "10\.1\.3\.x" is not an IP address/],
-      ["start after end", { ranges: [[{ subnet: "10.4.0.0/24", rangeStart: "10.4.0.20", rangeEnd: "10.4.0.10" }]] }, {}, /rangeStart 10\.4\.0\.20 is after ipam\.ranges\[0\]\[0\]\.rangeEnd 10\.4\.0\.10/],
-      ["mixed families", { ranges: [[{ subnet: "10.5.0.0/24" }, { subnet: "fd00::/64" }]] }, {}, /ipam\.ranges\[0\]\[1\]\.subnet "fd00::\/64" is IPv6 but ipam\.ranges\[0\]\[0\]\.subnet is IPv4/],
-      ["overlapping ranges", { ranges: [[{ subnet: "10.1.3.0/24" }, { subnet: "10.1.3.0/25" }]] }, {}, /ipam\.ranges\[0\]\[0\] \(10\.1\.3\.1-10\.1\.3\.254\) and ipam\.ranges\[0\]\[1\] \(10\.1\.3\.1-10\.1\.3\.126\) overlap/],
-      ["overlapping sets", { ranges: [[{ subnet: "10.1.3.0/24" }], [{ subnet: "10.1.3.0/25" }]] }, {}, /range set 0 overlaps with 1 \(ipam\.ranges\[0\] and ipam\.ranges\[1\]\)/],
-      ["a runtime range overlapping the legacy one", { subnet: "10.1.0.0/24" }, { runtimeConfig: { ipRanges: [[{ subnet: "10.1.0.0/16" }]] } }, /range set 0 overlaps with 1 \(runtimeConfig\.ipRanges\[0\] and ipam\)/],
-      ["an IPv6 gateway in an IPv4 subnet", { ranges: [[{ subnet: "10.0.0.0/8", gateway: "::a00:1" }]] }, {}, /ipam\.ranges\[0\]\[0\]\.gateway ::a00:1 is not in ipam\.ranges\[0\]\[0\]\.subnet 10\.0\.0\.0\/8$/],
-      ["a range set overlapping another in one of its ranges", { ranges: [[{ subnet: "10.1.0.0/24" }, { subnet: "10.2.0.0/24" }], [{ subnet: "10.2.0.0/25" }, { subnet: "10.3.0.0/24" }]] }, {}, /range set 0 overlaps with 1/],
-      ["a bad route gateway", { subnet: "10.1.0.0/24", routes: [{ dst: "10.0.0.0/8", gw: "10.1.0.x" }] }, {}, /ipam\.routes\[0\]\.gw "10\.1\.0\.x" is not an IP address/],
-      ["a bad requested IP with a prefix length", { subnet: "10.1.0.0/24" }, { runtimeConfig: { ips: ["10.1.0.5/24", "10.1.0.300/24"] } }, /runtimeConfig\.ips\[1\] "10\.1\.0\.300\/24" is not an IP address/],
+      [
+        "rangeEnd not an IP",
+        { ranges: [[{ subnet: "10.1.3.0/24", rangeEnd: "10.1.3.x" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\]\.rangeEnd "10\.1\.3\.x" is not an IP address/,
+      ],
+      [
+        "start after end",
+        { ranges: [[{ subnet: "10.4.0.0/24", rangeStart: "10.4.0.20", rangeEnd: "10.4.0.10" }]] },
+        {},
+        /rangeStart 10\.4\.0\.20 is after ipam\.ranges\[0\]\[0\]\.rangeEnd 10\.4\.0\.10/,
+      ],
+      [
+        "mixed families",
+        { ranges: [[{ subnet: "10.5.0.0/24" }, { subnet: "fd00::/64" }]] },
+        {},
+        /ipam\.ranges\[0\]\[1\]\.subnet "fd00::\/64" is IPv6 but ipam\.ranges\[0\]\[0\]\.subnet is IPv4/,
+      ],
+      [
+        "overlapping ranges",
+        { ranges: [[{ subnet: "10.1.3.0/24" }, { subnet: "10.1.3.0/25" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\] \(10\.1\.3\.1-10\.1\.3\.254\) and ipam\.ranges\[0\]\[1\] \(10\.1\.3\.1-10\.1\.3\.126\) overlap/,
+      ],
+      [
+        "overlapping sets",
+        { ranges: [[{ subnet: "10.1.3.0/24" }], [{ subnet: "10.1.3.0/25" }]] },
+        {},
+        /range set 0 overlaps with 1 \(ipam\.ranges\[0\] and ipam\.ranges\[1\]\)/,
+      ],
+      [
+        "a runtime range overlapping the legacy one",
+        { subnet: "10.1.0.0/24" },
+        { runtimeConfig: { ipRanges: [[{ subnet: "10.1.0.0/16" }]] } },
+        /range set 0 overlaps with 1 \(runtimeConfig\.ipRanges\[0\] and ipam\)/,
+      ],
+      [
+        "an IPv6 gateway in an IPv4 subnet",
+        { ranges: [[{ subnet: "10.0.0.0/8", gateway: "::a00:1" }]] },
+        {},
+        /ipam\.ranges\[0\]\[0\]\.gateway ::a00:1 is not in ipam\.ranges\[0\]\[0\]\.subnet 10\.0\.0\.0\/8$/,
+      ],
+      [
+        "a range set overlapping another in one of its ranges",
+        {
+          ranges: [
+            [{ subnet: "10.1.0.0/24" }, { subnet: "10.2.0.0/24" }],
+            [{ subnet: "10.2.0.0/25" }, { subnet: "10.3.0.0/24" }],
+          ],
+        },
+        {},
+        /range set 0 overlaps with 1/,
+      ],
+      [
+        "a bad route gateway",
+        { subnet: "10.1.0.0/24", routes: [{ dst: "10.0.0.0/8", gw: "10.1.0.x" }] },
+        {},
+        /ipam\.routes\[0\]\.gw "10\.1\.0\.x" is not an IP address/,
+      ],
+      [
+        "a bad requested IP with a prefix length",
+        { subnet: "10.1.0.0/24" },
+        { runtimeConfig: { ips: ["10.1.0.5/24", "10.1.0.300/24"] } },
+        /runtimeConfig\.ips\[1\] "10\.1\.0\.300\/24" is not an IP address/,
+      ],
       ["a bad route", { subnet: "10.1.0.0/24", routes: [{ dst: "default" }] }, {}, /ipam\.routes\[0\]\.dst "default" is not a CIDR/],
-      ["a bad requested IP", { subnet: "10.1.0.0/24" }, { runtimeConfig: { ips: ["garbage"] } }, /runtimeConfig\.ips\[0\] "garbage" is not an IP address/],
-      ["a bad args IP", { subnet: "10.1.0.0/24" }, { args: { cni: { ips: ["10.1.0.300"] } } }, /args\.cni\.ips\[0\] "10\.1\.0\.300" is not an IP address/],
+      [
+        "a bad requested IP",
+        { subnet: "10.1.0.0/24" },
+        { runtimeConfig: { ips: ["garbage"] } },
+        /runtimeConfig\.ips\[0\] "garbage" is not an IP address/,
+      ],
+      [
+        "a bad args IP",
+        { subnet: "10.1.0.0/24" },
+        { args: { cni: { ips: ["10.1.0.300"] } } },
+        /args\.cni\.ips\[0\] "10\.1\.0\.300" is not an IP address/,
+      ],
     ];
     it.each(cases)("%s", (_, ipam, extra, message) => {
       const err = failure(() => load(ipam, extra));
@@ -148,13 +246,15 @@ describe("loadIpamConfig", () => {
       expect(failure(() => load({ ranges: [[{ subnet: "10.5.0.0/24" }, { subnet: "fd00::/64" }]] })).details).toBe(
         "a range set holds ranges of one family; put the other family in a range set of its own",
       );
-      expect(failure(() => load({ ranges: [[{ subnet: "10.1.3.0/24" }], [{ subnet: "10.1.3.0/25" }]] })).details).toBe("an address can belong to one range set only");
+      expect(failure(() => load({ ranges: [[{ subnet: "10.1.3.0/24" }], [{ subnet: "10.1.3.0/25" }]] })).details).toBe(
+        "an address can belong to one range set only",
+      );
     });
 
     it("a key of the wrong type, through the schema", () => {
       const err = failure(() => conf({}, { ranges: [[{ subnet: 5 }]] }));
       expect(err.code).toBe(7);
-      expect(err.message).toBe('invalid network config: ipam.ranges[0][0].subnet must be string (got 5)');
+      expect(err.message).toBe("invalid network config: ipam.ranges[0][0].subnet must be string (got 5)");
       expect(failure(() => validateWith(hostLocal, { name: "n" })).message).toBe("invalid network config: ipam is required");
       expect(failure(() => conf({}, { ranges: [[]] })).message).toContain("ipam.ranges[0] must NOT have fewer than 1 items");
     });

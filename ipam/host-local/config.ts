@@ -107,12 +107,18 @@ export function loadIpamConfig(conf: HostLocalConf, version: SpecVersion, cniArg
   }
 
   const rangeSets = sources.map(({ field, set }) => parseRangeSet(set, field, field === "ipam"));
-  checkSetsApart(rangeSets, sources.map((s) => s.field));
+  checkSetsApart(
+    rangeSets,
+    sources.map((s) => s.field),
+  );
   // CNI 0.2.0 results hold one address per family.
   if (!versionAtLeast(version, "0.3.0")) {
     for (const family of [4, 6] as const) {
       if (rangeSets.filter((set) => set[0]!.family === family).length > 1) {
-        throw invalid(`CNI version ${version} does not support more than 1 address per family`, "use cniVersion 0.3.0 or newer for several range sets of one family");
+        throw invalid(
+          `CNI version ${version} does not support more than 1 address per family`,
+          "use cniVersion 0.3.0 or newer for several range sets of one family",
+        );
       }
     }
   }
@@ -238,8 +244,6 @@ function requestedIps(conf: HostLocalConf, cniArgs: ReadonlyMap<string, string>)
     add(fromArgs, (t) => new CniError(ErrorCode.InvalidEnvironment, `CNI_ARGS: IP=${t} is not an IP address`));
   }
   (conf.args?.cni?.ips ?? []).forEach((t, i) => add(t, () => invalid(`args.cni.ips[${i}] ${JSON.stringify(t)} is not an IP address`)));
-  (conf.runtimeConfig?.ips ?? []).forEach((t, i) =>
-    add(t, () => invalid(`runtimeConfig.ips[${i}] ${JSON.stringify(t)} is not an IP address`)),
-  );
+  (conf.runtimeConfig?.ips ?? []).forEach((t, i) => add(t, () => invalid(`runtimeConfig.ips[${i}] ${JSON.stringify(t)} is not an IP address`)));
   return out;
 }

@@ -44,7 +44,11 @@ async function check(request: Request<HostLocalConf>): Promise<void> {
 async function gc(request: GcRequest<HostLocalConf>): Promise<void> {
   // An absent list would mean "release everything"; only an explicit (even empty) one may say so.
   if (!("cni.dev/valid-attachments" in request.rawConfig) && !("cni.dev/attachments" in request.rawConfig)) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid network config: GC needs cni.dev/valid-attachments", "host-local releases nothing without the list of attachments to keep");
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "invalid network config: GC needs cni.dev/valid-attachments",
+      "host-local releases nothing without the list of attachments to keep",
+    );
   }
   const { dataDir, network, lockTimeoutMs } = storeLocation(request.config);
   const store = DiskStore.open(dataDir, network, false);

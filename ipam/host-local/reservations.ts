@@ -122,7 +122,14 @@ interface AllocationState {
   prepared: PreparedReservation[];
 }
 
-function reserveInSet(store: Store, set: RangeSet, index: number, attachment: Attachment, state: AllocationState, prepared: PreparedReservation): Candidate {
+function reserveInSet(
+  store: Store,
+  set: RangeSet,
+  index: number,
+  attachment: Attachment,
+  state: AllocationState,
+  prepared: PreparedReservation,
+): Candidate {
   const { containerId, ifName } = attachment;
   const wanted = state.requested.findIndex((a) => rangeFor(set, a) !== undefined);
   if (wanted >= 0) {
@@ -209,7 +216,10 @@ export function checkAllocation(store: Store | undefined, ipam: IpamConfig, atta
   const { containerId, ifName } = attachment;
   const { held: mine } = heldBy(store?.reservations() ?? [], attachment);
   if (mine.length === 0) {
-    throw checkFailure(`host-local: Failed to find address added by container ${containerId}`, `no reservation for interface ${ifName} in ${store?.location ?? ipam.dataDir}`);
+    throw checkFailure(
+      `host-local: Failed to find address added by container ${containerId}`,
+      `no reservation for interface ${ifName} in ${store?.location ?? ipam.dataDir}`,
+    );
   }
   ipam.rangeSets.forEach((set, index) => {
     if (!mine.some((r) => rangeFor(set, r.address))) {
@@ -246,7 +256,12 @@ export async function collectGarbage(store: Store, timeoutMs: number, valid: rea
     if (!parsed) return true;
     return parsed.ifName === undefined ? !containers.has(parsed.containerId) : !keys.has(owner);
   };
-  const released = await removeUnderLock(store, timeoutMs, store.reservations().filter((r) => garbage(r.owner)), garbage);
+  const released = await removeUnderLock(
+    store,
+    timeoutMs,
+    store.reservations().filter((r) => garbage(r.owner)),
+    garbage,
+  );
   store.removeLeftovers();
   return released;
 }

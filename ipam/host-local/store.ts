@@ -174,7 +174,9 @@ export class DiskStore implements Store {
       throw new CniError(
         ErrorCode.IOFailure,
         `host-local store: ${dir} is ${fileType(stats)}, not a directory`,
-        stats.isSymbolicLink() ? "a network's directory is never followed through a symlink; link ipam.dataDir itself instead" : "remove it, or choose another ipam.dataDir",
+        stats.isSymbolicLink()
+          ? "a network's directory is never followed through a symlink; link ipam.dataDir itself instead"
+          : "remove it, or choose another ipam.dataDir",
       );
     }
     return new DiskStore(dir);

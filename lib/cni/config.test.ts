@@ -80,7 +80,11 @@ describe("decodeConfig: JSON", () => {
   });
 
   it("accepts nulls anywhere inside the config", () => {
-    expect(decodeConfig(bytes({ name: "n", ipam: null, dns: { nameservers: [null] } }))).toEqual({ name: "n", ipam: null, dns: { nameservers: [null] } });
+    expect(decodeConfig(bytes({ name: "n", ipam: null, dns: { nameservers: [null] } }))).toEqual({
+      name: "n",
+      ipam: null,
+      dns: { nameservers: [null] },
+    });
   });
 });
 
@@ -225,14 +229,18 @@ describe("validateWith: wording of each kind of schema error", () => {
   const refuse = (errors: CompiledValidator["errors"], raw: Record<string, unknown> = {}) => failure(() => validateWith(refusing(errors), raw));
 
   it("a missing key, at the top and nested", () => {
-    expect(refuse([{ keyword: "required", instancePath: "", params: { missingProperty: "name" } }]).message).toBe("invalid network config: name is required");
+    expect(refuse([{ keyword: "required", instancePath: "", params: { missingProperty: "name" } }]).message).toBe(
+      "invalid network config: name is required",
+    );
     expect(refuse([{ keyword: "required", instancePath: "/ipam/ranges/0/12", params: { missingProperty: "subnet" } }]).message).toBe(
       "invalid network config: ipam.ranges[0][12].subnet is required",
     );
   });
 
   it("an unknown key", () => {
-    const err = refuse([{ keyword: "additionalProperties", instancePath: "/runtimeConfig/portMappings/3", params: { additionalProperty: "hostIp" } }]);
+    const err = refuse([
+      { keyword: "additionalProperties", instancePath: "/runtimeConfig/portMappings/3", params: { additionalProperty: "hostIp" } },
+    ]);
     expect(err.code).toBe(7);
     expect(err.message).toBe("invalid network config: runtimeConfig.portMappings[3].hostIp is not a known key");
     expect(refuse([{ keyword: "additionalProperties", instancePath: "", params: { additionalProperty: "nmae" } }]).message).toBe(
@@ -247,13 +255,15 @@ describe("validateWith: wording of each kind of schema error", () => {
   });
 
   it("the whole config, when the error is at the top", () => {
-    expect(refuse([{ keyword: "minProperties", instancePath: "", message: "must NOT have fewer than 9 properties", params: {} }], { a: 1 }).message).toBe(
-      'invalid network config: the config must NOT have fewer than 9 properties (got {"a":1})',
-    );
+    expect(
+      refuse([{ keyword: "minProperties", instancePath: "", message: "must NOT have fewer than 9 properties", params: {} }], { a: 1 }).message,
+    ).toBe('invalid network config: the config must NOT have fewer than 9 properties (got {"a":1})');
   });
 
   it("says 'is invalid' when the error has no message", () => {
-    expect(refuse([{ keyword: "type", instancePath: "/mtu", params: {} }], { mtu: "x" }).message).toBe('invalid network config: mtu is invalid (got "x")');
+    expect(refuse([{ keyword: "type", instancePath: "/mtu", params: {} }], { mtu: "x" }).message).toBe(
+      'invalid network config: mtu is invalid (got "x")',
+    );
   });
 
   it("shows no value when there is none at the path", () => {

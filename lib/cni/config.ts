@@ -105,7 +105,10 @@ export function decodeConfig(bytes: Buffer): Record<string, unknown> {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `network name must be a string, got ${JSON.stringify(name)}`);
   }
   if (name.length > MAX_NETWORK_NAME_LENGTH) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `network name is ${name.length} characters long; at most ${MAX_NETWORK_NAME_LENGTH} are allowed`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `network name is ${name.length} characters long; at most ${MAX_NETWORK_NAME_LENGTH} are allowed`,
+    );
   }
   if (!NAME_PATTERN.test(name)) {
     throw new CniError(
@@ -172,10 +175,7 @@ export function validateWith<C>(validate: CompiledValidator, raw: Record<string,
   if (!validate(raw)) {
     const errors = validate.errors ?? [];
     const first = errors[0];
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      `invalid ${what}: ${first ? describe(first, raw) : "does not match its schema"}`,
-    );
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid ${what}: ${first ? describe(first, raw) : "does not match its schema"}`);
   }
   return raw as C;
 }
@@ -201,7 +201,10 @@ function checkResultListLengths(prevResult: unknown): void {
   if (typeof dns === "object" && dns !== null) for (const key of ["nameservers", "search", "options"]) lists.push([`dns.${key}`, dns[key]]);
   for (const [key, list] of lists) {
     if (Array.isArray(list) && list.length > MAX_RESULT_LIST_LENGTH) {
-      throw new CniError(ErrorCode.InvalidNetworkConfig, `invalid prevResult: ${key} has ${list.length} entries; at most ${MAX_RESULT_LIST_LENGTH} are allowed`);
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `invalid prevResult: ${key} has ${list.length} entries; at most ${MAX_RESULT_LIST_LENGTH} are allowed`,
+      );
     }
   }
 }

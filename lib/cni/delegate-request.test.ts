@@ -20,7 +20,15 @@ function fakePlugin(name: string, body: string): void {
 }
 
 function request(environment: NodeJS.ProcessEnv): DelegatingRequest {
-  const env: CniEnv = { command: "ADD", containerId: "c1", netns: "/run/netns/p", ifName: "eth0", args: "IgnoreUnknown=1", path: [dir], netnsOverride: false };
+  const env: CniEnv = {
+    command: "ADD",
+    containerId: "c1",
+    netns: "/run/netns/p",
+    ifName: "eth0",
+    args: "IgnoreUnknown=1",
+    path: [dir],
+    netnsOverride: false,
+  };
   return { env, environment };
 }
 
@@ -31,7 +39,15 @@ describe("delegateFor", () => {
     expect(result?.ips).toEqual([{ address: "10.22.0.5/16" }]);
     const env = readFileSync(join(dir, "env"), "utf8").split("\n");
     expect(env).toEqual(
-      expect.arrayContaining(["WEFT_INJECTED=yes", "CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/p", "CNI_IFNAME=eth0", "CNI_ARGS=IgnoreUnknown=1", `CNI_PATH=${dir}`]),
+      expect.arrayContaining([
+        "WEFT_INJECTED=yes",
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=c1",
+        "CNI_NETNS=/run/netns/p",
+        "CNI_IFNAME=eth0",
+        "CNI_ARGS=IgnoreUnknown=1",
+        `CNI_PATH=${dir}`,
+      ]),
     );
     expect(env.filter((line) => line.startsWith("HOME="))).toEqual([]);
   });

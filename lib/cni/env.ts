@@ -73,9 +73,9 @@ export function readEnvironment(getenv: EnvLookup): CniEnv {
     throw new CniError(ErrorCode.InvalidEnvironment, `unknown CNI_COMMAND: ${command}`);
   }
   const verb = command as Verb;
-  const missing = VARIABLES.filter(
-    (v) => (getenv(v.name) ?? "") === "" && (v.name === "CNI_COMMAND" || v.requiredFor.includes(verb)),
-  ).map((v) => v.name);
+  const missing = VARIABLES.filter((v) => (getenv(v.name) ?? "") === "" && (v.name === "CNI_COMMAND" || v.requiredFor.includes(verb))).map(
+    (v) => v.name,
+  );
   if (missing.length > 0) {
     throw new CniError(ErrorCode.InvalidEnvironment, `required env variables [${missing.join(",")}] missing`);
   }
@@ -133,11 +133,7 @@ export function validateInterfaceName(name: string): void {
   }
   // eslint-disable-next-line no-control-regex
   if (/[/:\s\u0000-\u001f\u007f]/.test(name)) {
-    throw new CniError(
-      ErrorCode.InvalidEnvironment,
-      `interface name contains / or : or whitespace characters`,
-      `CNI_IFNAME ${JSON.stringify(name)}`,
-    );
+    throw new CniError(ErrorCode.InvalidEnvironment, `interface name contains / or : or whitespace characters`, `CNI_IFNAME ${JSON.stringify(name)}`);
   }
   // Stricter than the Go skel: the kernel reads a "%" as a name template ("eth%d" becomes eth0),
   // and the name reaches sysctl paths, nft comments and ip(8) arguments.
@@ -153,9 +149,6 @@ export function validateInterfaceName(name: string): void {
 export function validateNetnsPath(path: string): void {
   // eslint-disable-next-line no-control-regex
   if (!path.startsWith("/") || /[\u0000-\u001f]/.test(path)) {
-    throw new CniError(
-      ErrorCode.InvalidEnvironment,
-      `CNI_NETNS ${JSON.stringify(path)} is not an absolute path to a network namespace`,
-    );
+    throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS ${JSON.stringify(path)} is not an absolute path to a network namespace`);
   }
 }

@@ -116,9 +116,7 @@ async function execFile(path: string, options: DelegateOptions): Promise<ExecOut
       clearTimeout(timer);
       runningDelegates.delete(child);
       if (timedOut) {
-        reject(
-          new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`),
-        );
+        reject(new CniError(ErrorCode.TryAgainLater, `plugin ${path} did not finish ${options.verb} within ${timeoutMs} ms and was killed`));
       } else {
         resolve({ code, signal, stdout: Buffer.concat(chunks) });
       }
@@ -155,7 +153,6 @@ async function inProcessPlugin(path: string, inProcess: InProcessPlugins | undef
   const load = Object.hasOwn(inProcess.plugins, type) ? inProcess.plugins[type] : undefined;
   return load?.();
 }
-
 
 /**
  * What executing the plugin would do, without a new process: the same dispatcher reads the same

@@ -9,7 +9,10 @@ import { formatResult, parseResult } from "./result.js";
 // The CNI project's Go library, as Debian packages it, is the judge of how results print.
 const GOPATH = "/usr/share/gocode";
 const libcniPresent = all(
-  prerequisite("libcni sources in /usr/share/gocode (golang-github-appc-cni-dev)", existsSync(join(GOPATH, "src/github.com/containernetworking/cni/pkg/types/100"))),
+  prerequisite(
+    "libcni sources in /usr/share/gocode (golang-github-appc-cni-dev)",
+    existsSync(join(GOPATH, "src/github.com/containernetworking/cni/pkg/types/100")),
+  ),
   command("go", "golang-go"),
 );
 
@@ -38,7 +41,11 @@ function libcni(from: string, to: string, result: object): { status: number | nu
 const SAMPLES: Record<string, object> = {
   "dual-stack pod": {
     cniVersion: "1.0.0",
-    interfaces: [{ name: "cni0", mac: "6e:38:00:00:00:01" }, { name: "veth1", mac: "9e:7c:00:00:00:02" }, { name: "eth0", mac: "f6:e7:00:00:00:03", sandbox: "/run/netns/a" }],
+    interfaces: [
+      { name: "cni0", mac: "6e:38:00:00:00:01" },
+      { name: "veth1", mac: "9e:7c:00:00:00:02" },
+      { name: "eth0", mac: "f6:e7:00:00:00:03", sandbox: "/run/netns/a" },
+    ],
     ips: [
       { interface: 2, address: "10.244.1.2/24", gateway: "10.244.1.1" },
       { interface: 2, address: "fd00:10:244:1::2/64", gateway: "fd00:10:244:1::1" },

@@ -13,12 +13,7 @@ const dualStack: Result = {
     { interface: 2, address: "10.244.1.2/24", gateway: "10.244.1.1" },
     { interface: 2, address: "fd00:10:244:1::2/64", gateway: "fd00:10:244:1::1" },
   ],
-  routes: [
-    { dst: "10.244.0.0/16" },
-    { dst: "fd00:10:244::/56" },
-    { dst: "0.0.0.0/0", gw: "10.244.1.1" },
-    { dst: "::/0", gw: "fd00:10:244:1::1" },
-  ],
+  routes: [{ dst: "10.244.0.0/16" }, { dst: "fd00:10:244::/56" }, { dst: "0.0.0.0/0", gw: "10.244.1.1" }, { dst: "::/0", gw: "fd00:10:244:1::1" }],
 };
 
 describe("printing a result per version, as the Go libraries do", () => {
@@ -206,9 +201,7 @@ describe("printing a result per version, as the Go libraries do", () => {
   });
 
   it("escapes <, > and & as Go's encoding/json does", () => {
-    expect(formatResult({ ips: [{ address: "10.0.0.2/24" }], dns: { domain: "a<b>&c" } }, "1.0.0")).toContain(
-      '"domain": "a\\u003cb\\u003e\\u0026c"',
-    );
+    expect(formatResult({ ips: [{ address: "10.0.0.2/24" }], dns: { domain: "a<b>&c" } }, "1.0.0")).toContain('"domain": "a\\u003cb\\u003e\\u0026c"');
   });
 });
 
@@ -299,7 +292,10 @@ describe("reading what other plugins print: absent, null and empty fields", () =
         { interface: 0, address: "10.0.0.2/24", gateway: "" },
         { interface: null, address: "10.0.0.3/24", gateway: null },
       ],
-      routes: [{ dst: "0.0.0.0/0", gw: "", mtu: 0, advmss: 0, priority: 0, table: 0, scope: 0 }, { dst: "10.1.0.0/16", gw: null, mtu: null }],
+      routes: [
+        { dst: "0.0.0.0/0", gw: "", mtu: 0, advmss: 0, priority: 0, table: 0, scope: 0 },
+        { dst: "10.1.0.0/16", gw: null, mtu: null },
+      ],
     });
     expect(r).toStrictEqual({
       cniVersion: "1.1.0",
@@ -312,7 +308,9 @@ describe("reading what other plugins print: absent, null and empty fields", () =
   it("keeps every 1.1 interface and route field that is set", () => {
     const r = parseResult({
       cniVersion: "1.1.0",
-      interfaces: [{ name: "net1", mac: "02:00:00:00:00:01", mtu: 9000, sandbox: "/run/netns/p", socketPath: "/run/vhost.sock", pciID: "0000:03:00.1" }],
+      interfaces: [
+        { name: "net1", mac: "02:00:00:00:00:01", mtu: 9000, sandbox: "/run/netns/p", socketPath: "/run/vhost.sock", pciID: "0000:03:00.1" },
+      ],
       routes: [{ dst: "10.2.0.0/16", gw: "10.0.0.1", mtu: 1400, advmss: 1360, priority: 10, table: 100, scope: 253 }],
     });
     expect(r.interfaces).toEqual([
@@ -365,7 +363,10 @@ describe("reading what other plugins print: absent, null and empty fields", () =
     [{ cniVersion: "1.0.0", dns: { domain: ["a"] } }, "dns.domain must be a string"],
     [{ cniVersion: "0.2.0", ip4: "10.0.0.2/24" }, "ip4 must be an object"],
     [{ cniVersion: "0.2.0", ip6: { ip: "fd00::2/64", gateway: "fd00::/64" } }, 'ip6.gateway must be an IP address, got "fd00::/64"'],
-    [{ cniVersion: "0.2.0", ip6: { ip: "fd00::2/64", routes: [{ dst: "::" }] } }, 'ip6.routes[0].dst must be an address with a prefix length, got "::"'],
+    [
+      { cniVersion: "0.2.0", ip6: { ip: "fd00::2/64", routes: [{ dst: "::" }] } },
+      'ip6.routes[0].dst must be an address with a prefix length, got "::"',
+    ],
     [{ cniVersion: "1.0.0", routes: {} }, "routes must be a list"],
     [{ cniVersion: "1.0.0", interfaces: "eth0" }, "interfaces must be a list"],
     [{ cniVersion: "1.2.0" }, 'cniVersion "1.2.0" is not a supported version'],
@@ -390,20 +391,27 @@ describe("printing edge cases as the Go libraries do", () => {
       },
       "1.1.0",
     );
-    expect(printed).toEqual({ cniVersion: "1.1.0", interfaces: [{ name: "" }], ips: [{ address: "10.0.0.2/24", interface: 0 }], routes: [{ dst: "0.0.0.0/0" }] });
+    expect(printed).toEqual({
+      cniVersion: "1.1.0",
+      interfaces: [{ name: "" }],
+      ips: [{ address: "10.0.0.2/24", interface: 0 }],
+      routes: [{ dst: "0.0.0.0/0" }],
+    });
   });
 
   it("1.x: prints every 1.1 interface and route field, keys sorted", () => {
-    const out = formatResult(
-      {
-        cniVersion: "1.1.0",
-        interfaces: [{ name: "net1", mac: "02:00:00:00:00:01", mtu: 9000, sandbox: "/run/netns/p", socketPath: "/run/vhost.sock", pciID: "0000:03:00.1" }],
-        routes: [{ dst: "10.2.0.0/16", gw: "10.0.0.1", mtu: 1400, advmss: 1360, priority: 10, table: 100, scope: 253 }],
-      },
-    );
+    const out = formatResult({
+      cniVersion: "1.1.0",
+      interfaces: [
+        { name: "net1", mac: "02:00:00:00:00:01", mtu: 9000, sandbox: "/run/netns/p", socketPath: "/run/vhost.sock", pciID: "0000:03:00.1" },
+      ],
+      routes: [{ dst: "10.2.0.0/16", gw: "10.0.0.1", mtu: 1400, advmss: 1360, priority: 10, table: 100, scope: 253 }],
+    });
     expect(JSON.parse(out)).toEqual({
       cniVersion: "1.1.0",
-      interfaces: [{ mac: "02:00:00:00:00:01", mtu: 9000, name: "net1", pciID: "0000:03:00.1", sandbox: "/run/netns/p", socketPath: "/run/vhost.sock" }],
+      interfaces: [
+        { mac: "02:00:00:00:00:01", mtu: 9000, name: "net1", pciID: "0000:03:00.1", sandbox: "/run/netns/p", socketPath: "/run/vhost.sock" },
+      ],
       routes: [{ advmss: 1360, dst: "10.2.0.0/16", gw: "10.0.0.1", mtu: 1400, priority: 10, scope: 253, table: 100 }],
     });
     expect(Object.keys(JSON.parse(out).interfaces[0])).toEqual(["mac", "mtu", "name", "pciID", "sandbox", "socketPath"]);
@@ -422,8 +430,13 @@ describe("printing edge cases as the Go libraries do", () => {
   });
 
   it("1.x: prints a full dns with its keys sorted", () => {
-    const out = formatResult({ ips: [{ address: "10.0.0.2/24" }], dns: { search: ["b"], options: ["ndots:5"], nameservers: ["10.96.0.10"], domain: "a" } }, "1.1.0");
-    expect(out).toContain('"dns": {\n        "domain": "a",\n        "nameservers": [\n            "10.96.0.10"\n        ],\n        "options": [\n            "ndots:5"\n        ],\n        "search": [\n            "b"\n        ]\n    }');
+    const out = formatResult(
+      { ips: [{ address: "10.0.0.2/24" }], dns: { search: ["b"], options: ["ndots:5"], nameservers: ["10.96.0.10"], domain: "a" } },
+      "1.1.0",
+    );
+    expect(out).toContain(
+      '"dns": {\n        "domain": "a",\n        "nameservers": [\n            "10.96.0.10"\n        ],\n        "options": [\n            "ndots:5"\n        ],\n        "search": [\n            "b"\n        ]\n    }',
+    );
   });
 
   it("0.4.0: prints dns fields in struct order, leaves out empty interfaces, ips and routes", () => {
@@ -489,15 +502,21 @@ describe("printing edge cases as the Go libraries do", () => {
   });
 
   it("refuses an unknown target version by name", () => {
-    expect(() => formatResult(dualStack, "0.5.0")).toThrow(expect.objectContaining({ code: 1, message: 'cannot convert a result to version "0.5.0"' }));
+    expect(() => formatResult(dualStack, "0.5.0")).toThrow(
+      expect.objectContaining({ code: 1, message: 'cannot convert a result to version "0.5.0"' }),
+    );
   });
 
   it("prints in the result's own version unless told otherwise, in 1.1.0 when it has none", () => {
-    expect(JSON.parse(formatResult({ cniVersion: "0.3.1", ips: [{ address: "10.0.0.2/24" }] })).ips).toEqual([{ version: "4", address: "10.0.0.2/24" }]);
+    expect(JSON.parse(formatResult({ cniVersion: "0.3.1", ips: [{ address: "10.0.0.2/24" }] })).ips).toEqual([
+      { version: "4", address: "10.0.0.2/24" },
+    ]);
     expect(JSON.parse(formatResult({ ips: [{ address: "10.0.0.2/24" }] }))).toEqual({ cniVersion: "1.1.0", ips: [{ address: "10.0.0.2/24" }] });
   });
 
   it("escapes U+2028 and U+2029 as Go's encoding/json does", () => {
-    expect(formatResult({ ips: [{ address: "10.0.0.2/24" }], dns: { domain: "a\u2028b\u2029c" } }, "1.0.0")).toContain('"domain": "a\\u2028b\\u2029c"');
+    expect(formatResult({ ips: [{ address: "10.0.0.2/24" }], dns: { domain: "a\u2028b\u2029c" } }, "1.0.0")).toContain(
+      '"domain": "a\\u2028b\\u2029c"',
+    );
   });
 });

@@ -294,9 +294,7 @@ function as02x(result: Result, version: string): Printable {
   const block = (family: 4 | 6): Printable | undefined => {
     const ip = pick(family);
     if (!ip) return undefined;
-    const routes = (result.routes ?? [])
-      .filter((r) => familyOf(r.dst) === family)
-      .map((r) => compact({ dst: r.dst, gw: r.gw }));
+    const routes = (result.routes ?? []).filter((r) => familyOf(r.dst) === family).map((r) => compact({ dst: r.dst, gw: r.gw }));
     return compact({ ip: ip.address, gateway: ip.gateway, routes });
   };
   const ip4 = block(4);

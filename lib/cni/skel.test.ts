@@ -158,9 +158,17 @@ describe("config errors", () => {
     [JSON.stringify({ cniVersion: "1.0.0", name: 5 }), 7, /^network name must be a string, got 5$/],
     [JSON.stringify({ cniVersion: 1, name: "n" }), 6, /^cniVersion must be a string, got 1$/],
     [JSON.stringify({ cniVersion: "9.9.9", name: "n" }), 1, /^incompatible CNI versions$/],
-    [JSON.stringify({ cniVersion: "1.0.0", name: "n", dns: { nameservers: "8.8.8.8" } }), 7, /^invalid network config: dns.nameservers must be array \(got "8.8.8.8"\)$/],
+    [
+      JSON.stringify({ cniVersion: "1.0.0", name: "n", dns: { nameservers: "8.8.8.8" } }),
+      7,
+      /^invalid network config: dns.nameservers must be array \(got "8.8.8.8"\)$/,
+    ],
     [JSON.stringify({ cniVersion: "1.0.0", name: "n", ipam: { type: 7 } }), 7, /^invalid network config: ipam.type must be string \(got 7\)$/],
-    [JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", ips: [{ address: "x" }] } }), 6, /^invalid prevResult: ips\[0\].address/],
+    [
+      JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", ips: [{ address: "x" }] } }),
+      6,
+      /^invalid prevResult: ips\[0\].address/,
+    ],
   ])("%s gives code %i", async (stdin, code, msg) => {
     const { plugin, calls } = recordingPlugin();
     const out = await run(plugin, ADD_ENV, stdin);
@@ -171,10 +179,31 @@ describe("config errors", () => {
   });
 
   it.each([
-    ["stdin over 1 MiB", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", pad: "x".repeat(MAX_STDIN_BYTES) }), /^network config on stdin is larger than 1048576 bytes \(1 MiB\)$/],
-    ["a prevResult with 1025 ips", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", ips: Array(1025).fill({ address: "x" }) } }), /^invalid prevResult: ips has 1025 entries; at most 1024 are allowed$/],
-    ["a 0.2.0 prevResult with 1025 routes", () => JSON.stringify({ cniVersion: "0.2.0", name: "n", prevResult: { cniVersion: "0.2.0", ip4: { ip: "10.0.0.2/24", routes: Array(1025).fill({ dst: "x" }) } } }), /^invalid prevResult: ip4.routes has 1025 entries/],
-    ["a prevResult with 1025 dns search domains", () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", dns: { search: Array(1025).fill("x") } } }), /^invalid prevResult: dns.search has 1025 entries/],
+    [
+      "stdin over 1 MiB",
+      () => JSON.stringify({ cniVersion: "1.0.0", name: "n", pad: "x".repeat(MAX_STDIN_BYTES) }),
+      /^network config on stdin is larger than 1048576 bytes \(1 MiB\)$/,
+    ],
+    [
+      "a prevResult with 1025 ips",
+      () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", ips: Array(1025).fill({ address: "x" }) } }),
+      /^invalid prevResult: ips has 1025 entries; at most 1024 are allowed$/,
+    ],
+    [
+      "a 0.2.0 prevResult with 1025 routes",
+      () =>
+        JSON.stringify({
+          cniVersion: "0.2.0",
+          name: "n",
+          prevResult: { cniVersion: "0.2.0", ip4: { ip: "10.0.0.2/24", routes: Array(1025).fill({ dst: "x" }) } },
+        }),
+      /^invalid prevResult: ip4.routes has 1025 entries/,
+    ],
+    [
+      "a prevResult with 1025 dns search domains",
+      () => JSON.stringify({ cniVersion: "1.0.0", name: "n", prevResult: { cniVersion: "1.0.0", dns: { search: Array(1025).fill("x") } } }),
+      /^invalid prevResult: dns.search has 1025 entries/,
+    ],
   ])("%s is refused with code 7 before the handler", async (_what, stdin, msg) => {
     const { plugin, calls } = recordingPlugin();
     const out = await run(plugin, ADD_ENV, stdin());
@@ -240,7 +269,12 @@ describe("dispatching verbs", () => {
   it("hands the handler the injected environment, for its delegates to inherit, and the process's when none is injected", async () => {
     const { plugin, calls } = recordingPlugin();
     const environment = { ...ADD_ENV, PATH: "/injected/bin" };
-    const io = { getenv: (name: string) => environment[name as keyof typeof environment], readStdin: () => Buffer.from(JSON.stringify(config())), stdout: () => undefined, stderr: () => undefined };
+    const io = {
+      getenv: (name: string) => environment[name as keyof typeof environment],
+      readStdin: () => Buffer.from(JSON.stringify(config())),
+      stdout: () => undefined,
+      stderr: () => undefined,
+    };
     expect(await dispatch(plugin, { ...io, environment })).toBe(0);
     expect(calls[0]?.environment).toBe(environment);
     expect(await dispatch(plugin, io)).toBe(0);
@@ -266,7 +300,11 @@ describe("dispatching verbs", () => {
 
   it("GC refuses a malformed attachment list with code 7", async () => {
     const { plugin } = recordingPlugin();
-    const out = await run(plugin, { CNI_COMMAND: "GC", CNI_PATH: "/x" }, config({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ containerID: 1 }] }));
+    const out = await run(
+      plugin,
+      { CNI_COMMAND: "GC", CNI_PATH: "/x" },
+      config({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ containerID: 1 }] }),
+    );
     expect(out.error).toMatchObject({ code: 7 });
   });
 

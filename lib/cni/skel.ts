@@ -1,6 +1,15 @@
 import { fstatSync, readSync, writeSync } from "node:fs";
 import { parseCniArgs } from "./args.js";
-import { checkConfigSize, configVersion, decodeConfig, MAX_STDIN_BYTES, readPrevResult, validateWith, type CompiledValidator, type NetConf } from "./config.js";
+import {
+  checkConfigSize,
+  configVersion,
+  decodeConfig,
+  MAX_STDIN_BYTES,
+  readPrevResult,
+  validateWith,
+  type CompiledValidator,
+  type NetConf,
+} from "./config.js";
 import { readCommand, readEnvironment, validateAttachment, type CniEnv, type EnvLookup, type Verb } from "./env.js";
 import { asCniError, CniError, ErrorCode } from "../errors/cni.js";
 import { formatResult, marshalIndent, type Result } from "./result.js";
@@ -178,7 +187,8 @@ export async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: PluginI
   } catch (err) {
     const cniError = asCniError(err);
     // A refusal the plugin did not word (the kernel's, a file's) is expected: only a bug gets its stack.
-    if (!(err instanceof CniError) && cniError.code === ErrorCode.Internal) io.stderr(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    if (!(err instanceof CniError) && cniError.code === ErrorCode.Internal)
+      io.stderr(`${plugin.type}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(errorJson(cniError, version));
     return 1;
   }
@@ -210,7 +220,7 @@ function readProcessStdin(): Buffer {
   if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
   const chunk = Buffer.allocUnsafe(65536);
-  for (let total = 0; total <= MAX_STDIN_BYTES; ) {
+  for (let total = 0; total <= MAX_STDIN_BYTES;) {
     let n: number;
     try {
       n = readSync(0, chunk, 0, Math.min(chunk.length, MAX_STDIN_BYTES + 1 - total), null);

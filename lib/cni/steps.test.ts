@@ -12,7 +12,11 @@ describe("step", () => {
     const failed = step("set bridge addr", () => {
       throw new CniError(ErrorCode.NodeConflict, "cni0 already has an address", "details");
     });
-    await expect(failed).rejects.toMatchObject({ code: ErrorCode.NodeConflict, message: "failed to set bridge addr: cni0 already has an address", details: "details" });
+    await expect(failed).rejects.toMatchObject({
+      code: ErrorCode.NodeConflict,
+      message: "failed to set bridge addr: cni0 already has an address",
+      details: "details",
+    });
   });
 
   it("makes a busy xtables lock code 11, so that the runtime retries", async () => {
@@ -24,7 +28,10 @@ describe("step", () => {
   });
 
   it("makes an unexpected exception code 999", async () => {
-    await expect(step("look", () => Promise.reject(new TypeError("x is undefined")))).rejects.toMatchObject({ code: ErrorCode.Internal, message: "failed to look: x is undefined" });
+    await expect(step("look", () => Promise.reject(new TypeError("x is undefined")))).rejects.toMatchObject({
+      code: ErrorCode.Internal,
+      message: "failed to look: x is undefined",
+    });
   });
 });
 

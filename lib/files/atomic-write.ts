@@ -35,7 +35,7 @@ export function writeNewFile(path: string, data: Uint8Array | string, options: N
   }
   try {
     const bytes = typeof data === "string" ? Buffer.from(data) : data;
-    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset);
+    for (let offset = 0; offset < bytes.length;) offset += writeSync(fd, bytes, offset);
     if (options.fsync) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

@@ -50,7 +50,9 @@ async function rejection(promise: Promise<unknown>): Promise<CniError> {
 
 /** flock(1) from util-linux holding `path` until killed: another process, another implementation. */
 function flockHolder(path: string): Promise<ChildProcess> {
-  const child = spawn("flock", ["--no-fork", "--exclusive", path, "sh", "-c", "echo locked; exec sleep 60"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("flock", ["--no-fork", "--exclusive", path, "sh", "-c", "echo locked; exec sleep 60"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout.once("data", () => resolve(child));

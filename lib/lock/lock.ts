@@ -47,7 +47,11 @@ function refuseAllButRegularFile(path: string, fd: number): void {
   }
   if (stats.isFile()) return;
   closeSync(fd);
-  throw new CniError(ErrorCode.IOFailure, `failed to open lock file ${path}: it is ${fileType(stats)}, not a regular file`, "remove it: the plugin creates the lock file");
+  throw new CniError(
+    ErrorCode.IOFailure,
+    `failed to open lock file ${path}: it is ${fileType(stats)}, not a regular file`,
+    "remove it: the plugin creates the lock file",
+  );
 }
 
 /** One non-blocking attempt; false while another open file holds the lock. Closes fd on failure. */

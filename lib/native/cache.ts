@@ -238,7 +238,8 @@ export function weftCache(): WeftCache {
           if (!/^[0-9a-f]{64}$/.test(name) || name === keep) continue;
           try {
             const st = fs.lstatSync(`${root}/${name}`);
-            if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > maxAgeMs) fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
+            if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > maxAgeMs)
+              fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
           } catch {
             // another run removed it first, or it is not ours to remove
           }

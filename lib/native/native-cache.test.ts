@@ -37,7 +37,10 @@ const LOADED = "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkReques
 
 /** <cache>/<sha256 of weft's addon>/weft.node: a library whose constructor creates marker. */
 function plantAddon(cache: string, marker: string): void {
-  writeFileSync(join(root, "planted.c"), `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`);
+  writeFileSync(
+    join(root, "planted.c"),
+    `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`,
+  );
   mkdirSync(join(cache, weftAddon.sha256), { recursive: true, mode: 0o700 });
   execFileSync("gcc", ["-shared", "-fPIC", "-o", join(cache, weftAddon.sha256, "weft.node"), join(root, "planted.c")]);
 }
@@ -45,7 +48,12 @@ function plantAddon(cache: string, marker: string): void {
 /** The fixture run with WEFT_CACHE_DIR=cache and TMPDIR of its own, bounded. */
 function runFixture(bundle: string, cache: string) {
   const tmp = mkdtempSync(join(root, "tmp-"));
-  const result = spawnSync("node", [bundle], { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL", env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache, TMPDIR: tmp } });
+  const result = spawnSync("node", [bundle], {
+    encoding: "utf8",
+    timeout: 20_000,
+    killSignal: "SIGKILL",
+    env: { PATH: process.env.PATH, WEFT_CACHE_DIR: cache, TMPDIR: tmp },
+  });
   expect(result.signal).toBeNull();
   expect(readdirSync(tmp)).toEqual([]);
   return result;

@@ -19,7 +19,6 @@ export interface EmbeddedAddon {
   bytes(): Uint8Array;
 }
 
-
 const loaded = new Map<string, unknown>();
 
 /**

@@ -224,7 +224,8 @@ const iptables: MasqueradeBackend = {
   async collect(network, keep) {
     const keepIds = new Set(keep.map((k) => k.containerId));
     let removed = 0;
-    for (const family of [4, 6] as const) removed += await iptablesCollectChains(family, (existing) => iptablesStaleChains(network, keepIds, existing));
+    for (const family of [4, 6] as const)
+      removed += await iptablesCollectChains(family, (existing) => iptablesStaleChains(network, keepIds, existing));
     return removed;
   },
   async missing(a, targets) {
@@ -233,7 +234,8 @@ const iptables: MasqueradeBackend = {
       const mine = targets.filter((t) => t.family === family);
       if (mine.length === 0) continue;
       const lines = iptablesAddLines(a, mine, await natTable(family));
-      for (const line of lines) missing.push(line[0]!.startsWith(":") ? `iptables chain ${line[0]!.slice(1)}` : `iptables rule "${line.slice(1).join(" ")}"`);
+      for (const line of lines)
+        missing.push(line[0]!.startsWith(":") ? `iptables chain ${line[0]!.slice(1)}` : `iptables rule "${line.slice(1).join(" ")}"`);
     }
     return missing;
   },
@@ -244,7 +246,13 @@ const nftables: MasqueradeBackend = {
     if (!nftInstalled()) throw new Error("ipMasq: ipMasqBackend is nftables but the nft tool is not installed");
     const key = attachmentKey(a);
     const stale = await nftFindRules([SCOPE], (c) => c.startsWith(key));
-    await nftApply(nftAddScript(a, addresses, stale.map((r) => r.handle)));
+    await nftApply(
+      nftAddScript(
+        a,
+        addresses,
+        stale.map((r) => r.handle),
+      ),
+    );
   },
   remove(a) {
     const key = attachmentKey(a);
@@ -258,13 +266,16 @@ const nftables: MasqueradeBackend = {
     const oldKept = new Set(keep.map((k) => oldAttachmentKey({ network, ...k })));
     return nftDeleteRules(
       [SCOPE, OLD_SCOPE],
-      (c) => (c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))) || (c.startsWith(oldPrefix) && !oldKept.has(c.slice(0, oldPrefix.length + 16))),
+      (c) =>
+        (c.startsWith(prefix) && !kept.has(c.slice(0, prefix.length + 16))) ||
+        (c.startsWith(oldPrefix) && !oldKept.has(c.slice(0, oldPrefix.length + 16))),
     );
   },
   async missing(a, targets) {
     const key = attachmentKey(a);
     const found = (await nftFindRules([SCOPE], (c) => c.startsWith(key))).length;
-    const missing = found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
+    const missing =
+      found < targets.length ? [`expected ${targets.length} masquerade rule(s) in nftables table inet ${TABLE} chain ${CHECKS}, found ${found}`] : [];
     const listed = await nftListTable("inet", TABLE);
     const leadsToChecks = listed?.rules.some((r) => r.chain === POSTROUTING && JSON.stringify(r.expr).includes(`"goto":{"target":"${CHECKS}"}`));
     if (!leadsToChecks) missing.push(`the goto ${CHECKS} in nftables table inet ${TABLE} chain ${POSTROUTING}`);

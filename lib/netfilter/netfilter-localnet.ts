@@ -47,7 +47,7 @@ export function interfaceFor(routes: readonly Ipv4Route[], ip: string): string |
   const addr = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   let best: Ipv4Route | undefined;
   for (const r of routes) {
-    if (((addr & r.mask) >>> 0) !== r.destination) continue;
+    if ((addr & r.mask) >>> 0 !== r.destination) continue;
     if (!best || popcount(r.mask) > popcount(best.mask)) best = r;
   }
   return best?.iface;

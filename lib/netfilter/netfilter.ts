@@ -91,7 +91,14 @@ export async function nftRuleRefs(family: keyof typeof NFPROTO, table: string, n
   const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_RULE.TABLE, cstring(table))])]);
   let replies: Buffer[];
   try {
-    replies = await requestOnce(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, request, NLM_F_DUMP, `list rules of nftables table ${family} ${table}`);
+    replies = await requestOnce(
+      netns,
+      NETLINK_NETFILTER,
+      (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+      request,
+      NLM_F_DUMP,
+      `list rules of nftables table ${family} ${table}`,
+    );
   } catch (err) {
     return isKernelError(err, "ENOENT") ? [] : undefined;
   }
@@ -119,7 +126,14 @@ export async function nftChainNames(family: keyof typeof NFPROTO, table: string,
   const request = Buffer.concat([Buffer.from([NFPROTO[family], 0, 0, 0]), encodeAttrs([attr(NFTA_CHAIN.TABLE, cstring(table))])]);
   let replies: Buffer[];
   try {
-    replies = await requestOnce(netns, NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, request, NLM_F_DUMP, `list chains of nftables table ${family} ${table}`);
+    replies = await requestOnce(
+      netns,
+      NETLINK_NETFILTER,
+      (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
+      request,
+      NLM_F_DUMP,
+      `list chains of nftables table ${family} ${table}`,
+    );
   } catch (err) {
     return isKernelError(err, "ENOENT") ? new Set() : undefined;
   }

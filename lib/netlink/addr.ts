@@ -100,7 +100,8 @@ function parseAddress(data: Buffer): Address | undefined {
   const bytes = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
   if (!bytes) return undefined;
   const ipFamily = family === AF_INET ? 4 : 6;
-  const scope = scopeValue === RT_SCOPE_UNIVERSE ? "global" : scopeValue === RT_SCOPE_LINK ? "link" : scopeValue === RT_SCOPE_HOST ? "host" : scopeValue;
+  const scope =
+    scopeValue === RT_SCOPE_UNIVERSE ? "global" : scopeValue === RT_SCOPE_LINK ? "link" : scopeValue === RT_SCOPE_HOST ? "host" : scopeValue;
   return {
     index,
     cidr: formatCidr({ ip: { family: ipFamily, bytes: new Uint8Array(bytes) }, prefixLength }),

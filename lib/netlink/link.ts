@@ -233,10 +233,7 @@ export async function createVethPair(nl: Rtnl, options: VethOptions): Promise<vo
   if (options.mtu) attrs.push(attr(IFLA_MTU, u32(options.mtu)));
   if (options.master) attrs.push(attr(IFLA_MASTER, u32(options.master)));
   attrs.push(
-    nested(IFLA_LINKINFO, [
-      attr(IFLA_INFO_KIND, cstring("veth")),
-      nested(IFLA_INFO_DATA, [attr(VETH_INFO_PEER, message(AF_UNSPEC, 0, peer))]),
-    ]),
+    nested(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, cstring("veth")), nested(IFLA_INFO_DATA, [attr(VETH_INFO_PEER, message(AF_UNSPEC, 0, peer))])]),
   );
   await nl.change(RTM.NEWLINK, message(AF_UNSPEC, 0, attrs), NLM_F_CREATE | NLM_F_EXCL, `add veth pair ${options.name}/${options.peerName}`);
 }
@@ -264,7 +261,12 @@ export async function setLinkDown(nl: Rtnl, index: number): Promise<void> {
 }
 
 export async function setPromisc(nl: Rtnl, index: number, on: boolean): Promise<void> {
-  await nl.change(RTM.NEWLINK, message(AF_UNSPEC, index, [], on ? IFF_PROMISC : 0, IFF_PROMISC), 0, `set promisc ${on ? "on" : "off"} on link ${index}`);
+  await nl.change(
+    RTM.NEWLINK,
+    message(AF_UNSPEC, index, [], on ? IFF_PROMISC : 0, IFF_PROMISC),
+    0,
+    `set promisc ${on ? "on" : "off"} on link ${index}`,
+  );
 }
 
 export async function setLinkMac(nl: Rtnl, index: number, mac: string): Promise<void> {
@@ -333,7 +335,9 @@ function vlanInfo(v: PortVlan): Buffer {
 export async function addPortVlan(nl: Rtnl, index: number, vlan: PortVlan): Promise<void> {
   await nl.change(
     RTM.SETLINK,
-    message(AF_BRIDGE, index, [nested(IFLA_AF_SPEC, [attr(IFLA_BRIDGE_FLAGS, u16(BRIDGE_FLAGS_MASTER)), attr(IFLA_BRIDGE_VLAN_INFO, vlanInfo(vlan))])]),
+    message(AF_BRIDGE, index, [
+      nested(IFLA_AF_SPEC, [attr(IFLA_BRIDGE_FLAGS, u16(BRIDGE_FLAGS_MASTER)), attr(IFLA_BRIDGE_VLAN_INFO, vlanInfo(vlan))]),
+    ]),
     0,
     `add vlan ${vlan.vid} to bridge port ${index}`,
   );
@@ -343,7 +347,10 @@ export async function delPortVlan(nl: Rtnl, index: number, vid: number): Promise
   await nl.change(
     RTM.DELLINK,
     message(AF_BRIDGE, index, [
-      nested(IFLA_AF_SPEC, [attr(IFLA_BRIDGE_FLAGS, u16(BRIDGE_FLAGS_MASTER)), attr(IFLA_BRIDGE_VLAN_INFO, vlanInfo({ vid, pvid: false, untagged: false }))]),
+      nested(IFLA_AF_SPEC, [
+        attr(IFLA_BRIDGE_FLAGS, u16(BRIDGE_FLAGS_MASTER)),
+        attr(IFLA_BRIDGE_VLAN_INFO, vlanInfo({ vid, pvid: false, untagged: false })),
+      ]),
     ]),
     0,
     `delete vlan ${vid} from bridge port ${index}`,
@@ -419,4 +426,3 @@ export async function waitOperUp(nl: Rtnl, index: number, budgetMs = 2550): Prom
     unsubscribe();
   }
 }
-

@@ -152,10 +152,15 @@ const NLMSG_HDRLEN = 16;
 
 function splitMessages(buf: Buffer): ReplyMessage[] {
   const out: ReplyMessage[] = [];
-  for (let off = 0; off + NLMSG_HDRLEN <= buf.length; ) {
+  for (let off = 0; off + NLMSG_HDRLEN <= buf.length;) {
     const len = buf.readUInt32LE(off);
     if (len < NLMSG_HDRLEN || off + len > buf.length) break;
-    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), data: buf.subarray(off + NLMSG_HDRLEN, off + len) });
+    out.push({
+      type: buf.readUInt16LE(off + 4),
+      flags: buf.readUInt16LE(off + 6),
+      seq: buf.readUInt32LE(off + 8),
+      data: buf.subarray(off + NLMSG_HDRLEN, off + len),
+    });
     off += align4(len);
   }
   return out;
@@ -313,7 +318,14 @@ export class Rtnl {
  * One request on a socket of its own in netns (this namespace when absent), for callers that ask
  * nothing else there: the payloads of the replies, as Rtnl.request gives them.
  */
-export function requestOnce(netns: Netns | undefined, protocol: number, type: number, body: Buffer, flags: number, operation: string): Promise<Buffer[]> {
+export function requestOnce(
+  netns: Netns | undefined,
+  protocol: number,
+  type: number,
+  body: Buffer,
+  flags: number,
+  operation: string,
+): Promise<Buffer[]> {
   return withRtnl(netns, (nl) => nl.request(type, body, flags, operation), protocol);
 }
 

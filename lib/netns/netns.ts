@@ -131,7 +131,11 @@ export function openPodNetns(path: string, netnsOverride: boolean): Netns {
   const netns = Netns.open(path);
   if (!netnsOverride && isOwnNetns(netns)) {
     netns.close();
-    throw new CniError(ErrorCode.InvalidNetns, "netns must not be the plugin's own network namespace", `CNI_NETNS ${path}; set CNI_NETNS_OVERRIDE=1 if this is intended`);
+    throw new CniError(
+      ErrorCode.InvalidNetns,
+      "netns must not be the plugin's own network namespace",
+      `CNI_NETNS ${path}; set CNI_NETNS_OVERRIDE=1 if this is intended`,
+    );
   }
   return netns;
 }

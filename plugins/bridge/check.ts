@@ -36,7 +36,8 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
   else {
     if (bridge.kind !== "bridge") problems.push(`${conf.bridge} is not a bridge`);
     if (brEntry?.mac && brEntry.mac !== bridge.mac) problems.push(`bridge ${conf.bridge} MAC is ${bridge.mac}, prevResult says ${brEntry.mac}`);
-    if (bridge.promisc !== conf.promiscMode) problems.push(`bridge ${conf.bridge} promiscuous mode is ${bridge.promisc}, config says ${conf.promiscMode}`);
+    if (bridge.promisc !== conf.promiscMode)
+      problems.push(`bridge ${conf.bridge} promiscuous mode is ${bridge.promisc}, config says ${conf.promiscMode}`);
     if (conf.mtu && bridge.mtu !== conf.mtu) problems.push(`bridge ${conf.bridge} MTU is ${bridge.mtu}, config says ${conf.mtu}`);
   }
 
@@ -50,7 +51,8 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
     if (!container) problems.push(`interface ${c.env.ifName} not found in ${c.env.netns}`);
     else {
       if (container.kind !== "veth") problems.push(`${c.env.ifName} is a ${container.kind ?? "device"}, not a veth`);
-      if (contEntry.mac && contEntry.mac !== container.mac) problems.push(`${c.env.ifName} MAC is ${container.mac}, prevResult says ${contEntry.mac}`);
+      if (contEntry.mac && contEntry.mac !== container.mac)
+        problems.push(`${c.env.ifName} MAC is ${container.mac}, prevResult says ${contEntry.mac}`);
       if (conf.mtu && container.mtu !== conf.mtu) problems.push(`${c.env.ifName} MTU is ${container.mtu}, config says ${conf.mtu}`);
       if (!conf.disableContainerInterface && !container.up) problems.push(`${c.env.ifName} is down`);
     }
@@ -67,12 +69,15 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
     if (entry.mac && entry.mac !== link.mac) problems.push(`host veth ${link.name} MAC is ${link.mac}, prevResult says ${entry.mac}`);
     if (conf.mtu && link.mtu !== conf.mtu) problems.push(`host veth ${link.name} MTU is ${link.mtu}, config says ${conf.mtu}`);
     if (link.hairpin !== conf.hairpinMode) problems.push(`host veth ${link.name} hairpin mode is ${link.hairpin}, config says ${conf.hairpinMode}`);
-    if (link.isolated !== conf.portIsolation) problems.push(`host veth ${link.name} port isolation is ${link.isolated}, config says ${conf.portIsolation}`);
+    if (link.isolated !== conf.portIsolation)
+      problems.push(`host veth ${link.name} port isolation is ${link.isolated}, config says ${conf.portIsolation}`);
     break;
   }
   if (container && !hostVeth) problems.push(`no host veth of ${conf.bridge} peered with ${c.env.ifName} in prevResult`);
 
-  const ips = (c.prevResult.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === contIndex || ip.interface === CONTAINER_INTERFACE_INDEX);
+  const ips = (c.prevResult.ips ?? []).filter(
+    (ip) => ip.interface === undefined || ip.interface === contIndex || ip.interface === CONTAINER_INTERFACE_INDEX,
+  );
   if (container) {
     const present = new Set((await listAddresses(c.pod, { index: container.index })).map((a) => a.cidr));
     for (const ip of ips) if (!present.has(ip.address)) problems.push(`address ${ip.address} not on ${c.env.ifName}`);
@@ -102,7 +107,10 @@ export async function checkAttachment(c: CheckContext): Promise<void> {
     const backend = chooseBackend(conf.ipMasqBackend);
     const addresses = ips.map((ip) => ip.address);
     const missing = await missingMasquerade(c.attachment, addresses, backend);
-    if (missing.length && (await missingMasquerade(c.attachment, addresses, backend === "iptables" ? "nftables" : "iptables").catch(() => missing)).length) {
+    if (
+      missing.length &&
+      (await missingMasquerade(c.attachment, addresses, backend === "iptables" ? "nftables" : "iptables").catch(() => missing)).length
+    ) {
       problems.push(`masquerade rules missing (${backend}): ${missing.join("; ")}`);
     }
   }

@@ -70,7 +70,8 @@ async function waitForDad(pod: Rtnl, index: number, ifName: string): Promise<voi
       const changed = new Promise<void>((resolve) => (wake = resolve));
       const addrs = (await listAddresses(pod, { index, family: 6 })).filter((a) => a.scope === "global");
       const failed = addrs.find((a) => a.dadFailed);
-      if (failed) throw new CniError(ErrorCode.NodeConflict, `duplicate address detection failed for ${failed.cidr} on ${ifName}: another host uses it`);
+      if (failed)
+        throw new CniError(ErrorCode.NodeConflict, `duplicate address detection failed for ${failed.cidr} on ${ifName}: another host uses it`);
       if (!addrs.some((a) => a.tentative)) return;
       const left = deadline - Date.now();
       if (left <= 0) throw new CniError(ErrorCode.TryAgainLater, `addresses on ${ifName} still tentative after ${DAD_TIMEOUT_MS} ms`);

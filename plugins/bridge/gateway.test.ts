@@ -40,7 +40,10 @@ describe("calcGateways", () => {
   });
 
   it("routes without gw go via their family's gateway", () => {
-    const ips = [{ address: "10.1.0.2/24", gateway: "10.1.0.1" }, { address: "fd01::2/64", gateway: "fd01::1" }];
+    const ips = [
+      { address: "10.1.0.2/24", gateway: "10.1.0.1" },
+      { address: "fd01::2/64", gateway: "fd01::1" },
+    ];
     expect(effectiveGateway({ dst: "10.0.0.0/8" }, ips)).toBe("10.1.0.1");
     expect(effectiveGateway({ dst: "fd00::/8" }, ips)).toBe("fd01::1");
     expect(effectiveGateway({ dst: "10.0.0.0/8", gw: "10.1.0.9" }, ips)).toBe("10.1.0.9");
@@ -62,7 +65,9 @@ describe("bridge settings", () => {
     const args = new Map([["MAC", "0A-58-00-00-00-01"]]);
     expect(bridgeSettings(base, args).mac).toBe("0a:58:00:00:00:01");
     expect(bridgeSettings({ ...base, args: { cni: { mac: "0a:58:00:00:00:02" } } }, args).mac).toBe("0a:58:00:00:00:02");
-    expect(bridgeSettings({ ...base, runtimeConfig: { mac: "0a:58:00:00:00:03" }, args: { cni: { mac: "0a:58:00:00:00:02" } } }, args).mac).toBe("0a:58:00:00:00:03");
+    expect(bridgeSettings({ ...base, runtimeConfig: { mac: "0a:58:00:00:00:03" }, args: { cni: { mac: "0a:58:00:00:00:02" } } }, args).mac).toBe(
+      "0a:58:00:00:00:03",
+    );
     expect(() => bridgeSettings(base, new Map([["MAC", "nope"]]))).toThrow("invalid MAC address");
     expect(() => bridgeSettings({ ...base, vlan: 4095 }, new Map())).toThrow("invalid VLAN ID 4095");
     expect(() => bridgeSettings({ ...base, hairpinMode: true, promiscMode: true }, new Map())).toThrow("hairpin");

@@ -107,7 +107,11 @@ export async function ensureVlanGateway(host: Rtnl, bridge: Link, s: BridgeSetti
   await createVethPair(host, { name, peerName, mtu: bridge.mtu, master: bridge.index });
   const peer = await linkByName(host, peerName);
   if (!peer) throw new CniError(ErrorCode.Internal, `vlan gateway peer ${peerName} vanished`);
-  await configureHostVeth(host, { hostName: peerName, hostIndex: peer.index }, { ...s, trunk: [], conf: { ...s.conf, hairpinMode: false, portIsolation: false } });
+  await configureHostVeth(
+    host,
+    { hostName: peerName, hostIndex: peer.index },
+    { ...s, trunk: [], conf: { ...s.conf, hairpinMode: false, portIsolation: false } },
+  );
   const link = await linkByName(host, name);
   if (!link) throw new CniError(ErrorCode.Internal, `vlan gateway ${name} vanished`);
   await setLinkUp(host, link.index);

@@ -189,7 +189,10 @@ async function attachmentResult(c: AddContext, bridge: Link, veth: VethPair, con
   const { conf } = c.settings;
   // A port whose pod end stays down never forwards: like the reference, wait only when the pod end is up.
   const hostVeth = conf.disableContainerInterface
-    ? await step(`look up ${veth.hostName}`, async () => (await linkByIndex(c.host, veth.hostIndex)) ?? Promise.reject(new Error(`${veth.hostName} is gone`)))
+    ? await step(
+        `look up ${veth.hostName}`,
+        async () => (await linkByIndex(c.host, veth.hostIndex)) ?? Promise.reject(new Error(`${veth.hostName} is gone`)),
+      )
     : await step(`wait for ${veth.hostName} to forward`, () => waitOperUp(c.host, veth.hostIndex));
   const bridgeNow = (await linkByIndex(c.host, bridge.index)) ?? bridge;
   const containerNow = (await linkByIndex(c.pod, container.index)) ?? container;
@@ -255,7 +258,15 @@ async function check(request: BridgeRequest, options: BridgeOptions): Promise<vo
   try {
     const podNetns = await step(`open netns ${JSON.stringify(request.env.netns)}`, () => openPodNetns(request.env.netns, request.env.netnsOverride));
     const pod = await handles.enter(podNetns);
-    await checkAttachment({ host: await handles.host(), pod, podNetns, settings: s, prevResult: prev, env: request.env, attachment: attachment(request) });
+    await checkAttachment({
+      host: await handles.host(),
+      pod,
+      podNetns,
+      settings: s,
+      prevResult: prev,
+      env: request.env,
+      attachment: attachment(request),
+    });
   } finally {
     handles.close();
   }

@@ -5,7 +5,15 @@ import type { GcRequest, Plugin, Request } from "../../lib/cni/skel.js";
 import { Rollback, step } from "../../lib/cni/steps.js";
 import { crashPoint } from "../../lib/crash/crash.js";
 import { asCniError, CniError, combinedError, ErrorCode } from "../../lib/errors/cni.js";
-import { buildDelegateConfig, checkDelegateBase, renderDelegateConfig, type DelegateConfig, type FlannelConf, type Json, type JsonObject } from "./delegate-config.js";
+import {
+  buildDelegateConfig,
+  checkDelegateBase,
+  renderDelegateConfig,
+  type DelegateConfig,
+  type FlannelConf,
+  type Json,
+  type JsonObject,
+} from "./delegate-config.js";
 import { SavedConfigStore, type SavedConfig } from "./store.js";
 import { readSubnetEnv } from "./subnet-env.js";
 
@@ -164,7 +172,8 @@ async function delegateGc(request: GcRequest<FlannelConf>, options: FlannelOptio
     if (request.rawConfig[key] !== undefined) config[key] = request.rawConfig[key] as Json;
   }
   const type = config.type as string;
-  if (await delegateSpeaks110(request, type, options.inProcess)) await delegateFor(request, type, "GC", renderDelegateConfig(config), options.inProcess);
+  if (await delegateSpeaks110(request, type, options.inProcess))
+    await delegateFor(request, type, "GC", renderDelegateConfig(config), options.inProcess);
   else request.log(`delegate ${type} predates CNI 1.1.0 and has no GC: only flannel's own files are collected`);
 }
 

@@ -36,7 +36,10 @@ describe("parseSubnetEnv", () => {
   });
 
   it("reads an IPv6-only file", () => {
-    const env = parseSubnetEnv("FLANNEL_IPV6_NETWORK=fd00::/48\nFLANNEL_IPV6_SUBNET=fd00:0:0:7::1/64\nFLANNEL_MTU=1280\nFLANNEL_IPMASQ=false\n", PATH);
+    const env = parseSubnetEnv(
+      "FLANNEL_IPV6_NETWORK=fd00::/48\nFLANNEL_IPV6_SUBNET=fd00:0:0:7::1/64\nFLANNEL_MTU=1280\nFLANNEL_IPMASQ=false\n",
+      PATH,
+    );
     expect(env).toMatchObject({ networks: [], subnets: [], ipv6Networks: ["fd00::/48"], ipv6Subnets: ["fd00:0:0:7::/64"], mtu: 1280, ipMasq: false });
   });
 
@@ -62,7 +65,8 @@ describe("parseSubnetEnv", () => {
   });
 
   it("takes any MTU Go's strconv.ParseUint(v, 10, 32) takes: the largest 32-bit value, leading zeros", () => {
-    const env = (mtu: string) => parseSubnetEnv(`FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=true\n`, PATH);
+    const env = (mtu: string) =>
+      parseSubnetEnv(`FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=true\n`, PATH);
     expect(env("4294967295").mtu).toBe(4294967295);
     expect(env("01450").mtu).toBe(1450);
   });
@@ -99,7 +103,10 @@ describe("parseSubnetEnv", () => {
   ])("quotes a malformed value back with its line: %s", (line, problem) => {
     const text = `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n${line}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`;
     expect(() => parseSubnetEnv(text, PATH)).toThrow(
-      expect.objectContaining({ code: 7, message: `failed to load flannel 'subnet.env' file: ${PATH} ${problem}. Check the flannel pod log for this node.` }),
+      expect.objectContaining({
+        code: 7,
+        message: `failed to load flannel 'subnet.env' file: ${PATH} ${problem}. Check the flannel pod log for this node.`,
+      }),
     );
   });
 });

@@ -64,7 +64,12 @@ describe("portmap config defaults", () => {
     expect(s.ownSetMark).toBe(false);
     expect(s.markMasqBit).toBe(13);
     expect(settings({ markMasqBit: 0 }).markMasqBit).toBe(0);
-    expect(settings({ markMasqBit: 31, snat: false, masqAll: true })).toMatchObject({ markMasqBit: 31, snat: false, masqAll: true, ownSetMark: true });
+    expect(settings({ markMasqBit: 31, snat: false, masqAll: true })).toMatchObject({
+      markMasqBit: 31,
+      snat: false,
+      masqAll: true,
+      ownSetMark: true,
+    });
   });
 
   it("maps no port when runtimeConfig or its portMappings is absent or null", () => {
@@ -108,7 +113,12 @@ describe("port mappings", () => {
   });
 
   it("refuses a hostIP that is no address with code 7 naming the mapping", () => {
-    const err = failure(() => settings({}, [{ hostPort: 1, containerPort: 2 }, { hostPort: 3, containerPort: 4, hostIP: "1.2.3" }]));
+    const err = failure(() =>
+      settings({}, [
+        { hostPort: 1, containerPort: 2 },
+        { hostPort: 3, containerPort: 4, hostIP: "1.2.3" },
+      ]),
+    );
     expect(err.code).toBe(7);
     expect(err.message).toBe('invalid runtimeConfig.portMappings[1].hostIP "1.2.3": not an IP address');
   });
@@ -122,7 +132,10 @@ describe("port mappings", () => {
       [{ hostPort: 80.5, containerPort: 80 }, "runtimeConfig.portMappings[0].hostPort must be integer (got 80.5)"],
       [{ containerPort: 80 }, "runtimeConfig.portMappings[0].hostPort is required"],
       [{ hostPort: 8080 }, "runtimeConfig.portMappings[0].containerPort is required"],
-      [{ hostPort: 8080, containerPort: 80, protocol: "icmp" }, 'runtimeConfig.portMappings[0].protocol must be equal to one of the allowed values (got "icmp")'],
+      [
+        { hostPort: 8080, containerPort: 80, protocol: "icmp" },
+        'runtimeConfig.portMappings[0].protocol must be equal to one of the allowed values (got "icmp")',
+      ],
       [{ hostPort: 8080, containerPort: 80, hostIP: 7 }, "runtimeConfig.portMappings[0].hostIP must be string (got 7)"],
     ];
     for (const [mapping, message] of cases) {
@@ -130,7 +143,12 @@ describe("port mappings", () => {
       expect(err.code).toBe(7);
       expect(err.message).toBe(`invalid network config: ${message}`);
     }
-    expect(settings({}, [{ hostPort: 1, containerPort: 65535 }, { hostPort: 65535, containerPort: 1 }]).mappings).toHaveLength(2);
+    expect(
+      settings({}, [
+        { hostPort: 1, containerPort: 65535 },
+        { hostPort: 65535, containerPort: 1 },
+      ]).mappings,
+    ).toHaveLength(2);
   });
 
   it("refuses a mark bit outside 0-31 and a set-mark chain iptables cannot name", () => {
@@ -138,7 +156,9 @@ describe("port mappings", () => {
     expect(failure(() => conf({ markMasqBit: -1 })).message).toBe("invalid network config: markMasqBit must be >= 0 (got -1)");
     expect(failure(() => conf({ externalSetMarkChain: "x".repeat(29) })).code).toBe(7);
     expect(failure(() => conf({ externalSetMarkChain: "A B" })).code).toBe(7);
-    expect(failure(() => conf({ backend: "ipvs" })).message).toBe('invalid network config: backend must be equal to one of the allowed values (got "ipvs")');
+    expect(failure(() => conf({ backend: "ipvs" })).message).toBe(
+      'invalid network config: backend must be equal to one of the allowed values (got "ipvs")',
+    );
   });
 });
 
@@ -213,21 +233,28 @@ describe("backend choice", () => {
   });
 
   it("refuses iptables and nftables options together with code 7, naming both", () => {
-    const err = failure(() => settings({ externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV4: ["-d", "10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] }));
+    const err = failure(() =>
+      settings({ externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV4: ["-d", "10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] }),
+    );
     expect(err.code).toBe(7);
-    expect(err.message).toBe("configuration mixes iptables-specific options [externalSetMarkChain conditionsV4] and nftables-specific options [conditionsV6]");
+    expect(err.message).toBe(
+      "configuration mixes iptables-specific options [externalSetMarkChain conditionsV4] and nftables-specific options [conditionsV6]",
+    );
     expect(failure(() => settings({ conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["-d", "fd00::/8"] })).message).toBe(
       "configuration mixes iptables-specific options [conditionsV6] and nftables-specific options [conditionsV4]",
     );
-    expect(failure(() => settings({ externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] })).message).toBe(
-      "configuration mixes iptables-specific options [externalSetMarkChain] and nftables-specific options [conditionsV4 conditionsV6]",
-    );
+    expect(
+      failure(() => settings({ externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] }))
+        .message,
+    ).toBe("configuration mixes iptables-specific options [externalSetMarkChain] and nftables-specific options [conditionsV4 conditionsV6]");
   });
 
   it("refuses options of the backend not requested with code 7, naming them", () => {
     const toNft = failure(() => settings({ backend: "nftables", externalSetMarkChain: "KUBE-MARK-MASQ", conditionsV6: ["-d", "fd00::/8"] }));
     expect(toNft.code).toBe(7);
-    expect(toNft.message).toBe("nftables backend was requested but configuration contains iptables-specific options [externalSetMarkChain conditionsV6]");
+    expect(toNft.message).toBe(
+      "nftables backend was requested but configuration contains iptables-specific options [externalSetMarkChain conditionsV6]",
+    );
     const toIpt = failure(() => settings({ backend: "iptables", conditionsV4: ["ip daddr 10.0.0.0/8"], conditionsV6: ["ip6 daddr fd00::/8"] }));
     expect(toIpt.code).toBe(7);
     expect(toIpt.message).toBe("iptables backend was requested but configuration contains nftables-specific options [conditionsV4 conditionsV6]");
@@ -253,12 +280,23 @@ describe("conditions", () => {
   });
 
   it("refuses nftables tokens that would end the rule, comment out its jump or leave a quote open", () => {
-    const bad = ["ip daddr 1.2.3.4; flush ruleset", "tcp dport 1 # x", "ip daddr 1.2.3.4\nflush ruleset", "a\rb", "a\0b", "a\\b", "meta 'x'", 'iifname "eth0'];
+    const bad = [
+      "ip daddr 1.2.3.4; flush ruleset",
+      "tcp dport 1 # x",
+      "ip daddr 1.2.3.4\nflush ruleset",
+      "a\rb",
+      "a\0b",
+      "a\\b",
+      "meta 'x'",
+      'iifname "eth0',
+    ];
     for (const token of bad) {
       for (const key of ["conditionsV4", "conditionsV6"]) {
         const err = failure(() => settings({ backend: "nftables", [key]: ["ip daddr 10.0.0.0/8", token] }));
         expect(err.code).toBe(7);
-        expect(err.message).toBe(`invalid ${key} token ${JSON.stringify(token)}: nftables conditions may not contain ; # ' \\, line breaks or unbalanced quotes`);
+        expect(err.message).toBe(
+          `invalid ${key} token ${JSON.stringify(token)}: nftables conditions may not contain ; # ' \\, line breaks or unbalanced quotes`,
+        );
       }
     }
     expect(settings({ conditionsV6: ['iifname "eth0"', 'meta iifname { "a", "b" }'] }).conditions[6]).toHaveLength(2);
@@ -301,7 +339,12 @@ describe("pod addresses from prevResult", () => {
     const prev = {
       cniVersion: "1.0.0",
       interfaces: [{ name: "eth0" }, { name: "net1", sandbox: "/run/netns/p" }, { name: "eth0", sandbox: "/run/netns/p" }],
-      ips: [{ interface: 0, address: "10.0.0.1/24" }, { interface: 1, address: "10.1.0.5/24" }, { interface: 2, address: "bogus" }, { interface: 2, address: "10.99.1.2/24" }],
+      ips: [
+        { interface: 0, address: "10.0.0.1/24" },
+        { interface: 1, address: "10.1.0.5/24" },
+        { interface: 2, address: "bogus" },
+        { interface: 2, address: "10.99.1.2/24" },
+      ],
     } as Result;
     expect(podAddresses(prev, "eth0")).toEqual([V4]);
     expect(podAddresses({ cniVersion: "1.0.0" }, "eth0")).toEqual([]);

@@ -122,13 +122,17 @@ function chooseBackend(conf: PortmapConf, automatic: () => Backend): Backend {
     if (b === "nftables") nftablesKeys.push(key);
   }
   if (iptablesKeys.length && nftablesKeys.length) {
-    throw invalid(`configuration mixes iptables-specific options [${iptablesKeys.join(" ")}] and nftables-specific options [${nftablesKeys.join(" ")}]`);
+    throw invalid(
+      `configuration mixes iptables-specific options [${iptablesKeys.join(" ")}] and nftables-specific options [${nftablesKeys.join(" ")}]`,
+    );
   }
   const backend: Backend =
     conf.backend ?? (iptablesKeys.length || conf.markMasqBit !== undefined ? "iptables" : nftablesKeys.length ? "nftables" : automatic());
   const wrong = backend === "iptables" ? nftablesKeys : iptablesKeys;
   if (wrong.length) {
-    throw invalid(`${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`);
+    throw invalid(
+      `${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`,
+    );
   }
   return backend;
 }
@@ -139,7 +143,10 @@ export function portmapSettings(conf: PortmapConf, containerId: string, automati
   }
   const backend = chooseBackend(conf, automatic);
   const conditions: Record<IpFamily, string[]> = { 4: [...(conf.conditionsV4 ?? [])], 6: [...(conf.conditionsV6 ?? [])] };
-  for (const [family, key] of [[4, "conditionsV4"], [6, "conditionsV6"]] as const) {
+  for (const [family, key] of [
+    [4, "conditionsV4"],
+    [6, "conditionsV6"],
+  ] as const) {
     if (backend === "nftables") checkNftConditions(key, conditions[family]);
     else checkIptablesConditions(key, conditions[family]);
   }

@@ -16,7 +16,12 @@ const settingsOf = (request: PortmapRequest) => portmapSettings(request.config, 
 
 async function add(request: PortmapRequest): Promise<Result> {
   const prev = request.prevResult;
-  if (!prev) throw new CniError(ErrorCode.InvalidNetworkConfig, "must be called as chained plugin", "portmap needs the result of the plugin before it (prevResult)");
+  if (!prev)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "must be called as chained plugin",
+      "portmap needs the result of the plugin before it (prevResult)",
+    );
   const s = settingsOf(request);
   if (s.mappings.length === 0) return prev;
   if (s.mappings.length > MAX_PORT_MAPPINGS) {

@@ -41,7 +41,8 @@ function conf(extra: Partial<PortmapConf> = {}): PortmapConf {
   };
 }
 
-const settings = (extra: Partial<PortmapConf> = {}, automatic: "iptables" | "nftables" = "nftables") => portmapSettings(conf(extra), "c1", () => automatic);
+const settings = (extra: Partial<PortmapConf> = {}, automatic: "iptables" | "nftables" = "nftables") =>
+  portmapSettings(conf(extra), "c1", () => automatic);
 
 describe("backend choice", () => {
   it("takes the automatic choice when neither backend nor a backend-specific key is set", () => {
@@ -56,7 +57,9 @@ describe("backend choice", () => {
     expect(settings({ conditionsV6: ["ip6 saddr", "fd00::/8"] }, "iptables").backend).toBe("nftables");
   });
   it("refuses options of the other backend, and externalSetMarkChain with markMasqBit", () => {
-    expect(() => settings({ backend: "nftables", conditionsV4: ["-d", "1.2.3.4"] })).toThrow(/nftables backend was requested but configuration contains iptables-specific options \[conditionsV4\]/);
+    expect(() => settings({ backend: "nftables", conditionsV4: ["-d", "1.2.3.4"] })).toThrow(
+      /nftables backend was requested but configuration contains iptables-specific options \[conditionsV4\]/,
+    );
     expect(() => settings({ backend: "iptables", conditionsV4: ["ip daddr 1.2.3.4"] })).toThrow(/iptables backend was requested/);
     expect(() => settings({ markMasqBit: 3, externalSetMarkChain: "X" })).toThrow(/Cannot specify externalSetMarkChain and markMasqBit/);
   });
@@ -68,12 +71,29 @@ describe("backend choice", () => {
     expect(settings({ conditionsV4: ['iifname "eth0"', "ip daddr { 10.0.0.1, 10.0.0.2 }"] }).conditions[4]).toHaveLength(2);
   });
   it("normalizes protocols and host IPs", () => {
-    const s = portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "SCTP", hostIP: "fd00:0::5" }, { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: "0.0.0.0" }] } }), "c", () => "nftables");
+    const s = portmapSettings(
+      conf({
+        runtimeConfig: {
+          portMappings: [
+            { hostPort: 1, containerPort: 2, protocol: "SCTP", hostIP: "fd00:0::5" },
+            { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: "0.0.0.0" },
+          ],
+        },
+      }),
+      "c",
+      () => "nftables",
+    );
     expect(s.mappings).toEqual([
       { hostPort: 1, containerPort: 2, protocol: "sctp", hostIP: { ip: "fd00::5", family: 6, unspecified: false } },
       { hostPort: 3, containerPort: 4, protocol: "tcp", hostIP: { ip: "0.0.0.0", family: 4, unspecified: true } },
     ]);
-    expect(() => portmapSettings(conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "tcp", hostIP: "1.2.3" }] } }), "c", () => "nftables")).toThrow(/hostIP "1.2.3"/);
+    expect(() =>
+      portmapSettings(
+        conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: "tcp", hostIP: "1.2.3" }] } }),
+        "c",
+        () => "nftables",
+      ),
+    ).toThrow(/hostIP "1.2.3"/);
   });
 });
 
@@ -148,7 +168,18 @@ describe("nftables rules", () => {
     const json = JSON.stringify({
       nftables: [
         { chain: { name: "hostports" } },
-        { rule: { chain: "hostports", handle: 7, comment: "c1", expr: [{ match: { op: "==", left: { meta: { key: "nfproto" } }, right: "ipv4" } }, { match: { op: "==", left: { payload: { protocol: "tcp", field: "dport" } }, right: 8080 } }, { dnat: { family: "ip", addr: "10.99.1.2", port: 80 } }] } },
+        {
+          rule: {
+            chain: "hostports",
+            handle: 7,
+            comment: "c1",
+            expr: [
+              { match: { op: "==", left: { meta: { key: "nfproto" } }, right: "ipv4" } },
+              { match: { op: "==", left: { payload: { protocol: "tcp", field: "dport" } }, right: 8080 } },
+              { dnat: { family: "ip", addr: "10.99.1.2", port: 80 } },
+            ],
+          },
+        },
         ...[{ prefix: { addr: "10.99.1.0", len: 24 } }, "127.0.0.1"].map((source, i) => ({
           rule: {
             chain: "masquerading",
@@ -202,8 +233,29 @@ describe("iptables rules (the reference's layout)", () => {
   it("splits entry rules by protocol and into at most 15 ports", () => {
     const many = Array.from({ length: 17 }, (_, i) => ({ hostPort: 1000 + i, containerPort: 80, protocol: "tcp" as const }));
     const entries = iptablesEntryRules(settings({ runtimeConfig: { portMappings: many } }), 4);
-    expect(entries.map((e) => e[9])).toEqual([many.slice(0, 15).map((m) => m.hostPort).join(","), "1015,1016"]);
-    expect(iptablesEntryRules(s(), 4)[0]).toEqual(["-p", "tcp", "-m", "comment", "--comment", 'dnat name: "testnet" id: "c1"', "-m", "multiport", "--dports", "8080,9090", "-d", "10.0.0.0/8", "-j", "CNI-DN-328e3d85e6c0f709cddd7"]);
+    expect(entries.map((e) => e[9])).toEqual([
+      many
+        .slice(0, 15)
+        .map((m) => m.hostPort)
+        .join(","),
+      "1015,1016",
+    ]);
+    expect(iptablesEntryRules(s(), 4)[0]).toEqual([
+      "-p",
+      "tcp",
+      "-m",
+      "comment",
+      "--comment",
+      'dnat name: "testnet" id: "c1"',
+      "-m",
+      "multiport",
+      "--dports",
+      "8080,9090",
+      "-d",
+      "10.0.0.0/8",
+      "-j",
+      "CNI-DN-328e3d85e6c0f709cddd7",
+    ]);
   });
 
   const SAVED = [
@@ -229,7 +281,7 @@ describe("iptables rules (the reference's layout)", () => {
     const lines = iptablesAddLines(s(), V4, parseNatTable(SAVED)).map((l) => l.join(" "));
     expect(lines[0]).toBe(":CNI-DN-328e3d85e6c0f709cddd7 - [0:0]");
     expect(lines.filter((l) => l.startsWith(":"))).toHaveLength(1);
-    expect(lines).toContain('-A CNI-HOSTPORT-SETMARK -m comment --comment CNI portfwd masquerade mark -j MARK --set-xmark 0x2000/0x2000');
+    expect(lines).toContain("-A CNI-HOSTPORT-SETMARK -m comment --comment CNI portfwd masquerade mark -j MARK --set-xmark 0x2000/0x2000");
     expect(lines).toContain("-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT");
     expect(lines.some((l) => l.startsWith("-A PREROUTING") || l.startsWith("-I POSTROUTING") || l.startsWith("-A CNI-HOSTPORT-MASQ"))).toBe(false);
     // tcp's entry exists (conditions printed first); udp's goes first in the chain.
@@ -256,7 +308,9 @@ describe("iptables rules (the reference's layout)", () => {
     expect(missing).toContain('rule "-s 10.99.1.0/24 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK" in chain CNI-DN-328e3d85e6c0f709cddd7');
     expect(missing.some((m) => m.includes("--dports 8053"))).toBe(true);
     expect(missing.some((m) => m.includes("--dports 8080,9090"))).toBe(false);
-    expect(iptablesMissing(settings({}, "iptables"), V4, parseNatTable("*nat\nCOMMIT\n"))).toEqual(["chain CNI-DN-328e3d85e6c0f709cddd7 not found in iptables table nat"]);
+    expect(iptablesMissing(settings({}, "iptables"), V4, parseNatTable("*nat\nCOMMIT\n"))).toEqual([
+      "chain CNI-DN-328e3d85e6c0f709cddd7 not found in iptables table nat",
+    ]);
   });
 });
 
@@ -303,7 +357,9 @@ describe("nftables rules of single cases", () => {
       'insert rule ip cni_hostport masquerading ip daddr 10.99.1.2 tcp dport 80 ct original proto-dst 8080 ct status dnat masquerade comment "c1"',
     ]);
     const noSnat = nftAddScript(settings({ ...one, snat: false }), [V4]).split("\n");
-    expect(noSnat.filter((l) => l.startsWith("insert"))).toEqual(['insert rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.1.2:80 comment "c1"']);
+    expect(noSnat.filter((l) => l.startsWith("insert"))).toEqual([
+      'insert rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.1.2:80 comment "c1"',
+    ]);
     expect(noSnat.some((l) => l.includes("masquerading"))).toBe(false);
     expect(nftAddScript(settings(one), [])).toBe("\n");
   });
@@ -320,7 +376,9 @@ describe("nftables rules of single cases", () => {
     });
     expect(mappingsFor(s.mappings, 4).map((m) => m.hostPort)).toEqual([1003]);
     expect(mappingsFor(s.mappings, 6).map((m) => m.hostPort)).toEqual([1001, 1002]);
-    const dnat = nftAddScript(s, [V4, V6]).split("\n").filter((l) => l.includes("dnat to"));
+    const dnat = nftAddScript(s, [V4, V6])
+      .split("\n")
+      .filter((l) => l.includes("dnat to"));
     expect(dnat).toEqual([
       'insert rule ip cni_hostport hostports ip daddr 192.168.5.5 udp dport 1003 dnat to 10.99.1.2:3 comment "c1"',
       'insert rule ip6 cni_hostport hostports ip6 daddr fd00::5 tcp dport 1001 dnat to [fd99::2]:1 comment "c1"',
@@ -346,24 +404,46 @@ describe("signatures read back from nft's JSON", () => {
   const one = { runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }] } };
 
   it("does not depend on the order of the matches", () => {
-    const masq = [match(payload("tcp", "dport"), 80), match(origDport, 8080), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("ip", "saddr"), "127.0.0.1"), ctStatusDnat, { masquerade: null }];
+    const masq = [
+      match(payload("tcp", "dport"), 80),
+      match(origDport, 8080),
+      match(payload("ip", "daddr"), "10.99.1.2"),
+      match(payload("ip", "saddr"), "127.0.0.1"),
+      ctStatusDnat,
+      { masquerade: null },
+    ];
     expect(nftRuleSignature(masq)).toBe("masq tcp 127.0.0.1 8080 -> 10.99.1.2:80");
-    const dnat = [match(payload("tcp", "dport"), 9090), match(payload("ip", "daddr"), "192.168.5.5"), { dnat: { family: "ip", addr: "10.99.1.2", port: 90 } }];
+    const dnat = [
+      match(payload("tcp", "dport"), 9090),
+      match(payload("ip", "daddr"), "192.168.5.5"),
+      { dnat: { family: "ip", addr: "10.99.1.2", port: 90 } },
+    ];
     expect(nftRuleSignature(dnat)).toBe("dnat tcp 192.168.5.5 9090 -> 10.99.1.2:90");
   });
 
   it("reads a masquerade without a source match as masqAll's", () => {
     const expr = [match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match(origDport, 8080), { masquerade: null }];
     expect(nftRuleSignature(expr)).toBe("masq tcp * 8080 -> 10.99.1.2:80");
-    expect(nftExpectedSignatures(settings({ ...one, masqAll: true }), [V4])).toEqual(["dnat tcp * 8080 -> 10.99.1.2:80", "masq tcp * 8080 -> 10.99.1.2:80"]);
+    expect(nftExpectedSignatures(settings({ ...one, masqAll: true }), [V4])).toEqual([
+      "dnat tcp * 8080 -> 10.99.1.2:80",
+      "masq tcp * 8080 -> 10.99.1.2:80",
+    ]);
   });
 
   it("expects no masquerade without snat", () => {
-    expect(nftExpectedSignatures(settings({ ...one, snat: false }), [V4, V6])).toEqual(["dnat tcp * 8080 -> 10.99.1.2:80", "dnat tcp * 8080 -> fd99::2:80"]);
+    expect(nftExpectedSignatures(settings({ ...one, snat: false }), [V4, V6])).toEqual([
+      "dnat tcp * 8080 -> 10.99.1.2:80",
+      "dnat tcp * 8080 -> fd99::2:80",
+    ]);
   });
 
   it("does not take a masquerade matching another conntrack field or direction for portmap's", () => {
-    const expr = (key: string, dir: string) => [match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match({ ct: { key, dir } }, 8080), { masquerade: null }];
+    const expr = (key: string, dir: string) => [
+      match(payload("ip", "daddr"), "10.99.1.2"),
+      match(payload("tcp", "dport"), 80),
+      match({ ct: { key, dir } }, 8080),
+      { masquerade: null },
+    ];
     expect(nftRuleSignature(expr("proto-dst", "original"))).toBe("masq tcp * 8080 -> 10.99.1.2:80");
     expect(nftRuleSignature(expr("proto-dst", "reply"))).not.toBe("masq tcp * 8080 -> 10.99.1.2:80");
     expect(nftRuleSignature(expr("proto-src", "original"))).not.toBe("masq tcp * 8080 -> 10.99.1.2:80");
@@ -371,7 +451,13 @@ describe("signatures read back from nft's JSON", () => {
 
   it("reads rules whose source is a set or a range without failing", () => {
     for (const source of [{ set: ["10.99.1.3", "10.99.1.4"] }, { range: ["10.99.1.3", "10.99.1.9"] }]) {
-      const expr = [match(payload("ip", "saddr"), source), match(payload("ip", "daddr"), "10.99.1.2"), match(payload("tcp", "dport"), 80), match(origDport, 8080), { masquerade: null }];
+      const expr = [
+        match(payload("ip", "saddr"), source),
+        match(payload("ip", "daddr"), "10.99.1.2"),
+        match(payload("tcp", "dport"), 80),
+        match(origDport, 8080),
+        { masquerade: null },
+      ];
       expect(() => nftRuleSignature(expr)).not.toThrow();
     }
   });
@@ -407,24 +493,51 @@ describe("iptables rules of single cases", () => {
       "-p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
       "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.1.2:80",
     ]);
-    expect(iptablesPodRules(settings({ ...one, snat: false }, "iptables"), V4).map((r) => r.join(" "))).toEqual(["-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.1.2:80"]);
+    expect(iptablesPodRules(settings({ ...one, snat: false }, "iptables"), V4).map((r) => r.join(" "))).toEqual([
+      "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.1.2:80",
+    ]);
   });
 
   it("orders entry rules by protocol name, fits exactly 15 ports in one, and counts mappings of either family", () => {
     const fifteen = Array.from({ length: 15 }, (_, i) => ({ hostPort: 2000 + i, containerPort: 80, protocol: "tcp" as const }));
-    const s = settings({
-      runtimeConfig: {
-        portMappings: [{ hostPort: 53, containerPort: 53, protocol: "udp" }, { hostPort: 3868, containerPort: 3868, protocol: "sctp" }, ...fifteen, { hostPort: 9, containerPort: 9, protocol: "udp", hostIP: "fd00::5" }],
+    const s = settings(
+      {
+        runtimeConfig: {
+          portMappings: [
+            { hostPort: 53, containerPort: 53, protocol: "udp" },
+            { hostPort: 3868, containerPort: 3868, protocol: "sctp" },
+            ...fifteen,
+            { hostPort: 9, containerPort: 9, protocol: "udp", hostIP: "fd00::5" },
+          ],
+        },
       },
-    }, "iptables");
+      "iptables",
+    );
     const entries = iptablesEntryRules(s, 4);
     expect(entries.map((e) => `${e[1]} ${e[9]}`)).toEqual(["sctp 3868", `tcp ${fifteen.map((m) => m.hostPort).join(",")}`, "udp 53,9"]);
-    expect(entries[0]).toEqual(["-p", "sctp", "-m", "comment", "--comment", 'dnat name: "testnet" id: "c1"', "-m", "multiport", "--dports", "3868", "-j", "CNI-DN-328e3d85e6c0f709cddd7"]);
+    expect(entries[0]).toEqual([
+      "-p",
+      "sctp",
+      "-m",
+      "comment",
+      "--comment",
+      'dnat name: "testnet" id: "c1"',
+      "-m",
+      "multiport",
+      "--dports",
+      "3868",
+      "-j",
+      "CNI-DN-328e3d85e6c0f709cddd7",
+    ]);
   });
 
   it("sets up the reference's shared rules: mark, masquerade by mark (first in POSTROUTING), and the entry jumps", () => {
     expect(iptablesSharedRules(settings({}, "iptables"))).toEqual([
-      { chain: "CNI-HOSTPORT-SETMARK", rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x2000/0x2000"], prepend: false },
+      {
+        chain: "CNI-HOSTPORT-SETMARK",
+        rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x2000/0x2000"],
+        prepend: false,
+      },
       { chain: "CNI-HOSTPORT-MASQ", rule: ["-m", "mark", "--mark", "0x2000/0x2000", "-j", "MASQUERADE"], prepend: false },
       { chain: "POSTROUTING", rule: ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"], prepend: true },
       { chain: "PREROUTING", rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"], prepend: false },
@@ -471,15 +584,20 @@ describe("iptables rules of single cases", () => {
 
   it("does not take another pod's entry, or its own for other ports or another protocol, for the one it needs", () => {
     const chain = "CNI-DN-328e3d85e6c0f709cddd7";
-    const saved = (entries: string[]) => ["*nat", `:${chain} - [0:0]`, ":CNI-HOSTPORT-DNAT - [0:0]", ...entries.map((e) => `-A CNI-HOSTPORT-DNAT ${e}`), "COMMIT"].join("\n");
+    const saved = (entries: string[]) =>
+      ["*nat", `:${chain} - [0:0]`, ":CNI-HOSTPORT-DNAT - [0:0]", ...entries.map((e) => `-A CNI-HOSTPORT-DNAT ${e}`), "COMMIT"].join("\n");
     const s = settings({ runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }] } }, "iptables");
-    const inserted = (entries: string[]) => iptablesAddLines(s, V4, parseNatTable(saved(entries))).filter((l) => l[0] === "-I" && l[1] === "CNI-HOSTPORT-DNAT").length;
+    const inserted = (entries: string[]) =>
+      iptablesAddLines(s, V4, parseNatTable(saved(entries))).filter((l) => l[0] === "-I" && l[1] === "CNI-HOSTPORT-DNAT").length;
     expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 8080 -j ${chain}`])).toBe(0);
     expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c9\\"" -m multiport --dports 8080 -j CNI-DN-other`])).toBe(1);
     expect(inserted([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 7070 -j ${chain}`])).toBe(1);
     expect(inserted([`-p udp -m comment --comment "dnat name: \\"testnet\\" id: \\"c1\\"" -m multiport --dports 8080 -j ${chain}`])).toBe(1);
-    const missing = (entries: string[]) => iptablesMissing(s, V4, parseNatTable(saved(entries))).filter((m) => m.endsWith("in chain CNI-HOSTPORT-DNAT"));
-    expect(missing([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c9\\"" -m multiport --dports 8080 -j CNI-DN-other`])).toHaveLength(1);
+    const missing = (entries: string[]) =>
+      iptablesMissing(s, V4, parseNatTable(saved(entries))).filter((m) => m.endsWith("in chain CNI-HOSTPORT-DNAT"));
+    expect(missing([`-p tcp -m comment --comment "dnat name: \\"testnet\\" id: \\"c9\\"" -m multiport --dports 8080 -j CNI-DN-other`])).toHaveLength(
+      1,
+    );
   });
 
   it("GC ignores jumps without this network's comment, and those whose container ID was trimmed away", () => {

@@ -169,7 +169,9 @@ export function nftExpectedSignatures(s: PortmapSettings, pods: readonly PodAddr
   for (const pod of pods) {
     for (const m of mappingsFor(s.mappings, pod.family)) {
       out.push(`dnat ${m.protocol} ${hostDaddr(m) ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
-      if (s.snat) for (const source of masqSources(pod, s.masqAll)) out.push(`masq ${m.protocol} ${source ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
+      if (s.snat)
+        for (const source of masqSources(pod, s.masqAll))
+          out.push(`masq ${m.protocol} ${source ?? "*"} ${m.hostPort} -> ${pod.ip}:${m.containerPort}`);
     }
   }
   return out;
@@ -261,7 +263,11 @@ export function iptablesSharedRules(s: PortmapSettings): Array<{ chain: string; 
   const shared: Array<{ chain: string; rule: string[]; prepend: boolean }> = [];
   if (s.snat && s.ownSetMark) {
     const mark = markDef(s.markMasqBit);
-    shared.push({ chain: s.setMarkChain, rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", mark], prepend: false });
+    shared.push({
+      chain: s.setMarkChain,
+      rule: ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", mark],
+      prepend: false,
+    });
     shared.push({ chain: MASQ_CHAIN, rule: ["-m", "mark", "--mark", mark, "-j", "MASQUERADE"], prepend: false });
     // First in POSTROUTING: the bridge's and ptp's masquerade rules would otherwise take the packet.
     shared.push({ chain: "POSTROUTING", rule: ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ_CHAIN], prepend: true });
@@ -283,7 +289,6 @@ function hasRule(table: NatTable, chain: string, rule: readonly string[]): boole
   const k = key(rule);
   return (table.rules.get(chain) ?? []).some((r) => key(r) === k);
 }
-
 
 /** An entry rule's identity, whatever order iptables-save prints the conditions in. */
 function entrySignature(rule: readonly string[]): string {
@@ -310,7 +315,6 @@ export function iptablesAddLines(s: PortmapSettings, pod: PodAddress, existing: 
   }
   return lines;
 }
-
 
 /** The pod's chains (the current one and the pre-v0.7 SNAT one). */
 export function iptablesPodChains(network: string, containerId: string): string[] {

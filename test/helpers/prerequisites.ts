@@ -26,7 +26,10 @@ export const haveCommand = (name: string) => spawnSync("sh", ["-c", `command -v 
 
 /** Debian's containernetworking-plugins, the Go reference. */
 export const referencePlugins = (...names: string[]) =>
-  prerequisite(`reference plugins ${names.join(", ")} in /usr/lib/cni (containernetworking-plugins)`, names.every((n) => existsSync(`/usr/lib/cni/${n}`)));
+  prerequisite(
+    `reference plugins ${names.join(", ")} in /usr/lib/cni (containernetworking-plugins)`,
+    names.every((n) => existsSync(`/usr/lib/cni/${n}`)),
+  );
 export const rootUser = () => prerequisite("root", isRoot);
 export const command = (name: string, pkg = name) => prerequisite(`${name} (Debian package ${pkg})`, haveCommand(name));
 

@@ -169,7 +169,10 @@ function tcpReaches(server: TestNetns, client: TestNetns, addr: string): string 
   let serverError = "";
   listener.stderr.on("data", (chunk: Buffer) => (serverError += chunk.toString()));
   try {
-    const ready = spawnSync("bash", ["-c", `for i in $(seq 100); do ip netns exec ${server.name} ss -ltn | grep -q ":${port} " && exit 0; sleep 0.02; done; exit 1`]);
+    const ready = spawnSync("bash", [
+      "-c",
+      `for i in $(seq 100); do ip netns exec ${server.name} ss -ltn | grep -q ":${port} " && exit 0; sleep 0.02; done; exit 1`,
+    ]);
     if (ready.status !== 0) return `server did not start: ${serverError.trim()}`;
     const connect = `const c=require("net").connect(${port},${JSON.stringify(addr)});let d="";c.on("data",x=>d+=x);c.on("end",()=>{process.stdout.write(d);process.exit(0)});c.on("error",e=>{process.stdout.write(e.message)});setTimeout(()=>{process.stdout.write("timeout");process.exit(1)},3000)`;
     return spawnSync("ip", ["netns", "exec", client.name, process.execPath, "-e", connect], { encoding: "utf8" }).stdout;
@@ -246,7 +249,11 @@ describe("bridge ADD/CHECK/DEL", () => {
     // DEL leaves no link, address or IP file; a second DEL succeeds too.
     ok(run("DEL", { ...conf, prevResult: result }, a));
     expect(links(pod).map((l) => l.ifname)).toEqual(["lo"]);
-    expect(links(node).map((l) => l.ifname).sort()).toEqual(["cni0", "lo"]);
+    expect(
+      links(node)
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual(["cni0", "lo"]);
     expect(ipFiles(dir)).toEqual([]);
     ok(run("DEL", conf, a));
   });
@@ -256,7 +263,12 @@ describe("bridge ADD/CHECK/DEL", () => {
       const outputs = [WEFT_BRIDGE, REFERENCE_BRIDGE].map((plugin) => {
         const node = pool.create();
         const pod = pool.create();
-        return run("ADD", flannelConf(dataDir(), { dns: { nameservers: ["10.96.0.10"] } }, version), { node, netns: pod.path, containerId: "c-diff", plugin });
+        return run("ADD", flannelConf(dataDir(), { dns: { nameservers: ["10.96.0.10"] } }, version), {
+          node,
+          netns: pod.path,
+          containerId: "c-diff",
+          plugin,
+        });
       });
       const [weft, reference] = outputs.map(ok);
       expect(masked(weft!), version).toEqual(masked(reference!));
@@ -298,7 +310,11 @@ describe("bridge failures leave nothing behind", () => {
     expect(r.json.details).toContain("holds 10.60.1.1/24");
     expect(r.json.details).toContain("forceAddress");
     expect(links(pod).map((l) => l.ifname)).toEqual(["lo"]);
-    expect(links(node).map((l) => l.ifname).sort()).toEqual(["cni0", "lo"]);
+    expect(
+      links(node)
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual(["cni0", "lo"]);
     expect(ipFiles(dir)).toEqual([]);
     expect(masqRules(node)).toEqual([]);
 
@@ -341,7 +357,9 @@ describe("bridge failures leave nothing behind", () => {
   it.skipIf(noVlan !== undefined)(`vlan: the host port carries the VLAN untagged${noVlan ? ` (skipped: ${noVlan})` : ""}`, () => {
     const node = pool.create();
     const pod = pool.create();
-    ok(run("ADD", flannelConf(dataDir(), { vlan: 100, isGateway: false, isDefaultGateway: false }), { node, netns: pod.path, containerId: "c-vlan" }));
+    ok(
+      run("ADD", flannelConf(dataDir(), { vlan: 100, isGateway: false, isDefaultGateway: false }), { node, netns: pod.path, containerId: "c-vlan" }),
+    );
     expect(node.exec("bridge", ["vlan", "show"])).toContain("100 PVID Egress Untagged");
   });
 
@@ -359,7 +377,10 @@ describe("bridge failures leave nothing behind", () => {
 });
 
 describe("bridge DEL when the namespace is gone or unusable", () => {
-  it.each([["iptables (the default)", {}], ["nftables", { ipMasqBackend: "nftables" }]])("%s: releases IPAM and removes masquerade rules after the pod's namespace was deleted", (_b, backend) => {
+  it.each([
+    ["iptables (the default)", {}],
+    ["nftables", { ipMasqBackend: "nftables" }],
+  ])("%s: releases IPAM and removes masquerade rules after the pod's namespace was deleted", (_b, backend) => {
     const node = pool.create();
     const pod = pool.create();
     const dir = dataDir();
@@ -451,7 +472,10 @@ describe("bridge options", () => {
     expect(bad.json).toMatchObject({ code: 7, msg: "cannot set hairpin mode and promiscuous mode at the same time" });
   });
 
-  it.each([["iptables (the default)", {}], ["nftables", { ipMasqBackend: "nftables" }]])("%s: GC removes the masquerade rules of attachments not in the valid list, of this network only", (_b, backend) => {
+  it.each([
+    ["iptables (the default)", {}],
+    ["nftables", { ipMasqBackend: "nftables" }],
+  ])("%s: GC removes the masquerade rules of attachments not in the valid list, of this network only", (_b, backend) => {
     const node = pool.create();
     const pods = [pool.create(), pool.create(), pool.create()];
     const dir = dataDir();

@@ -10,7 +10,16 @@ import { Netns } from "../../lib/netns/netns.js";
 import { within, type NftContext } from "../../lib/netfilter/nft.js";
 import { unforwardPorts } from "../../plugins/portmap/apply.js";
 import { podAddresses, portmapSettings, type PodAddress, type PortmapConf, type PortmapSettings } from "../../plugins/portmap/config.js";
-import { dnatChainName, iptablesEntryRules, iptablesPodRules, iptablesSharedRules, nftExpectedSignatures, nftRuleSignature, NFT_TABLE, TOP_DNAT_CHAIN } from "../../plugins/portmap/rules.js";
+import {
+  dnatChainName,
+  iptablesEntryRules,
+  iptablesPodRules,
+  iptablesSharedRules,
+  nftExpectedSignatures,
+  nftRuleSignature,
+  NFT_TABLE,
+  TOP_DNAT_CHAIN,
+} from "../../plugins/portmap/rules.js";
 import { netnsPool, uniqueName, type TestNetns } from "../helpers/netns.js";
 
 /**
@@ -57,7 +66,10 @@ function run(plugin: string, verb: string, conf: object, a: Attachment): Run {
     `CNI_PATH=${BIN}`,
     `WEFT_CACHE_DIR=${join(work, "cache")}`,
   ];
-  const p = spawnSync("ip", ["netns", "exec", a.node.name, "env", "-i", ...env, join(BIN, plugin)], { input: JSON.stringify(conf), encoding: "utf8" });
+  const p = spawnSync("ip", ["netns", "exec", a.node.name, "env", "-i", ...env, join(BIN, plugin)], {
+    input: JSON.stringify(conf),
+    encoding: "utf8",
+  });
   let json: Run["json"] = {};
   try {
     json = p.stdout.trim() ? (JSON.parse(p.stdout) as Run["json"]) : {};
@@ -167,10 +179,22 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
       },
       ["cni0 is not a bridge"],
     ],
-    ["the bridge's MAC", (p) => p.node.exec("ip", ["link", "set", "cni0", "address", OTHER_MAC]), [`bridge cni0 MAC is ${OTHER_MAC}, prevResult says`]],
-    ["the bridge's promiscuous mode", (p) => p.node.exec("ip", ["link", "set", "cni0", "promisc", "on"]), ["bridge cni0 promiscuous mode is true, config says false"]],
+    [
+      "the bridge's MAC",
+      (p) => p.node.exec("ip", ["link", "set", "cni0", "address", OTHER_MAC]),
+      [`bridge cni0 MAC is ${OTHER_MAC}, prevResult says`],
+    ],
+    [
+      "the bridge's promiscuous mode",
+      (p) => p.node.exec("ip", ["link", "set", "cni0", "promisc", "on"]),
+      ["bridge cni0 promiscuous mode is true, config says false"],
+    ],
     ["the bridge's MTU", (p) => p.node.exec("ip", ["link", "set", "cni0", "mtu", "1400"]), ["bridge cni0 MTU is 1400, config says 1450"]],
-    ["the gateway address on the bridge (IPv4)", (p) => p.node.exec("ip", ["addr", "del", "10.244.1.1/24", "dev", "cni0"]), ["bridge cni0 does not hold gateway address 10.244.1.1/24"]],
+    [
+      "the gateway address on the bridge (IPv4)",
+      (p) => p.node.exec("ip", ["addr", "del", "10.244.1.1/24", "dev", "cni0"]),
+      ["bridge cni0 does not hold gateway address 10.244.1.1/24"],
+    ],
     [
       "the gateway address on the bridge (IPv6)",
       (p) => p.node.exec("ip", ["addr", "del", "fd00:10:244:1::1/64", "dev", "cni0"]),
@@ -186,14 +210,38 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
       },
       ["eth0 is a bridge, not a veth"],
     ],
-    ["the pod interface's MAC", (p) => p.pod.exec("ip", ["link", "set", "eth0", "address", OTHER_MAC]), [`eth0 MAC is ${OTHER_MAC}, prevResult says`]],
+    [
+      "the pod interface's MAC",
+      (p) => p.pod.exec("ip", ["link", "set", "eth0", "address", OTHER_MAC]),
+      [`eth0 MAC is ${OTHER_MAC}, prevResult says`],
+    ],
     ["the pod interface's MTU", (p) => p.pod.exec("ip", ["link", "set", "eth0", "mtu", "1400"]), ["eth0 MTU is 1400, config says 1450"]],
     ["the pod interface is down", (p) => p.pod.exec("ip", ["link", "set", "eth0", "down"]), ["eth0 is down"]],
-    ["the host veth left the bridge", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "nomaster"]), (p) => [`host veth ${hostVeth(p.node)} is not a port of cni0`]],
-    ["the host veth's MAC", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "address", OTHER_MAC]), (p) => [`host veth ${hostVeth(p.node)} MAC is ${OTHER_MAC}, prevResult says`]],
-    ["the host veth's MTU", (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "mtu", "1400"]), (p) => [`host veth ${hostVeth(p.node)} MTU is 1400, config says 1450`]],
-    ["hairpin mode on the host veth's port", (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "hairpin", "off"]), (p) => [`host veth ${hostVeth(p.node)} hairpin mode is false, config says true`]],
-    ["port isolation on the host veth's port", (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "isolated", "on"]), (p) => [`host veth ${hostVeth(p.node)} port isolation is true, config says false`]],
+    [
+      "the host veth left the bridge",
+      (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "nomaster"]),
+      (p) => [`host veth ${hostVeth(p.node)} is not a port of cni0`],
+    ],
+    [
+      "the host veth's MAC",
+      (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "address", OTHER_MAC]),
+      (p) => [`host veth ${hostVeth(p.node)} MAC is ${OTHER_MAC}, prevResult says`],
+    ],
+    [
+      "the host veth's MTU",
+      (p) => p.node.exec("ip", ["link", "set", hostVeth(p.node), "mtu", "1400"]),
+      (p) => [`host veth ${hostVeth(p.node)} MTU is 1400, config says 1450`],
+    ],
+    [
+      "hairpin mode on the host veth's port",
+      (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "hairpin", "off"]),
+      (p) => [`host veth ${hostVeth(p.node)} hairpin mode is false, config says true`],
+    ],
+    [
+      "port isolation on the host veth's port",
+      (p) => p.node.exec("bridge", ["link", "set", "dev", hostVeth(p.node), "isolated", "on"]),
+      (p) => [`host veth ${hostVeth(p.node)} port isolation is true, config says false`],
+    ],
     [
       "the pod's veth is peered with another host veth",
       (p) => {
@@ -204,8 +252,16 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
       ["no host veth of cni0 peered with eth0 in prevResult"],
     ],
     ["an IPv4 address of the pod", (p) => p.pod.exec("ip", ["addr", "del", "10.244.1.2/24", "dev", "eth0"]), ["address 10.244.1.2/24 not on eth0"]],
-    ["an IPv6 address of the pod", (p) => p.pod.exec("ip", ["addr", "del", "fd00:10:244:1::2/64", "dev", "eth0"]), ["address fd00:10:244:1::2/64 not on eth0"]],
-    ["a route of the pod (IPv4, no gw in prevResult)", (p) => p.pod.exec("ip", ["route", "del", "10.244.0.0/16"]), ["route 10.244.0.0/16 via 10.244.1.1 not found"]],
+    [
+      "an IPv6 address of the pod",
+      (p) => p.pod.exec("ip", ["addr", "del", "fd00:10:244:1::2/64", "dev", "eth0"]),
+      ["address fd00:10:244:1::2/64 not on eth0"],
+    ],
+    [
+      "a route of the pod (IPv4, no gw in prevResult)",
+      (p) => p.pod.exec("ip", ["route", "del", "10.244.0.0/16"]),
+      ["route 10.244.0.0/16 via 10.244.1.1 not found"],
+    ],
     ["the pod's default route (IPv6)", (p) => p.pod.exec("ip", ["-6", "route", "del", "default"]), ["route ::/0 via fd00:10:244:1::1 not found"]],
     [
       "the route's gateway (IPv4)",
@@ -258,7 +314,10 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
   ] as const)("the masquerade rules (iptables, IPv%i): the rule with %s, %s", (family, mark, _what) => {
     const p = bridgePod({ ipMasqBackend: "iptables" });
     const tool = family === 4 ? "iptables" : "ip6tables";
-    const lines = p.node.exec(`${tool}-save`, ["-t", "nat"]).split("\n").filter((l) => l.includes(`id: \\"${p.containerId}\\"`) && l.includes(mark));
+    const lines = p.node
+      .exec(`${tool}-save`, ["-t", "nat"])
+      .split("\n")
+      .filter((l) => l.includes(`id: \\"${p.containerId}\\"`) && l.includes(mark));
     expect(lines).toHaveLength(1);
     const [, chain, ...rule] = splitIptablesLine(lines[0]!);
     p.node.exec(tool, ["-t", "nat", "-D", chain!, ...rule]);
@@ -269,7 +328,10 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
   const nftMasqRules = (p: BridgePod) =>
     (JSON.parse(p.node.exec("nft", ["-j", "list", "ruleset"])) as { nftables: Array<{ rule?: NftJsonRule }> }).nftables
       .map((item) => item.rule)
-      .filter((r): r is NftJsonRule => typeof r?.comment === "string" && r.comment.startsWith(attachmentKey({ network: NET, containerId: p.containerId, ifName: "eth0" })));
+      .filter(
+        (r): r is NftJsonRule =>
+          typeof r?.comment === "string" && r.comment.startsWith(attachmentKey({ network: NET, containerId: p.containerId, ifName: "eth0" })),
+      );
 
   it("the masquerade rules (nftables): the rule of one address", () => {
     const p = bridgePod({ ipMasqBackend: "nftables" });
@@ -287,7 +349,11 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
     const jumps = listed.rules.filter((r) => JSON.stringify(r.expr).includes(`"target":"${chain}"`));
     expect(jumps).toHaveLength(1);
     p.node.exec("nft", ["delete", "rule", family, table, jumps[0]!.chain, "handle", String(jumps[0]!.handle)]);
-    expectCheckFailure(p.check(), "masquerade rules missing (nftables)", `the goto ${chain} in nftables table ${family} ${table} chain ${jumps[0]!.chain}`);
+    expectCheckFailure(
+      p.check(),
+      "masquerade rules missing (nftables)",
+      `the goto ${chain} in nftables table ${family} ${table} chain ${jumps[0]!.chain}`,
+    );
   });
 
   it("with disableContainerInterface: ADD succeeds leaving the pod's interface down, and CHECK passes", () => {
@@ -355,12 +421,21 @@ describe("flannel CHECK fails, naming it, when exactly one thing differs", () =>
   it("the IPv4 lease", () => {
     const p = flannelPod();
     writeFileSync(join(p.dir, "subnet.env"), SUBNET_ENV.replace("FLANNEL_SUBNET=10.244.1.1/24", "FLANNEL_SUBNET=10.244.7.1/24"));
-    expectCheckFailure(p.check(), `container ${p.containerId} was set up with ranges `, '"subnet":"10.244.1.0/24"', 'now [[{"subnet":"10.244.7.0/24"}]', "recreate the pod");
+    expectCheckFailure(
+      p.check(),
+      `container ${p.containerId} was set up with ranges `,
+      '"subnet":"10.244.1.0/24"',
+      'now [[{"subnet":"10.244.7.0/24"}]',
+      "recreate the pod",
+    );
   });
 
   it("the IPv6 lease", () => {
     const p = flannelPod();
-    writeFileSync(join(p.dir, "subnet.env"), SUBNET_ENV.replace("FLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64", "FLANNEL_IPV6_SUBNET=fd00:10:244:7::1/64"));
+    writeFileSync(
+      join(p.dir, "subnet.env"),
+      SUBNET_ENV.replace("FLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64", "FLANNEL_IPV6_SUBNET=fd00:10:244:7::1/64"),
+    );
     expectCheckFailure(p.check(), `container ${p.containerId} was set up with ranges `, '[{"subnet":"fd00:10:244:7::/64"}]]', "recreate the pod");
   });
 
@@ -481,7 +556,8 @@ describe("portmap CHECK (iptables) fails, naming it, when exactly one rule is mi
 
 describe("portmap CHECK (nftables) fails, naming it, when exactly one thing is missing", () => {
   /** `nft <command...> ip|ip6 cni_hostport <rest...>` in the node namespace. */
-  const nft = (p: PortmapPod, family: 4 | 6, command: string[], rest: string[] = []) => p.node.exec("nft", [...command, family === 4 ? "ip" : "ip6", NFT_TABLE, ...rest]);
+  const nft = (p: PortmapPod, family: 4 | 6, command: string[], rest: string[] = []) =>
+    p.node.exec("nft", [...command, family === 4 ? "ip" : "ip6", NFT_TABLE, ...rest]);
   const where = (family: 4 | 6) => `table ${family === 4 ? "ip" : "ip6"} ${NFT_TABLE}`;
 
   /** Deletes the one rule of the table that select picks. */

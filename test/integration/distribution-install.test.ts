@@ -154,32 +154,36 @@ describe("scripts/install", () => {
   it.each([
     ["standalone", standalone, standaloneB],
     ["script", join(ROOT, "bin"), binCopy],
-  ])("replaces the %s executables under concurrent VERSION loops with zero failures", async (_form, a, b) => {
-    const bin = join(tmp.dir, `live-${_form}/bin`);
-    await install(["--from", a, "--bin-dir", bin, "--no-conf"]);
-    const stop = join(tmp.dir, `stop-${_form}`);
-    const progress = join(tmp.dir, `progress-${_form}`);
-    const loops = versionLoops(bin, 4, stop, progress);
-    // Counted in VERSION runs, not time: each install starts once the loops have run again since the
-    // last one, and they keep running while it replaces the files.
-    const INSTALLS = 8;
-    const RUNS_BETWEEN = 10;
-    try {
-      for (let installs = 0; installs < INSTALLS; installs++) {
-        const before = progressOf(progress).length;
-        await untilProgress(progress, "ran between two installs", (runs) => runs.length >= before + RUNS_BETWEEN);
-        await install(["--from", installs % 2 ? a : b, "--bin-dir", bin, "--no-conf", "--no-verify"]);
+  ])(
+    "replaces the %s executables under concurrent VERSION loops with zero failures",
+    async (_form, a, b) => {
+      const bin = join(tmp.dir, `live-${_form}/bin`);
+      await install(["--from", a, "--bin-dir", bin, "--no-conf"]);
+      const stop = join(tmp.dir, `stop-${_form}`);
+      const progress = join(tmp.dir, `progress-${_form}`);
+      const loops = versionLoops(bin, 4, stop, progress);
+      // Counted in VERSION runs, not time: each install starts once the loops have run again since the
+      // last one, and they keep running while it replaces the files.
+      const INSTALLS = 8;
+      const RUNS_BETWEEN = 10;
+      try {
+        for (let installs = 0; installs < INSTALLS; installs++) {
+          const before = progressOf(progress).length;
+          await untilProgress(progress, "ran between two installs", (runs) => runs.length >= before + RUNS_BETWEEN);
+          await install(["--from", installs % 2 ? a : b, "--bin-dir", bin, "--no-conf", "--no-verify"]);
+        }
+        const after = progressOf(progress).length;
+        await untilProgress(progress, "ran after the last install", (runs) => runs.length >= after + RUNS_BETWEEN);
+      } finally {
+        writeFileSync(stop, "");
       }
-      const after = progressOf(progress).length;
-      await untilProgress(progress, "ran after the last install", (runs) => runs.length >= after + RUNS_BETWEEN);
-    } finally {
-      writeFileSync(stop, "");
-    }
-    const { ok, failures } = await loops;
-    expect(failures).toEqual([]);
-    expect(ok).toBeGreaterThanOrEqual((INSTALLS + 1) * RUNS_BETWEEN);
-    expect(staged(bin)).toEqual([]);
-  }, 120_000);
+      const { ok, failures } = await loops;
+      expect(failures).toEqual([]);
+      expect(ok).toBeGreaterThanOrEqual((INSTALLS + 1) * RUNS_BETWEEN);
+      expect(staged(bin)).toEqual([]);
+    },
+    120_000,
+  );
 
   it("(control) the same loops catch an install that writes the files in place", async () => {
     const bin = join(tmp.dir, "inplace/bin");
@@ -208,7 +212,8 @@ describe("scripts/install", () => {
 describe("make install", () => {
   // The Makefile's install targets run scripts/install. -o: the suite has built bin/ already, and
   // the standalone form comes from this file's own build (FROM).
-  const make = (args: string[]) => run("make", ["-s", "-C", ROOT, "-o", "build", "-o", "standalone", ...args], { env: { PATH: "/usr/bin:/bin", ...CACHE } });
+  const make = (args: string[]) =>
+    run("make", ["-s", "-C", ROOT, "-o", "build", "-o", "standalone", ...args], { env: { PATH: "/usr/bin:/bin", ...CACHE } });
   const defaultConflist = () => readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8");
 
   it("installs bin/ (the script form) under DESTDIR and PREFIX through scripts/install, the conflist only when absent", async () => {

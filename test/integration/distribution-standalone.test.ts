@@ -64,8 +64,13 @@ describe("the standalone executable's code cache", () => {
     const cache = join(tmp.dir, "codecache");
     const run = (name: string, env: Record<string, string>, input: string) =>
       spawnSync(join(SA, name), [], { env: { PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: cache, ...env }, encoding: "utf8", input });
-    const files = () => (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !/\.node(\.verified)?$/.test(f)).sort();
-    const failed = run("portmap", { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA }, "not json");
+    const files = () =>
+      (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !/\.node(\.verified)?$/.test(f)).sort();
+    const failed = run(
+      "portmap",
+      { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA },
+      "not json",
+    );
     expect(failed.status).toBe(1);
     expect(files().filter((f) => f.endsWith(".jscache"))).toEqual([]);
     expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
@@ -90,18 +95,48 @@ describe("one process per pod in the standalone form", () => {
       for (const ns of [node, pod]) execFileSync("ip", ["netns", "add", ns]);
       try {
         const execs = (cniPath: string, id: string) => {
-          const conf = { cniVersion: "1.0.0", name: "cbr0", type: "flannel", subnetFile: join(t, "subnet.env"), dataDir: join(t, "flannel"), ipam: { dataDir: join(t, "ipam") } };
+          const conf = {
+            cniVersion: "1.0.0",
+            name: "cbr0",
+            type: "flannel",
+            subnetFile: join(t, "subnet.env"),
+            dataDir: join(t, "flannel"),
+            ipam: { dataDir: join(t, "ipam") },
+          };
           const trace = join(t, `trace-${id}`);
-          const env = ["PATH=/usr/bin:/bin", `CNI_CONTAINERID=${id}`, `CNI_NETNS=/run/netns/${pod}`, "CNI_IFNAME=eth0", `CNI_PATH=${cniPath}`, `WEFT_CACHE_DIR=${CACHE.WEFT_CACHE_DIR}`];
+          const env = [
+            "PATH=/usr/bin:/bin",
+            `CNI_CONTAINERID=${id}`,
+            `CNI_NETNS=/run/netns/${pod}`,
+            "CNI_IFNAME=eth0",
+            `CNI_PATH=${cniPath}`,
+            `WEFT_CACHE_DIR=${CACHE.WEFT_CACHE_DIR}`,
+          ];
           const run = (verb: string, traced: boolean) =>
-            spawnSync("ip", ["netns", "exec", node, "env", "-i", ...env, `CNI_COMMAND=${verb}`, ...(traced ? ["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace] : []), join(SA, "flannel")], {
-              input: JSON.stringify(conf),
-              encoding: "utf8",
-            });
+            spawnSync(
+              "ip",
+              [
+                "netns",
+                "exec",
+                node,
+                "env",
+                "-i",
+                ...env,
+                `CNI_COMMAND=${verb}`,
+                ...(traced ? ["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace] : []),
+                join(SA, "flannel"),
+              ],
+              {
+                input: JSON.stringify(conf),
+                encoding: "utf8",
+              },
+            );
           const add = run("ADD", true);
           expect(add.status, add.stdout + add.stderr).toBe(0);
           expect(run("DEL", false).status).toBe(0);
-          return readFileSync(trace, "utf8").split("\n").filter((l) => l.includes("execve(") && !l.includes("ENOENT")).length;
+          return readFileSync(trace, "utf8")
+            .split("\n")
+            .filter((l) => l.includes("execve(") && !l.includes("ENOENT")).length;
         };
         expect(execs(SA, "same")).toBe(1);
         expect(execs(`${copy}:${SA}`, "copied")).toBe(3);
@@ -115,7 +150,13 @@ describe("one process per pod in the standalone form", () => {
 
 /** Why the end-to-end test cannot run here, or undefined when it can. */
 /** What the end-to-end test needs beside the kernel: namespaces, ping, and go for the libcni driver. */
-const endToEnd = all(rootUser(), command("unshare", "util-linux"), command("ip", "iproute2"), command("ping", "iputils-ping"), command("go", "golang-go"));
+const endToEnd = all(
+  rootUser(),
+  command("unshare", "util-linux"),
+  command("ip", "iproute2"),
+  command("ping", "iputils-ping"),
+  command("go", "golang-go"),
+);
 
 /** The libcni driver: the conformance suite's build when it is current, else built here. */
 function driver(): string {
@@ -164,40 +205,56 @@ echo done >"$OUT/done"
 `;
 
 describe("a pod's network from the standalone executables, with no node binary reachable", () => {
-  it.skipIf(endToEnd.skip)(endToEnd.title("ADD, CHECK and DEL through libcni"), async () => {
-    const drv = driver();
-    const t = join(tmp.dir, "e2e");
-    const out = join(t, "out");
-    mkdirSync(out, { recursive: true });
-    writeFileSync(join(t, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
-    const shipped = JSON.parse(readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8")) as { plugins: { type: string }[] };
-    expect(shipped.plugins.map((p) => p.type)).toEqual(["flannel", "portmap"]);
-    const plugins = shipped.plugins.map((p) => (p.type === "flannel" ? { ...p, subnetFile: join(t, "subnet.env"), dataDir: join(t, "flannel"), ipam: { dataDir: join(t, "ipam") } } : p));
-    writeFileSync(join(t, "conflist"), JSON.stringify({ ...shipped, plugins }));
-    for (const ns of [NODE_NS, POD_NS]) execFileSync("ip", ["netns", "add", ns]);
-    execFileSync("ip", ["-n", NODE_NS, "link", "set", "lo", "up"]);
+  it.skipIf(endToEnd.skip)(
+    endToEnd.title("ADD, CHECK and DEL through libcni"),
+    async () => {
+      const drv = driver();
+      const t = join(tmp.dir, "e2e");
+      const out = join(t, "out");
+      mkdirSync(out, { recursive: true });
+      writeFileSync(join(t, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
+      const shipped = JSON.parse(readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8")) as { plugins: { type: string }[] };
+      expect(shipped.plugins.map((p) => p.type)).toEqual(["flannel", "portmap"]);
+      const plugins = shipped.plugins.map((p) =>
+        p.type === "flannel" ? { ...p, subnetFile: join(t, "subnet.env"), dataDir: join(t, "flannel"), ipam: { dataDir: join(t, "ipam") } } : p,
+      );
+      writeFileSync(join(t, "conflist"), JSON.stringify({ ...shipped, plugins }));
+      for (const ns of [NODE_NS, POD_NS]) execFileSync("ip", ["netns", "add", ns]);
+      execFileSync("ip", ["-n", NODE_NS, "link", "set", "lo", "up"]);
 
-    const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "--norc", "--noprofile", "-c", SCENARIO], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WEFT_CACHE_DIR: join(t, "weft-cache"), T: t, OUT: out, SA, ROOT, DRIVER: drv, NODE_NS, POD_NS },
-      encoding: "utf8",
-      timeout: 60_000,
-    });
-    const read = (name: string) => (existsSync(join(out, name)) ? readFileSync(join(out, name), "utf8") : "");
-    expect(result.stderr + read("install") + read("add.json")).not.toContain("still");
-    expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: "" });
-    expect(read("hidden")).toContain("/usr/bin/node");
-    expect(read("install")).toContain("standalone form");
+      const result = spawnSync("unshare", ["-m", "--propagation", "private", "bash", "--norc", "--noprofile", "-c", SCENARIO], {
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          WEFT_CACHE_DIR: join(t, "weft-cache"),
+          T: t,
+          OUT: out,
+          SA,
+          ROOT,
+          DRIVER: drv,
+          NODE_NS,
+          POD_NS,
+        },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      const read = (name: string) => (existsSync(join(out, name)) ? readFileSync(join(out, name), "utf8") : "");
+      expect(result.stderr + read("install") + read("add.json")).not.toContain("still");
+      expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: "" });
+      expect(read("hidden")).toContain("/usr/bin/node");
+      expect(read("install")).toContain("standalone form");
 
-    const added = JSON.parse(read("add.json"));
-    expect(added.ips[0]).toMatchObject({ address: "10.244.1.2/24", gateway: "10.244.1.1" });
-    const addr = JSON.parse(read("addr.json"));
-    expect(addr[0].addr_info).toContainEqual(expect.objectContaining({ local: "10.244.1.2", prefixlen: 24 }));
-    expect(addr[0].mtu).toBe(1450);
-    expect(read("ping")).toContain("1 received");
-    expect(read("done")).toBe("done\n");
-    // The native addon came out of the executable's SEA assets into the private cache.
-    const cache = join(t, "weft-cache");
-    expect(statSync(cache).mode & 0o777).toBe(0o700);
-    expect(execFileSync("find", [cache, "-name", "*.node"], { encoding: "utf8" })).toMatch(/[0-9a-f]{64}\/weft\.node/);
-  }, 300_000);
+      const added = JSON.parse(read("add.json"));
+      expect(added.ips[0]).toMatchObject({ address: "10.244.1.2/24", gateway: "10.244.1.1" });
+      const addr = JSON.parse(read("addr.json"));
+      expect(addr[0].addr_info).toContainEqual(expect.objectContaining({ local: "10.244.1.2", prefixlen: 24 }));
+      expect(addr[0].mtu).toBe(1450);
+      expect(read("ping")).toContain("1 received");
+      expect(read("done")).toBe("done\n");
+      // The native addon came out of the executable's SEA assets into the private cache.
+      const cache = join(t, "weft-cache");
+      expect(statSync(cache).mode & 0o777).toBe(0o700);
+      expect(execFileSync("find", [cache, "-name", "*.node"], { encoding: "utf8" })).toMatch(/[0-9a-f]{64}\/weft\.node/);
+    },
+    300_000,
+  );
 });

@@ -148,10 +148,14 @@ describe("stdio handed over non-blocking", () => {
     const dir = mkdtempSync(join(tmpdir(), "weft-nonblock-"));
     try {
       const trace = join(dir, "trace");
-      const out = spawnSync("perl", ["-e", nonBlockingStdin, "strace", "-f", "-qq", "-e", "trace=read,poll", "-o", trace, join(process.cwd(), "bin", "loopback")], {
-        env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "VERSION", CONFIG: '{"cniVersion":"1.0.0"}' },
-        encoding: "utf8",
-      });
+      const out = spawnSync(
+        "perl",
+        ["-e", nonBlockingStdin, "strace", "-f", "-qq", "-e", "trace=read,poll", "-o", trace, join(process.cwd(), "bin", "loopback")],
+        {
+          env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "VERSION", CONFIG: '{"cniVersion":"1.0.0"}' },
+          encoding: "utf8",
+        },
+      );
       expect(out.status, out.stderr).toBe(0);
       expect(JSON.parse(out.stdout)).toMatchObject({ cniVersion: "1.0.0", supportedVersions: ALL_VERSIONS });
       const lines = readFileSync(trace, "utf8").split("\n");

@@ -44,7 +44,9 @@ beforeEach(() => {
   copyFileSync(FLANNEL, join(work, "in-process", "flannel"));
   writeFileSync(join(work, "exec", "flannel"), flannel.replace(banner!, banner!.replace(/^(\/\/ weft \S+)/, "$1-other-build")), { mode: 0o755 });
   // weft's banner over a body that fails if anything executes it.
-  writeFileSync(join(work, "probe", "flannel"), `${shebang}\n${banner}\nprocess.stdout.write('{"code":999,"msg":"executed"}');process.exit(1);\n`, { mode: 0o755 });
+  writeFileSync(join(work, "probe", "flannel"), `${shebang}\n${banner}\nprocess.stdout.write('{"code":999,"msg":"executed"}');process.exit(1);\n`, {
+    mode: 0o755,
+  });
   writeFileSync(join(work, "outer.env"), "FLANNEL_NETWORK=10.250.0.0/16\nFLANNEL_SUBNET=10.250.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
   writeFileSync(join(work, "inner.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n");
 });
@@ -95,8 +97,12 @@ function normalize(text: string, podNs: string): string {
 }
 
 function podState(podNs: string): string {
-  const addresses = ip("-n", podNs, "-o", "addr", "show", "dev", "eth0").replace(/^\d+: /gm, "").replace(/valid_lft.*$/gm, "");
-  const link = ip("-n", podNs, "-o", "link", "show", "dev", "eth0").replace(/^\d+: /, "").replace(/@if\d+/, "");
+  const addresses = ip("-n", podNs, "-o", "addr", "show", "dev", "eth0")
+    .replace(/^\d+: /gm, "")
+    .replace(/valid_lft.*$/gm, "");
+  const link = ip("-n", podNs, "-o", "link", "show", "dev", "eth0")
+    .replace(/^\d+: /, "")
+    .replace(/@if\d+/, "");
   return normalize(`${link}\n${addresses}\n${ip("-n", podNs, "route", "show")}`, podNs);
 }
 

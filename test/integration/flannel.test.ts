@@ -98,7 +98,9 @@ function cni(verb: string, containerId: string, podNs: string | undefined, conf:
 function reservations(): string[] {
   const dir = join(work, "networks", "cbr0");
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip")).sort();
+  return readdirSync(dir)
+    .filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip"))
+    .sort();
 }
 
 function savedFiles(): string[] {
@@ -190,7 +192,14 @@ describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-loc
       `"ranges":[[{"subnet":"10.244.1.0/24"}],[{"subnet":"fd00:10:244:1::/64"}]],"routes":[{"dst":"10.244.0.0/16"},{"dst":"fd00:10:244::/56"}],` +
       `"type":"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1450,"name":"cbr0","type":"bridge"}`;
     const goAdd = spawnSync("ip", ["netns", "exec", nodeNs, join(REFERENCE_PLUGINS, "bridge")], {
-      env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "ADD", CNI_CONTAINERID: "go-ctr", CNI_NETNS: `/run/netns/${pod}`, CNI_IFNAME: "eth0", CNI_PATH: REFERENCE_PLUGINS },
+      env: {
+        PATH: "/usr/bin:/bin",
+        CNI_COMMAND: "ADD",
+        CNI_CONTAINERID: "go-ctr",
+        CNI_NETNS: `/run/netns/${pod}`,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: REFERENCE_PLUGINS,
+      },
       input: goBytes,
       encoding: "utf8",
     });
@@ -213,7 +222,14 @@ describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-loc
     const saved = readFileSync(join(work, "flannel", "ctr-g"));
     const type = (JSON.parse(saved.toString("utf8")) as { type: string }).type;
     const goDel = spawnSync("ip", ["netns", "exec", nodeNs, join(REFERENCE_PLUGINS, type)], {
-      env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "DEL", CNI_CONTAINERID: "ctr-g", CNI_NETNS: `/run/netns/${pod}`, CNI_IFNAME: "eth0", CNI_PATH: REFERENCE_PLUGINS },
+      env: {
+        PATH: "/usr/bin:/bin",
+        CNI_COMMAND: "DEL",
+        CNI_CONTAINERID: "ctr-g",
+        CNI_NETNS: `/run/netns/${pod}`,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: REFERENCE_PLUGINS,
+      },
       input: saved,
       encoding: "utf8",
     });

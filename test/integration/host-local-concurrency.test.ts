@@ -42,7 +42,9 @@ function call(binary: string, c: Call): Promise<Outcome> {
 /** Every reservation file holds the attachment that got its address, and no address is held twice. */
 function expectConsistent(results: { containerId: string; out: Outcome }[]) {
   const files = snapshot(store());
-  const addresses = results.filter((r) => r.out.status === 0).flatMap((r) => addressesOf(r.out).map((a) => ({ a: a.split("/")[0]!, id: r.containerId })));
+  const addresses = results
+    .filter((r) => r.out.status === 0)
+    .flatMap((r) => addressesOf(r.out).map((a) => ({ a: a.split("/")[0]!, id: r.containerId })));
   expect(new Set(addresses.map((x) => x.a)).size).toBe(addresses.length);
   for (const { a, id } of addresses) expect(files[a]?.content, a).toBe(JSON.stringify(`${id}\r\neth0`));
   const reserved = Object.keys(files).filter((n) => /^\d|:/.test(n));
@@ -57,7 +59,9 @@ describe("host-local under parallel calls", () => {
   it("64 parallel ADDs on one /24 get 64 distinct addresses; 64 parallel DELs leave only lock and last_reserved_ip", async () => {
     const conf = config([[{ subnet: "10.77.0.0/24" }]]);
     const ids = Array.from({ length: 64 }, (_, i) => `par-${i}`);
-    const adds = await Promise.all(ids.map(async (containerId) => ({ containerId, out: await call(WEFT, { command: "ADD", containerId, ifName: "eth0", config: conf }) })));
+    const adds = await Promise.all(
+      ids.map(async (containerId) => ({ containerId, out: await call(WEFT, { command: "ADD", containerId, ifName: "eth0", config: conf }) })),
+    );
     for (const { out } of adds) expect(out.status, out.stdout).toBe(0);
     expectConsistent(adds);
     expect(new Set(adds.map((r) => addressesOf(r.out)[0])).size).toBe(64);
@@ -69,7 +73,9 @@ describe("host-local under parallel calls", () => {
   it("dual-stack: 32 parallel ADDs reserve 32 pairs, and parallel DELs release them all", async () => {
     const conf = config([[{ subnet: "10.77.0.0/24" }], [{ subnet: "fd77::/64" }]]);
     const ids = Array.from({ length: 32 }, (_, i) => `dual-${i}`);
-    const adds = await Promise.all(ids.map(async (containerId) => ({ containerId, out: await call(WEFT, { command: "ADD", containerId, ifName: "eth0", config: conf }) })));
+    const adds = await Promise.all(
+      ids.map(async (containerId) => ({ containerId, out: await call(WEFT, { command: "ADD", containerId, ifName: "eth0", config: conf }) })),
+    );
     for (const { out } of adds) expect(addressesOf(out)).toHaveLength(2);
     expectConsistent(adds);
     await Promise.all(ids.map((containerId) => call(WEFT, { command: "DEL", containerId, ifName: "eth0", config: conf })));
@@ -85,15 +91,21 @@ describe.skipIf(needs.skip)(needs.title("host-local mixed with the reference"), 
     for (const containerId of ids) expect(run(REFERENCE, { command: "ADD", containerId, ifName: "eth0", config: conf }).status).toBe(0);
     // weft sees them: CHECK passes, a duplicate ADD is refused, and the next ADD continues the round-robin.
     expect(run(WEFT, { command: "CHECK", containerId: "x1", ifName: "eth0", config: conf }, sandbox.env).status).toBe(0);
-    expect(run(WEFT, { command: "ADD", containerId: "x1", ifName: "eth0", config: conf }, sandbox.env).json?.msg).toContain("duplicate allocation is not allowed");
-    expect(addressesOf(run(WEFT, { command: "ADD", containerId: "y1", ifName: "eth0", config: conf }, sandbox.env))).toEqual(["10.77.0.5/24", "fd77::5/64"]);
+    expect(run(WEFT, { command: "ADD", containerId: "x1", ifName: "eth0", config: conf }, sandbox.env).json?.msg).toContain(
+      "duplicate allocation is not allowed",
+    );
+    expect(addressesOf(run(WEFT, { command: "ADD", containerId: "y1", ifName: "eth0", config: conf }, sandbox.env))).toEqual([
+      "10.77.0.5/24",
+      "fd77::5/64",
+    ]);
     for (const containerId of ids) expect(run(WEFT, { command: "DEL", containerId, ifName: "eth0", config: conf }, sandbox.env).status).toBe(0);
     expect(leftovers()).toEqual(["10.77.0.5", "fd77::5", "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
 
     for (const containerId of ["y2", "y3"]) run(WEFT, { command: "ADD", containerId, ifName: "eth0", config: conf }, sandbox.env);
     expect(run(REFERENCE, { command: "CHECK", containerId: "y2", ifName: "eth0", config: conf }).status).toBe(0);
     expect(addressesOf(run(REFERENCE, { command: "ADD", containerId: "x4", ifName: "eth0", config: conf }))).toEqual(["10.77.0.8/24", "fd77::8/64"]);
-    for (const containerId of ["y1", "y2", "y3", "x4"]) expect(run(REFERENCE, { command: "DEL", containerId, ifName: "eth0", config: conf }).status).toBe(0);
+    for (const containerId of ["y1", "y2", "y3", "x4"])
+      expect(run(REFERENCE, { command: "DEL", containerId, ifName: "eth0", config: conf }).status).toBe(0);
     expect(leftovers()).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
   });
 
@@ -101,7 +113,10 @@ describe.skipIf(needs.skip)(needs.title("host-local mixed with the reference"), 
     const conf = config([[{ subnet: "10.77.0.0/24" }]]);
     const jobs = Array.from({ length: 64 }, (_, i) => ({ containerId: `mix-${i}`, binary: i % 2 ? REFERENCE : WEFT }));
     const adds = await Promise.all(
-      jobs.map(async ({ containerId, binary }) => ({ containerId, out: await call(binary, { command: "ADD", containerId, ifName: "eth0", config: conf }) })),
+      jobs.map(async ({ containerId, binary }) => ({
+        containerId,
+        out: await call(binary, { command: "ADD", containerId, ifName: "eth0", config: conf }),
+      })),
     );
     for (const { out } of adds) expect(out.status, out.stdout).toBe(0);
     expectConsistent(adds);
@@ -117,7 +132,10 @@ describe.skipIf(needs.skip)(needs.title("host-local mixed with the reference"), 
     const conf = config([[{ subnet: "10.77.0.0/26" }]]);
     const jobs = Array.from({ length: 70 }, (_, i) => ({ containerId: `full-${i}`, binary: i % 3 ? WEFT : REFERENCE }));
     const adds = await Promise.all(
-      jobs.map(async ({ containerId, binary }) => ({ containerId, out: await call(binary, { command: "ADD", containerId, ifName: "eth0", config: conf }) })),
+      jobs.map(async ({ containerId, binary }) => ({
+        containerId,
+        out: await call(binary, { command: "ADD", containerId, ifName: "eth0", config: conf }),
+      })),
     );
     expect(adds.filter((r) => r.out.status === 0)).toHaveLength(61);
     for (const { out } of adds.filter((r) => r.out.status !== 0)) {

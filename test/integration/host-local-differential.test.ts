@@ -105,8 +105,17 @@ describe.skipIf(needs.skip)(needs.title("host-local against the reference, call 
     expect(steps).toHaveLength(50);
     const { labels, errors, store } = drive(steps, { ranges: [[{ subnet: "10.66.0.0/28" }], [{ subnet: "fd66::/124" }]] });
     // The sequence covers what it claims to: exhaustion, wrap-around, every kind of call.
-    for (const kind of [/no IP addresses available in range set: 10\.66\.0\.1-10\.66\.0\.14$/, /duplicate allocation is not allowed/, /requested IP address .* is not available/, /requested ip 10\.66\.0\.1 is subnet's gateway/, /Failed to find address added by container never-added/]) {
-      expect(errors.some((m) => kind.test(m)), String(kind)).toBe(true);
+    for (const kind of [
+      /no IP addresses available in range set: 10\.66\.0\.1-10\.66\.0\.14$/,
+      /duplicate allocation is not allowed/,
+      /requested IP address .* is not available/,
+      /requested ip 10\.66\.0\.1 is subnet's gateway/,
+      /Failed to find address added by container never-added/,
+    ]) {
+      expect(
+        errors.some((m) => kind.test(m)),
+        String(kind),
+      ).toBe(true);
     }
     for (const label of ["add", "del", "del unknown", "duplicate add", "requested", "check"]) expect(labels.get(label), label).toBeGreaterThan(0);
     expect(Object.keys(store)).toEqual(expect.arrayContaining(["lock", "last_reserved_ip.0", "last_reserved_ip.1"]));

@@ -79,7 +79,13 @@ describe("host-local ADD", () => {
     const v020 = add("old", config({ ranges: [[{ subnet: "10.88.0.0/24" }]], routes: [{ dst: "0.0.0.0/0" }] }, {}, "0.2.0"));
     expect(v020.json).toEqual({ cniVersion: "0.2.0", ip4: { ip: "10.88.0.2/24", gateway: "10.88.0.1", routes: [{ dst: "0.0.0.0/0" }] }, dns: {} });
     const v040 = add("mid", config({}, {}, "0.4.0"));
-    expect(v040.json).toMatchObject({ cniVersion: "0.4.0", ips: [{ version: "4", address: "10.88.0.3/24" }, { version: "6", address: "fd88::2/120" }] });
+    expect(v040.json).toMatchObject({
+      cniVersion: "0.4.0",
+      ips: [
+        { version: "4", address: "10.88.0.3/24" },
+        { version: "6", address: "fd88::2/120" },
+      ],
+    });
   });
 
   it("returns routes and the dns of resolvConf", () => {
@@ -110,16 +116,26 @@ describe("host-local ADD", () => {
       msg: "failed to allocate for range 0: requested IP address 10.88.0.77 is not available in range set 10.88.0.1-10.88.0.254",
       details: "it is reserved by container a interface eth0",
     });
-    expect(add("b", config(), "eth0", "IP=10.88.0.1").json).toMatchObject({ code: 102, msg: "failed to allocate for range 0: requested ip 10.88.0.1 is subnet's gateway" });
+    expect(add("b", config(), "eth0", "IP=10.88.0.1").json).toMatchObject({
+      code: 102,
+      msg: "failed to allocate for range 0: requested ip 10.88.0.1 is subnet's gateway",
+    });
     expect(add("b", config(), "eth0", "IP=10.99.0.5").json).toMatchObject({ code: 102, msg: "failed to allocate all requested IPs: 10.99.0.5" });
     // Only the round-robin cursors moved (the last call reserved, then released, 10.88.0.78 and fd88::3).
     expect(snapshot(store())).toEqual({ ...before, "last_reserved_ip.0": expect.anything(), "last_reserved_ip.1": expect.anything() });
-    expect(readdirSync(store()).filter((n) => /^(10\.|fd88)/.test(n)).sort()).toEqual(["10.88.0.77", "fd88::2"]);
+    expect(
+      readdirSync(store())
+        .filter((n) => /^(10\.|fd88)/.test(n))
+        .sort(),
+    ).toEqual(["10.88.0.77", "fd88::2"]);
   });
 
   it("refuses a second ADD of the same attachment, as the reference", () => {
     add("a");
-    expect(add("a").json).toMatchObject({ code: 102, msg: "failed to allocate for range 0: 10.88.0.2 has been allocated to a, duplicate allocation is not allowed" });
+    expect(add("a").json).toMatchObject({
+      code: 102,
+      msg: "failed to allocate for range 0: 10.88.0.2 has been allocated to a, duplicate allocation is not allowed",
+    });
     // The same container on another interface is another attachment.
     expect(addressesOf(add("a", config(), "net1"))).toEqual(["10.88.0.3/24", "fd88::3/120"]);
   });
@@ -130,13 +146,20 @@ describe("host-local ADD", () => {
     expect(add("b", conf).status).toBe(0);
     const full = add("c", conf);
     expect(full.json).toMatchObject({ code: 102, msg: "failed to allocate for range 1: no IP addresses available in range set: fd88::1-fd88::3" });
-    expect(readdirSync(store()).filter((n) => n.startsWith("10.88.")).sort()).toEqual(["10.88.0.2", "10.88.0.3"]);
+    expect(
+      readdirSync(store())
+        .filter((n) => n.startsWith("10.88."))
+        .sort(),
+    ).toEqual(["10.88.0.2", "10.88.0.3"]);
   });
 
   it("rejects bad configs with code 7 naming the field", () => {
     const out = add("a", config({ ranges: [[{ subnet: "10.88.0.0/24", gateway: "10.89.0.1" }]] }));
     expect(out.status).toBe(1);
-    expect(out.json).toMatchObject({ code: 7, msg: "invalid network config: ipam.ranges[0][0].gateway 10.89.0.1 is not in ipam.ranges[0][0].subnet 10.88.0.0/24" });
+    expect(out.json).toMatchObject({
+      code: 7,
+      msg: "invalid network config: ipam.ranges[0][0].gateway 10.89.0.1 is not in ipam.ranges[0][0].subnet 10.88.0.0/24",
+    });
     expect(add("a", config({ ranges: [[{ subnet: "10.88.0.0/24", rangeEnd: 7 }]] })).json).toMatchObject({
       code: 7,
       msg: "invalid network config: ipam.ranges[0][0].rangeEnd must be string,null (got 7)",
@@ -155,7 +178,10 @@ describe("host-local ADD", () => {
     // It gave up while the holder (which sleeps 30 s) still held the lock, rather than wait it out;
     // a hang is caught by the test's timeout.
     expect(holder.exitCode).toBe(null);
-    expect(out.json).toMatchObject({ code: 11, msg: expect.stringContaining(`waiting for the lock on ${join(store(), "lock")}, held by pid ${holder.pid}`) });
+    expect(out.json).toMatchObject({
+      code: 11,
+      msg: expect.stringContaining(`waiting for the lock on ${join(store(), "lock")}, held by pid ${holder.pid}`),
+    });
     // DEL waits on the same lock.
     const delOut = await runAsync(WEFT, { command: "DEL", containerId: "a", ifName: "eth0", config: config({ lockTimeoutMs: 300 }) }, sandbox.env);
     expect(delOut.json).toMatchObject({ code: 11 });
@@ -169,7 +195,15 @@ describe("host-local ADD", () => {
     expect(add("first", conf).status).toBe(0);
     const start = (i: number) => {
       const child = spawn(WEFT, [], {
-        env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "ADD", CNI_CONTAINERID: `k${i}`, CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x", ...sandbox.env },
+        env: {
+          PATH: "/usr/bin:/bin",
+          CNI_COMMAND: "ADD",
+          CNI_CONTAINERID: `k${i}`,
+          CNI_NETNS: "/x",
+          CNI_IFNAME: "eth0",
+          CNI_PATH: "/x",
+          ...sandbox.env,
+        },
         stdio: ["pipe", "ignore", "ignore"],
       });
       children.push(child);
@@ -235,10 +269,11 @@ describe("host-local DEL", () => {
     add("a", config(), "net1");
     expect(del("a").status).toBe(0);
     expect(del("a").stdout).toBe("");
-    expect(Object.values(snapshot(store())).filter((f) => f.content.includes("a\\r\\n")).map((f) => f.content)).toEqual([
-      JSON.stringify("a\r\nnet1"),
-      JSON.stringify("a\r\nnet1"),
-    ]);
+    expect(
+      Object.values(snapshot(store()))
+        .filter((f) => f.content.includes("a\\r\\n"))
+        .map((f) => f.content),
+    ).toEqual([JSON.stringify("a\r\nnet1"), JSON.stringify("a\r\nnet1")]);
     expect(del("never-added").status).toBe(0);
   });
 
@@ -281,7 +316,9 @@ describe("host-local CHECK", () => {
       details: "it is reserved by container b interface eth0",
     });
     const wider = config({ ranges: [[{ subnet: "10.88.0.0/24" }], [{ subnet: "fd88::/120" }], [{ subnet: "10.77.0.0/24" }]] });
-    expect(check("a", wider).json).toMatchObject({ msg: "host-local: container a interface eth0 holds no address in range set 2 (10.77.0.1-10.77.0.254)" });
+    expect(check("a", wider).json).toMatchObject({
+      msg: "host-local: container a interface eth0 holds no address in range set 2 (10.77.0.1-10.77.0.254)",
+    });
   });
 });
 

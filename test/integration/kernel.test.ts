@@ -23,11 +23,29 @@ import {
   setPromisc,
   waitOperUp,
 } from "../../lib/netlink/link.js";
-import { addMasquerade, attachmentKey, gcMasquerade, iptablesChain, listMasquerade, missingMasquerade, nftAddScript, removeMasquerade } from "../../lib/netfilter/masquerade.js";
+import {
+  addMasquerade,
+  attachmentKey,
+  gcMasquerade,
+  iptablesChain,
+  listMasquerade,
+  missingMasquerade,
+  nftAddScript,
+  removeMasquerade,
+} from "../../lib/netfilter/masquerade.js";
 import { isOwnNetns, Netns, NetnsPathError } from "../../lib/netns/netns.js";
 import { nftRuleRefs, parseNftTable } from "../../lib/netfilter/netfilter.js";
 import { addRoute, delRoute, listRoutes } from "../../lib/netlink/route.js";
-import { delFdbEntry, delNeighbour, listFdbEntries, listNeighbours, NUD_PERMANENT, NUD_STALE, setFdbEntry, setNeighbour } from "../../lib/netlink/neigh.js";
+import {
+  delFdbEntry,
+  delNeighbour,
+  listFdbEntries,
+  listNeighbours,
+  NUD_PERMANENT,
+  NUD_STALE,
+  setFdbEntry,
+  setNeighbour,
+} from "../../lib/netlink/neigh.js";
 import { requestOnce, Rtnl, RTM, RTNLGRP_LINK, withRtnl } from "../../lib/netlink/rtnl.js";
 import { readSysctl, writeSysctl } from "../../lib/sysctl/sysctl.js";
 import { netnsPool, ownNetnsInode, uniqueName, type TestNetns } from "../helpers/netns.js";
@@ -170,8 +188,8 @@ describe("links", () => {
     expect(far).toMatchObject({ kind: "veth", mtu: 1450, mac: "0a:58:0a:f4:01:02", peerIndex: near?.index });
     expect(await linkByName(node.nl, "eth0")).toBeUndefined();
 
-    await expect(createVethPair(node.nl, { name: uniqueName("veth", 12), peerName: "eth0", peerNetns: pod.netns })).rejects.toSatisfy(
-      (err) => isKernelError(err, "EEXIST"),
+    await expect(createVethPair(node.nl, { name: uniqueName("veth", 12), peerName: "eth0", peerNetns: pod.netns })).rejects.toSatisfy((err) =>
+      isKernelError(err, "EEXIST"),
     );
   });
 
@@ -263,7 +281,11 @@ describe("links", () => {
     const { nl } = await open(ns);
     let seen = 0;
     let lost = 0;
-    const unsubscribe = nl.subscribe(RTNLGRP_LINK, () => seen++, () => lost++);
+    const unsubscribe = nl.subscribe(
+      RTNLGRP_LINK,
+      () => seen++,
+      () => lost++,
+    );
     try {
       // ip(8) runs while this process's event loop is blocked in spawnSync, so nothing reads the
       // notifications of 600 new links meanwhile.
@@ -377,7 +399,8 @@ describe("neighbours and fdb entries", () => {
     await setNeighbour(nl, { index: vx0.index, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:01" });
 
     // The kernel's own entries (IPv6 multicast, NUD_NOARP) are listed too.
-    const permanent = (filter: Parameters<typeof listNeighbours>[1]) => listNeighbours(nl, filter).then((all) => all.filter((n) => n.state === NUD_PERMANENT));
+    const permanent = (filter: Parameters<typeof listNeighbours>[1]) =>
+      listNeighbours(nl, filter).then((all) => all.filter((n) => n.state === NUD_PERMANENT));
     const listed = await permanent({ index: vx0.index });
     expect(listed.sort((a, b) => a.family - b.family)).toEqual([
       { index: vx0.index, family: 4, ip: "10.244.2.0", mac: "0a:58:0a:f4:02:01", state: NUD_PERMANENT },
@@ -391,7 +414,9 @@ describe("neighbours and fdb entries", () => {
     );
     expect(await permanent({ index: vx0.index, family: 6 })).toEqual([expect.objectContaining({ ip: "fd00:10:244:2::" })]);
     expect((await listNeighbours(nl, { index: vx0.index, family: 4 })).map((n) => n.ip)).toEqual(["10.244.2.0"]);
-    expect(await listNeighbours(nl, { index: vx1.index, family: 4 })).toEqual([expect.objectContaining({ ip: "10.244.3.0", mac: "0a:58:0a:f4:03:00", state: NUD_STALE })]);
+    expect(await listNeighbours(nl, { index: vx1.index, family: 4 })).toEqual([
+      expect.objectContaining({ ip: "10.244.3.0", mac: "0a:58:0a:f4:03:00", state: NUD_STALE }),
+    ]);
 
     expect(await delNeighbour(nl, { index: vx0.index, ip: "10.244.2.0" })).toBe(true);
     expect(await delNeighbour(nl, { index: vx0.index, ip: "10.244.2.0" })).toBe(false);
@@ -407,7 +432,9 @@ describe("neighbours and fdb entries", () => {
     await setFdbEntry(nl, { index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4" });
 
     const onVx0 = (await listFdbEntries(nl, { index: vx0.index })).filter((e) => e.mac === "0a:58:0a:f4:02:00");
-    expect(onVx0).toEqual([expect.objectContaining({ index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4", state: NUD_PERMANENT, self: true })]);
+    expect(onVx0).toEqual([
+      expect.objectContaining({ index: vx0.index, mac: "0a:58:0a:f4:02:00", dst: "192.168.1.4", state: NUD_PERMANENT, self: true }),
+    ]);
     const byBridge = JSON.parse(ns.exec("bridge", ["-j", "fdb", "show", "dev", "vx0"])) as Array<{ mac: string; dst?: string; state: string }>;
     expect(byBridge.filter((e) => e.mac === "0a:58:0a:f4:02:00")).toEqual([expect.objectContaining({ dst: "192.168.1.4", state: "permanent" })]);
     expect((await listFdbEntries(nl, { index: vx1.index })).map((e) => [e.mac, e.dst])).toEqual([["0a:58:0a:f4:03:00", "192.168.1.3"]]);
@@ -453,7 +480,9 @@ describe("masquerade", () => {
     const ruleset = ns.exec("nft", ["list", "table", "inet", "cni_plugins_masquerade"]);
     expect(ruleset).toContain('ip saddr 10.244.1.2 ip daddr != 10.244.1.0/24 masquerade comment "cb6e746fae1a4d6c-');
     expect(ruleset).toContain("ip6 saddr fd00:10:244:1::2 ip6 daddr != fd00:10:244:1::/64 masquerade");
-    expect(ruleset).toMatch(/chain postrouting \{\s+type nat hook postrouting priority srcnat; policy accept;\s+ip daddr 224\.0\.0\.0\/4 return\s+ip6 daddr ff00::\/8 return\s+goto masq_checks/);
+    expect(ruleset).toMatch(
+      /chain postrouting \{\s+type nat hook postrouting priority srcnat; policy accept;\s+ip daddr 224\.0\.0\.0\/4 return\s+ip6 daddr ff00::\/8 return\s+goto masq_checks/,
+    );
     expect(await listMasquerade("cbr0", ctx)).toHaveLength(3);
     expect(await missingMasquerade(b, ["10.244.1.3/24"], "nftables", ctx)).toEqual([]);
 
@@ -488,7 +517,12 @@ describe("masquerade", () => {
     expect(await removeMasquerade(a, ctx)).toBeGreaterThan(0);
     expect(ns.exec("iptables-save", ["-t", "nat"])).not.toContain(chain);
     expect(await removeMasquerade(a, ctx)).toBe(0);
-    expect(await missingMasquerade(a, ["10.244.1.2/24"], "iptables", ctx)).toEqual([`iptables chain ${chain}`, expect.stringContaining("ACCEPT"), expect.stringContaining("MASQUERADE"), expect.stringContaining("POSTROUTING")]);
+    expect(await missingMasquerade(a, ["10.244.1.2/24"], "iptables", ctx)).toEqual([
+      `iptables chain ${chain}`,
+      expect.stringContaining("ACCEPT"),
+      expect.stringContaining("MASQUERADE"),
+      expect.stringContaining("POSTROUTING"),
+    ]);
 
     expect(await gcMasquerade("cbr0", [{ containerId: "c9", ifName: "eth0" }], ctx)).toBeGreaterThan(0);
     const after = ns.exec("iptables-save", ["-t", "nat"]);
@@ -510,7 +544,19 @@ describe("masquerade", () => {
     // The old key is sha256-based: compute it the way the old release did.
     const { sha256Hex } = await import("../../lib/node/builtins.js");
     const key = `weft ${sha256Hex(a.network).slice(0, 16)}-${sha256Hex(`${a.ifName}:${a.containerId}`).slice(0, 16)}`;
-    ns.exec("nft", ["add", "rule", "inet", "weft_masquerade", "postrouting", "ip", "saddr", "10.244.1.2", "masquerade", "comment", `"${key} net: cbr0"`]);
+    ns.exec("nft", [
+      "add",
+      "rule",
+      "inet",
+      "weft_masquerade",
+      "postrouting",
+      "ip",
+      "saddr",
+      "10.244.1.2",
+      "masquerade",
+      "comment",
+      `"${key} net: cbr0"`,
+    ]);
     expect(await removeMasquerade(a, ctx)).toBe(1);
     const listing = ns.exec("nft", ["list", "table", "inet", "weft_masquerade"]);
     expect(listing).not.toContain(key);
@@ -538,7 +584,7 @@ describe("nftables over nfnetlink", () => {
         join(dir, "rules.nft"),
         [
           "table inet weft_test {",
-          "  chain a { type nat hook prerouting priority -100; tcp dport 8080 dnat ip to 10.1.0.2:80 comment \"pod1\"; }",
+          '  chain a { type nat hook prerouting priority -100; tcp dport 8080 dnat ip to 10.1.0.2:80 comment "pod1"; }',
           `  chain b { udp dport 53 counter comment "${long}"; counter; tcp dport 22 accept comment "pod1"; }`,
           "}",
           "table inet weft_other {",
@@ -551,7 +597,11 @@ describe("nftables over nfnetlink", () => {
     } finally {
       rmSync(dir, { recursive: true });
     }
-    const byNft = parseNftTable(ns.exec("nft", ["-j", "list", "table", "inet", "weft_test"])).rules.map(({ chain, handle, comment }) => ({ chain, handle, comment }));
+    const byNft = parseNftTable(ns.exec("nft", ["-j", "list", "table", "inet", "weft_test"])).rules.map(({ chain, handle, comment }) => ({
+      chain,
+      handle,
+      comment,
+    }));
     const byNetlink = await nftRuleRefs("inet", "weft_test", netns);
     expect(byNetlink).toEqual(byNft);
     expect(byNetlink!.map((r) => r.comment)).toEqual(["pod1", long, undefined, "pod1"]);
@@ -579,7 +629,6 @@ describe("rtnetlink sockets", () => {
     expect((await asked).map((l) => l.name)).toEqual(["lo"]);
     await expect(linkByName(nl, "lo")).rejects.toThrow(/closed/);
   });
-
 
   it("close through withRtnl even when the body throws", async () => {
     const netns = Netns.open(pool.create().path);

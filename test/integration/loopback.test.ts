@@ -12,11 +12,30 @@ const pool = netnsPool();
 afterEach(() => pool.cleanup());
 
 function run(plugin: string, verb: string, netns: string, version = "1.0.0", extraEnv: string[] = []) {
-  const p = spawnSync("env", ["-i", `PATH=${PATH}`, `CNI_COMMAND=${verb}`, "CNI_CONTAINERID=lo-test", `CNI_NETNS=${netns}`, "CNI_IFNAME=eth0", "CNI_PATH=/usr/lib/cni", ...extraEnv, plugin], {
-    input: JSON.stringify({ cniVersion: version, name: "lo", type: "loopback" }),
-    encoding: "utf8",
-  });
-  return { code: p.status ?? -1, out: p.stdout, err: p.stderr, json: p.stdout.trim() ? (JSON.parse(p.stdout) as Record<string, unknown>) : undefined };
+  const p = spawnSync(
+    "env",
+    [
+      "-i",
+      `PATH=${PATH}`,
+      `CNI_COMMAND=${verb}`,
+      "CNI_CONTAINERID=lo-test",
+      `CNI_NETNS=${netns}`,
+      "CNI_IFNAME=eth0",
+      "CNI_PATH=/usr/lib/cni",
+      ...extraEnv,
+      plugin,
+    ],
+    {
+      input: JSON.stringify({ cniVersion: version, name: "lo", type: "loopback" }),
+      encoding: "utf8",
+    },
+  );
+  return {
+    code: p.status ?? -1,
+    out: p.stdout,
+    err: p.stderr,
+    json: p.stdout.trim() ? (JSON.parse(p.stdout) as Record<string, unknown>) : undefined,
+  };
 }
 
 /** A namespace as a runtime hands it over: lo down, no addresses. */
@@ -79,7 +98,7 @@ describe("loopback", () => {
     pod.exec("ip", ["link", "set", "lo", "down"]);
     const check = run(WEFT, "CHECK", pod.path);
     expect(check.code).toBe(1);
-    expect((check.json!.msg as string)).toMatch(/loopback interface is down/);
+    expect(check.json!.msg as string).toMatch(/loopback interface is down/);
     expect(run(WEFT, "ADD", pod.path).code).toBe(0);
     expect(run(WEFT, "DEL", pod.path).code).toBe(0);
     expect(loState(pod).up).toBe(false);
@@ -90,10 +109,27 @@ describe("loopback", () => {
 
   it("refuses the plugin's own namespace (code 8), so a recycled path cannot take the host's lo down", () => {
     const node = pool.create("weft-lo-node-");
-    const p = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=DEL", "CNI_CONTAINERID=x", "CNI_NETNS=/proc/self/ns/net", "CNI_IFNAME=eth0", "CNI_PATH=/usr/lib/cni", WEFT], {
-      input: '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}',
-      encoding: "utf8",
-    });
+    const p = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        node.name,
+        "env",
+        "-i",
+        `PATH=${PATH}`,
+        "CNI_COMMAND=DEL",
+        "CNI_CONTAINERID=x",
+        "CNI_NETNS=/proc/self/ns/net",
+        "CNI_IFNAME=eth0",
+        "CNI_PATH=/usr/lib/cni",
+        WEFT,
+      ],
+      {
+        input: '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}',
+        encoding: "utf8",
+      },
+    );
     expect(p.status).toBe(1);
     expect(JSON.parse(p.stdout).code).toBe(8);
     expect(loState(node).up).toBe(true);

@@ -105,7 +105,20 @@ interface Mapping {
 function drv(node: Node, args: string[], mappings: Mapping[] = []): { code: number; out: string; err: string } {
   const p = spawnSync(
     "ip",
-    ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, `NETCONFPATH=${join(node.dir, "conf")}`, `CNI_PATH=${node.bin}`, `CNI_CACHE_DIR=${join(node.dir, "cache")}`, `CAP_ARGS=${JSON.stringify({ portMappings: mappings })}`, driver, ...args],
+    [
+      "netns",
+      "exec",
+      node.ns.name,
+      "env",
+      "-i",
+      `PATH=${PATH}`,
+      `NETCONFPATH=${join(node.dir, "conf")}`,
+      `CNI_PATH=${node.bin}`,
+      `CNI_CACHE_DIR=${join(node.dir, "cache")}`,
+      `CAP_ARGS=${JSON.stringify({ portMappings: mappings })}`,
+      driver,
+      ...args,
+    ],
     { encoding: "utf8" },
   );
   return { code: p.status ?? -1, out: p.stdout, err: p.stderr };
@@ -144,7 +157,9 @@ function fetch(from: TestNetns, host: string, port: number): string {
 
 /** The commented rules of the nftables layouts portmap uses: the Go plugin's shared tables, and older weft's per-network ones. */
 function nftRules(node: Node): Array<{ table: string; chain: string; comment?: string; handle: number }> {
-  const listing = JSON.parse(node.ns.exec("nft", ["-j", "list", "ruleset"], { maxBuffer: 256 << 20 })).nftables as Array<{ rule?: { family: string; table: string; chain: string; comment?: string; handle: number } }>;
+  const listing = JSON.parse(node.ns.exec("nft", ["-j", "list", "ruleset"], { maxBuffer: 256 << 20 })).nftables as Array<{
+    rule?: { family: string; table: string; chain: string; comment?: string; handle: number };
+  }>;
   return listing.flatMap((i) => {
     const r = i.rule;
     if (!r?.comment || !(r.table === "cni_hostport" || r.table.startsWith("weft_portmap_"))) return [];
@@ -222,7 +237,20 @@ function prevResultOf(node: Node, id: string, pod: TestNetns): Record<string, un
 function exec(node: Node, plugin: string, verb: string, conf: Record<string, unknown>, id: string, netns: string) {
   const p = spawnSync(
     "ip",
-    ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, `CNI_COMMAND=${verb}`, `CNI_CONTAINERID=${id}`, `CNI_NETNS=${netns}`, "CNI_IFNAME=eth0", `CNI_PATH=${node.bin}`, plugin],
+    [
+      "netns",
+      "exec",
+      node.ns.name,
+      "env",
+      "-i",
+      `PATH=${PATH}`,
+      `CNI_COMMAND=${verb}`,
+      `CNI_CONTAINERID=${id}`,
+      `CNI_NETNS=${netns}`,
+      "CNI_IFNAME=eth0",
+      `CNI_PATH=${node.bin}`,
+      plugin,
+    ],
     { input: JSON.stringify(conf), encoding: "utf8" },
   );
   return { code: p.status ?? -1, out: p.stdout, err: p.stderr };
@@ -233,13 +261,36 @@ function execMeasured(node: Node, plugin: string, verb: string, conf: Record<str
   const rss = join(node.dir, `rss-${verb}-${id}`);
   const p = spawnSync(
     "ip",
-    ["netns", "exec", node.ns.name, "/usr/bin/time", "-f", "%M", "-o", rss, "env", "-i", `PATH=${PATH}`, `CNI_COMMAND=${verb}`, `CNI_CONTAINERID=${id}`, `CNI_NETNS=${netns}`, "CNI_IFNAME=eth0", `CNI_PATH=${node.bin}`, plugin],
+    [
+      "netns",
+      "exec",
+      node.ns.name,
+      "/usr/bin/time",
+      "-f",
+      "%M",
+      "-o",
+      rss,
+      "env",
+      "-i",
+      `PATH=${PATH}`,
+      `CNI_COMMAND=${verb}`,
+      `CNI_CONTAINERID=${id}`,
+      `CNI_NETNS=${netns}`,
+      "CNI_IFNAME=eth0",
+      `CNI_PATH=${node.bin}`,
+      plugin,
+    ],
     { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" },
   );
   return { code: p.status ?? -1, out: p.stdout, err: p.stderr, rssMiB: Number(readFileSync(rss, "utf8").trim().split("\n").pop()) / 1024 };
 }
 
-function portmapConf(prevResult: Record<string, unknown> | undefined, mappings: Mapping[] | undefined, extra: Record<string, unknown> = {}, version = "1.0.0") {
+function portmapConf(
+  prevResult: Record<string, unknown> | undefined,
+  mappings: Mapping[] | undefined,
+  extra: Record<string, unknown> = {},
+  version = "1.0.0",
+) {
   return {
     cniVersion: version,
     name: NET,
@@ -277,7 +328,10 @@ describe("portmap executed directly", () => {
     expect(JSON.parse(lone.out).msg).toBe("must be called as chained plugin");
   });
 
-  it.each([["nftables", { backend: "nftables" }], ["iptables (the default)", {}]])("%s: DEL removes the pod's rules even without runtimeConfig or backend; CHECK notices a missing rule", (_b, extra: Record<string, string>) => {
+  it.each([
+    ["nftables", { backend: "nftables" }],
+    ["iptables (the default)", {}],
+  ])("%s: DEL removes the pod's rules even without runtimeConfig or backend; CHECK notices a missing rule", (_b, extra: Record<string, string>) => {
     const node = makeNode(WEFT_PORTMAP);
     const pod = pool.create("weft-pm-pod-");
     const prev = prevResultOf(node, "p1", pod);
@@ -289,7 +343,10 @@ describe("portmap executed directly", () => {
       const victim = nftRules(node).find((r) => r.chain === "masquerading" && r.comment === "p1")!;
       node.ns.exec("nft", ["delete", "rule", ...victim.table.split(" "), "masquerading", "handle", String(victim.handle)]);
     } else {
-      const chain = natRules(node, "iptables-save").find((l) => l.startsWith(":CNI-DN-"))!.slice(1).split(" ")[0]!;
+      const chain = natRules(node, "iptables-save")
+        .find((l) => l.startsWith(":CNI-DN-"))!
+        .slice(1)
+        .split(" ")[0]!;
       node.ns.exec("iptables", ["-t", "nat", "-D", chain, "1"]);
     }
     const check = exec(node, WEFT_PORTMAP, "CHECK", portmapConf(prev, M8080, extra), "p1", pod.path);
@@ -304,11 +361,15 @@ describe("portmap executed directly", () => {
     expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined, extra), "p1", "").code).toBe(0);
   });
 
-  it.each([["nftables", { backend: "nftables" }], ["iptables (the default)", {}]])("%s: refuses more than 1024 mappings with code 7 and touches nothing; 1024 are added and deleted whole", (_b, extra: Record<string, string>) => {
+  it.each([
+    ["nftables", { backend: "nftables" }],
+    ["iptables (the default)", {}],
+  ])("%s: refuses more than 1024 mappings with code 7 and touches nothing; 1024 are added and deleted whole", (_b, extra: Record<string, string>) => {
     const node = makeNode(WEFT_PORTMAP);
     const pod = pool.create("weft-pm-pod-");
     const prev = prevResultOf(node, "many", pod);
-    const mappings = (n: number) => Array.from({ length: n }, (_, i) => ({ hostPort: 20000 + i, containerPort: 80, protocol: i % 2 ? "udp" : "tcp" }));
+    const mappings = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ hostPort: 20000 + i, containerPort: 80, protocol: i % 2 ? "udp" : "tcp" }));
     const natBefore = natRules(node, "iptables-save");
     const refused = execMeasured(node, WEFT_PORTMAP, "ADD", portmapConf(prev, mappings(1025), extra), "many", pod.path);
     expect(refused.code).toBe(1);
@@ -341,7 +402,10 @@ describe("portmap executed directly", () => {
       return { id, pod, prev, mappings, extra };
     });
     const gcConf = { ...portmapConf(undefined, undefined, {}, "1.1.0"), "cni.dev/valid-attachments": [{ containerID: "g2", ifname: "eth0" }] };
-    const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], { input: JSON.stringify(gcConf), encoding: "utf8" });
+    const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], {
+      input: JSON.stringify(gcConf),
+      encoding: "utf8",
+    });
     expect(gc.status, gc.stdout + gc.stderr).toBe(0);
     const [g1, g2, n1] = pods as [(typeof pods)[0], (typeof pods)[0], (typeof pods)[0]];
     expect(exec(node, WEFT_PORTMAP, "CHECK", portmapConf(g1.prev, g1.mappings), "g1", g1.pod.path).code).toBe(1);
@@ -360,12 +424,17 @@ describe("portmap executed directly", () => {
     const rules = (t: string) => [
       `add table inet ${t}`,
       `add chain inet ${t} hostports`,
-      ...["old1", "old2", "old3"].map((id, i) => `add rule inet ${t} hostports meta l4proto tcp th dport ${9000 + i} dnat ip to 10.88.1.${10 + i}:80 comment "${id}"`),
+      ...["old1", "old2", "old3"].map(
+        (id, i) => `add rule inet ${t} hostports meta l4proto tcp th dport ${9000 + i} dnat ip to 10.88.1.${10 + i}:80 comment "${id}"`,
+      ),
     ];
     node.ns.exec("nft", ["-f", "-"], { input: [...rules(table), ...rules(otherNet), ""].join("\n") });
     expect(exec(node, WEFT_PORTMAP, "DEL", portmapConf(undefined, undefined), "old1", "").code).toBe(0);
     const gcConf = { ...portmapConf(undefined, undefined, {}, "1.1.0"), "cni.dev/valid-attachments": [{ containerID: "old3", ifname: "eth0" }] };
-    const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], { input: JSON.stringify(gcConf), encoding: "utf8" });
+    const gc = spawnSync("ip", ["netns", "exec", node.ns.name, "env", "-i", `PATH=${PATH}`, "CNI_COMMAND=GC", `CNI_PATH=${node.bin}`, WEFT_PORTMAP], {
+      input: JSON.stringify(gcConf),
+      encoding: "utf8",
+    });
     expect(gc.status, gc.stdout + gc.stderr).toBe(0);
     const left = nftRules(node).map((r) => `${r.table.split(" ")[1] === table ? "mine" : "other"}:${r.comment}`);
     expect(left.sort()).toEqual(["mine:old3", "other:old1", "other:old2", "other:old3"]);
@@ -391,7 +460,10 @@ describe("weft vs Debian's reference portmap (iptables)", () => {
     { hostPort: 9092, containerPort: 92, protocol: "tcp", hostIP: "0.0.0.0" },
   ];
   const addTwo = (node: Node, pods: Map<string, TestNetns>) => {
-    for (const [id, mappings] of [["r1", MANY], ["r2", M8081]] as const) {
+    for (const [id, mappings] of [
+      ["r1", MANY],
+      ["r2", M8081],
+    ] as const) {
       const pod = pool.create("weft-pm-pod-");
       drvOk(node, ["add", NET, id, pod.path, "eth0"], mappings);
       pods.set(id, pod);

@@ -97,7 +97,8 @@ describe("an ADD whose result cannot be printed in the requested version", () =>
 });
 
 describe("bridge names", () => {
-  const conf = (bridge: string) => ({ name: "n", bridge, vlan: 0, hairpinMode: false, promiscMode: false, disableContainerInterface: false }) as unknown as BridgeConf;
+  const conf = (bridge: string) =>
+    ({ name: "n", bridge, vlan: 0, hairpinMode: false, promiscMode: false, disableContainerInterface: false }) as unknown as BridgeConf;
   it.each(["..", ".", "br\u0000x", "br%d", "br$(x)", "br;x", "br\u00e9", "", "br/x", "a".repeat(16)])("%j is refused with code 7", (bridge) => {
     expect(() => bridgeSettings(conf(bridge), new Map())).toThrow(expect.objectContaining({ code: 7 }));
   });

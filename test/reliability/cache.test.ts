@@ -17,7 +17,9 @@ import { uniqueName } from "../helpers/netns.js";
 const ROOT = resolve(".");
 const HARD_TIMEOUT_MS = 20_000;
 const need = all(rootUser(), command("gcc"), command("unshare", "util-linux"));
-const ADDON_SHA = createHash("sha256").update(readFileSync(join(ROOT, "build/native/weft.node"))).digest("hex");
+const ADDON_SHA = createHash("sha256")
+  .update(readFileSync(join(ROOT, "build/native/weft.node")))
+  .digest("hex");
 
 let work: string;
 let netns: string;
@@ -63,7 +65,14 @@ function run(command: string, args: string[], env: Record<string, string>, stdin
 const CONF = JSON.stringify({ cniVersion: "1.0.0", name: "lo", type: "loopback" });
 
 function cniEnv(cache: string): Record<string, string> {
-  return { WEFT_CACHE_DIR: cache, CNI_COMMAND: "ADD", CNI_CONTAINERID: "cache-test", CNI_NETNS: `/run/netns/${netns}`, CNI_IFNAME: "lo", CNI_PATH: "/nonexistent" };
+  return {
+    WEFT_CACHE_DIR: cache,
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "cache-test",
+    CNI_NETNS: `/run/netns/${netns}`,
+    CNI_IFNAME: "lo",
+    CNI_PATH: "/nonexistent",
+  };
 }
 
 /** A loopback ADD with WEFT_CACHE_DIR=cache, optionally inside `unshare -m sh -c <setup>; exec ...`. */
@@ -111,7 +120,10 @@ describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () =
     work = mkdtempSync(join(tmpdir(), "weft-cache-test-"));
     chmodSync(work, 0o700);
     marker = join(work, "planted-ran");
-    writeFileSync(join(work, "planted.c"), `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`);
+    writeFileSync(
+      join(work, "planted.c"),
+      `#include <stdio.h>\n__attribute__((constructor)) static void planted(void) { FILE *f = fopen(${JSON.stringify(marker)}, "w"); if (f) fclose(f); }\n`,
+    );
     planted = join(work, "planted.so");
     execFileSync("gcc", ["-shared", "-fPIC", "-o", planted, join(work, "planted.c")]);
     netns = uniqueName("wcache-");
@@ -163,7 +175,11 @@ describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () =
   it("a cache full only when the code cache is written at exit", async () => {
     const cache = caseDir("full-at-exit");
     // Room for bundle.js and the addon (about 100 kB), not for the code cache (about 80 kB more).
-    expectRanWithout(await loopbackAdd(cache, `mount -t tmpfs -o size=150k,mode=0700 weft-cache-test "${cache}"`), cache, /write .*\.jscache: ENOSPC/);
+    expectRanWithout(
+      await loopbackAdd(cache, `mount -t tmpfs -o size=150k,mode=0700 weft-cache-test "${cache}"`),
+      cache,
+      /write .*\.jscache: ENOSPC/,
+    );
   });
 
   it("a cache root owned by another user", async () => {
@@ -293,7 +309,12 @@ describe.skipIf(need.skip)(need.title("the cache is only an optimisation"), () =
 
   it("the single executable (scripts/standalone.mjs) starts with the same loader and behaves the same", { timeout: 180_000 }, async () => {
     const out = join(work, "standalone");
-    execFileSync(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out], { cwd: ROOT, stdio: "ignore", timeout: 150_000, killSignal: "SIGKILL" });
+    execFileSync(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out], {
+      cwd: ROOT,
+      stdio: "ignore",
+      timeout: 150_000,
+      killSignal: "SIGKILL",
+    });
     const exe = join(out, "loopback");
     const good = caseDir("standalone-good");
     for (let i = 0; i < 2; i++) {

@@ -180,8 +180,8 @@ function mutateConfig(r: Random, conf: JsonObject, work: string, changes: string
       const target = parent[key];
       if (target && typeof target === "object" && !Array.isArray(target)) {
         const name = r.pick(["unknownKey", "__proto__", "constructor", "prevResult", "cni.dev/valid-attachments", "runtimeConfig", "args"]);
-        (target)[name] = wrongValue(r);
-        changes.push(`${where}.${name} = ${JSON.stringify((target)[name])?.slice(0, 60)}`);
+        target[name] = wrongValue(r);
+        changes.push(`${where}.${name} = ${JSON.stringify(target[name])?.slice(0, 60)}`);
       } else {
         parent[key] = { [r.pick(["x", "subnet", "type"])]: wrongValue(r) };
         changes.push(`${where} = object`);
@@ -195,7 +195,24 @@ function mutateConfig(r: Random, conf: JsonObject, work: string, changes: string
       break;
     }
     case "version":
-      conf.cniVersion = r.pick<Json>(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "9.9.9", "", "1.0", "v1.0.0", "1.0.0 ", "1.1.0-rc1", null, 1, ["1.0.0"]]);
+      conf.cniVersion = r.pick<Json>([
+        "0.1.0",
+        "0.2.0",
+        "0.3.0",
+        "0.3.1",
+        "0.4.0",
+        "1.0.0",
+        "1.1.0",
+        "9.9.9",
+        "",
+        "1.0",
+        "v1.0.0",
+        "1.0.0 ",
+        "1.1.0-rc1",
+        null,
+        1,
+        ["1.0.0"],
+      ]);
       changes.push(`cniVersion = ${JSON.stringify(conf.cniVersion)}`);
       break;
     case "semantic": {
@@ -208,7 +225,7 @@ function mutateConfig(r: Random, conf: JsonObject, work: string, changes: string
       } else if (typeof key === "string" && ["name", "bridge", "type", "ifname", "containerID", "interface", "sandbox"].includes(key)) {
         parent[key] = r.pick(hostileNames());
         changes.push(`${where} = ${JSON.stringify(parent[key])?.slice(0, 60)}`);
-      } else if (Array.isArray(parent[key]) && (parent[key]).length > 0) {
+      } else if (Array.isArray(parent[key]) && parent[key].length > 0) {
         const list = parent[key];
         list.push(structuredClone(list[0]!));
         changes.push(`${where} duplicated entry 0 (overlap)`);
@@ -265,7 +282,18 @@ function mutateEnv(r: Random, env: Record<string, string>, unset: string[], ctx:
       break;
     case "CNI_NETNS":
       // Never a reference to the real host's namespace (/proc/1/ns/net): only the node's own (code 8) and non-namespaces.
-      value = r.pick(["", "relative/ns", "/nonexistent/ns", `${ctx.work}/plain-file`, "/proc/self/ns/net", ctx.nodeNetns, "/proc/self/ns/mnt", "/dev/null", `${ctx.podNetns}\u0000x`, ctx.podNetns]);
+      value = r.pick([
+        "",
+        "relative/ns",
+        "/nonexistent/ns",
+        `${ctx.work}/plain-file`,
+        "/proc/self/ns/net",
+        ctx.nodeNetns,
+        "/proc/self/ns/mnt",
+        "/dev/null",
+        `${ctx.podNetns}\u0000x`,
+        ctx.podNetns,
+      ]);
       break;
     case "CNI_ARGS":
       value = r.pick([
@@ -305,7 +333,21 @@ function mutateEnv(r: Random, env: Record<string, string>, unset: string[], ctx:
 }
 
 function mutateSubnetEnv(r: Random, text: string, changes: string[]): string | null {
-  const kind = r.pick(["truncate", "drop-line", "bad-value", "crlf", "quotes", "empty", "missing", "garbage", "multi", "mtu", "small", "family", "duplicate-key"]);
+  const kind = r.pick([
+    "truncate",
+    "drop-line",
+    "bad-value",
+    "crlf",
+    "quotes",
+    "empty",
+    "missing",
+    "garbage",
+    "multi",
+    "mtu",
+    "small",
+    "family",
+    "duplicate-key",
+  ]);
   changes.push(`subnet.env: ${kind}`);
   const lines = text.trimEnd().split("\n");
   switch (kind) {

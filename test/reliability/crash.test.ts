@@ -85,7 +85,10 @@ function ok(o: Outcome, what: string): void {
 /** ADD with the crash point set: the process must die of SIGKILL there, or the point was never reached. */
 function crashAdd(point: CrashPoint, containerId: string, pod: string): void {
   const o = call("ADD", containerId, pod, { env: { WEFT_CRASH_AT: point } });
-  expect({ signal: o.signal, status: o.status }, `ADD did not reach ${point}: ${o.stdout} ${o.stderr.slice(-500)}`).toEqual({ signal: "SIGKILL", status: null });
+  expect({ signal: o.signal, status: o.status }, `ADD did not reach ${point}: ${o.stdout} ${o.stderr.slice(-500)}`).toEqual({
+    signal: "SIGKILL",
+    status: null,
+  });
   injected++;
 }
 
@@ -138,7 +141,14 @@ describe("kill -9 in portmap", () => {
       runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] },
       prevResult: added.json,
     };
-    const killed = invoke(node, { type: "portmap", verb: "ADD", containerId: "crash-pm", netns: `/run/netns/${pod}`, config: pm, env: { WEFT_CRASH_AT: "portmap:rules" } });
+    const killed = invoke(node, {
+      type: "portmap",
+      verb: "ADD",
+      containerId: "crash-pm",
+      netns: `/run/netns/${pod}`,
+      config: pm,
+      env: { WEFT_CRASH_AT: "portmap:rules" },
+    });
     expect(killed.signal).toBe("SIGKILL");
     injected++;
     expect(node.exec("nft", ["list", "ruleset"])).toContain("18080");

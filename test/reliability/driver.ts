@@ -87,7 +87,9 @@ function podLinks(pod: string): string[] {
 
 /** Addresses on lo in the pod other than the kernel's own. */
 function podLoAddresses(pod: string): string[] {
-  const info = (JSON.parse(sh("ip", ["-n", pod, "-j", "addr", "show", "dev", "lo"])) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>)[0]?.addr_info ?? [];
+  const info =
+    (JSON.parse(sh("ip", ["-n", pod, "-j", "addr", "show", "dev", "lo"])) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>)[0]
+      ?.addr_info ?? [];
   return info.filter((a) => a.local !== "127.0.0.1" && a.local !== "::1").map((a) => `pod lo address ${a.local}/${a.prefixlen}`);
 }
 
@@ -156,7 +158,8 @@ function runExec(execDir: string, type: string, env: Record<string, string>, std
   const clean: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", WEFT_CACHE_DIR: process.env.WEFT_CACHE_DIR ?? "" };
   for (const [k, v] of Object.entries(env)) clean[k] = v.split("\u0000")[0]!;
   const p = spawnSync(join(execDir, type), [], { env: clean, input: stdin, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 << 20 });
-  if (p.error && (p.error as NodeJS.ErrnoException).code === "ETIMEDOUT") return { code: "hang" as const, stdout: p.stdout ?? "", stderr: p.stderr ?? "" };
+  if (p.error && (p.error as NodeJS.ErrnoException).code === "ETIMEDOUT")
+    return { code: "hang" as const, stdout: p.stdout ?? "", stderr: p.stderr ?? "" };
   const code = p.status ?? (p.signal ? 128 : -1);
   return { code, stdout: p.stdout ?? "", stderr: `${p.stderr ?? ""}${p.signal ? `\nkilled by ${p.signal}` : ""}` };
 }
@@ -199,9 +202,19 @@ async function main(): Promise<void> {
     const stdin = Buffer.from(c.stdin);
     escaped = undefined;
     const run = (env: Record<string, string>) =>
-      input.execDir ? Promise.resolve(runExec(input.execDir, c.plugin, env, stdin, input.caseTimeoutMs)) : runOnce(plugin, env, stdin, input.caseTimeoutMs);
+      input.execDir
+        ? Promise.resolve(runExec(input.execDir, c.plugin, env, stdin, input.caseTimeoutMs))
+        : runOnce(plugin, env, stdin, input.caseTimeoutMs);
     const first = await run(c.env);
-    const outcome: CaseOutcome = { index: c.index, verb: c.env.CNI_COMMAND ?? "", code: -1, stdout: first.stdout, stderr: first.stderr.slice(0, 4000), leaks: [], ms: 0 };
+    const outcome: CaseOutcome = {
+      index: c.index,
+      verb: c.env.CNI_COMMAND ?? "",
+      code: -1,
+      stdout: first.stdout,
+      stderr: first.stderr.slice(0, 4000),
+      leaks: [],
+      ms: 0,
+    };
     if (first.code === "hang") {
       outcome.crash = `did not finish within ${input.caseTimeoutMs} ms`;
       outcomes.push(outcome);

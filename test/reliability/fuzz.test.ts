@@ -49,7 +49,17 @@ beforeAll(async () => {
     plugins: [esbuildNativeAddons(ROOT)],
     logLevel: "error",
   });
-  fixtures = [node.cniPath, node.cacheDir, driver, p.plainFile, p.resolvConf, p.linkToDir, p.dangling, join(node.work, "subnet.env"), join(node.work, "cases")];
+  fixtures = [
+    node.cniPath,
+    node.cacheDir,
+    driver,
+    p.plainFile,
+    p.resolvConf,
+    p.linkToDir,
+    p.dangling,
+    join(node.work, "subnet.env"),
+    join(node.work, "cases"),
+  ];
   mkdirSync(join(node.work, "cases"));
   console.log(`fuzz seed ${hex(SEED)} (WEFT_FUZZ_SEED=${hex(SEED)} reproduces), ${CASES} cases per plugin`);
 }, 60_000);
@@ -61,18 +71,33 @@ function runDriver(plugin: FuzzPlugin, cases: FuzzCase[], execDir?: string): Cas
   const input = join(node.work, "cases", `${tag}.json`);
   const output = join(node.work, "cases", `${tag}.out.json`);
   writeFileSync(input, JSON.stringify({ work: node.work, pod: node.pods[0], fixtures, cases, caseTimeoutMs: CASE_TIMEOUT_MS, execDir }));
-  const p = spawnSync("ip", ["netns", "exec", node.name, "env", `WEFT_CACHE_DIR=${node.cacheDir}`, process.execPath, driver, input, output], { encoding: "utf8" });
-  const outcomes = readFileSync(output, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as CaseOutcome);
+  const p = spawnSync("ip", ["netns", "exec", node.name, "env", `WEFT_CACHE_DIR=${node.cacheDir}`, process.execPath, driver, input, output], {
+    encoding: "utf8",
+  });
+  const outcomes = readFileSync(output, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as CaseOutcome);
   if (outcomes.length < cases.length) {
     // The driver died: the case it was running is the culprit.
     const c = cases[outcomes.length]!;
-    outcomes.push({ index: c.index, verb: c.env.CNI_COMMAND ?? "", code: -1, stdout: "", stderr: p.stderr.slice(-2000), leaks: [], crash: `the process died (status ${p.status}, signal ${p.signal}): ${p.stderr.slice(-1500)}`, ms: 0 });
+    outcomes.push({
+      index: c.index,
+      verb: c.env.CNI_COMMAND ?? "",
+      code: -1,
+      stdout: "",
+      stderr: p.stderr.slice(-2000),
+      leaks: [],
+      crash: `the process died (status ${p.status}, signal ${p.signal}): ${p.stderr.slice(-1500)}`,
+      ms: 0,
+    });
   }
   return outcomes;
 }
 
 // Messages of JavaScript's own exceptions: a plugin that lets one out has a bug, whatever code it wears.
-const ENGINE_ERROR = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Maximum call stack|Invalid array length|Cannot convert|Cannot mix BigInt|Invalid time value|\[object Object\]|(?<![\w/.-])(?:undefined|null) is not|Unexpected token .* in JSON at position \d+$/;
+const ENGINE_ERROR =
+  /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not defined|Maximum call stack|Invalid array length|Cannot convert|Cannot mix BigInt|Invalid time value|\[object Object\]|(?<![\w/.-])(?:undefined|null) is not|Unexpected token .* in JSON at position \d+$/;
 
 interface Verdict {
   problems: string[];
@@ -121,7 +146,8 @@ function judge(c: FuzzCase, o: CaseOutcome): Verdict {
     }
     if (o.del && o.del.code !== 0) problems.push(`${where}: DEL after a successful ADD failed: ${o.del.stdout.slice(0, 300)}`);
   }
-  if (o.code === 0 && ["DEL", "CHECK", "GC", "STATUS"].includes(o.verb) && o.stdout !== "") problems.push(`${where}: ${o.verb} succeeded with output`);
+  if (o.code === 0 && ["DEL", "CHECK", "GC", "STATUS"].includes(o.verb) && o.stdout !== "")
+    problems.push(`${where}: ${o.verb} succeeded with output`);
   if (o.leaks.length) problems.push(`${where}: left behind ${o.leaks.join(", ")}`);
   return { problems, leaks: o.leaks.length ? 1 : 0, crashes };
 }
@@ -162,7 +188,9 @@ describe.each(FUZZ_PLUGINS)("fuzz %s", (plugin) => {
       const errCode = (o: CaseOutcome) => (o.code === 1 ? (JSON.parse(o.stdout) as { code: number }).code : 0);
       try {
         if (a.code !== b.code || errCode(a) !== errCode(b)) {
-          problems.push(`case ${c.index}: in-process exit ${a.code} ${a.stdout.slice(0, 200)} but executable exit ${b.code} ${b.stdout.slice(0, 200)}`);
+          problems.push(
+            `case ${c.index}: in-process exit ${a.code} ${a.stdout.slice(0, 200)} but executable exit ${b.code} ${b.stdout.slice(0, 200)}`,
+          );
         }
       } catch {
         // judged above
@@ -183,7 +211,8 @@ describe.each(FUZZ_PLUGINS)("fuzz %s", (plugin) => {
     const summary = `${plugin}: seed ${hex(SEED)}, ${cases.length} in process + ${sample.length} executed; ${succeeded} succeeded, error codes ${JSON.stringify(Object.fromEntries(codes))}; leaks ${leaks}, crashes ${crashes}`;
     console.log(summary);
     if (process.env.WEFT_FUZZ_VERBOSE) {
-      for (const [i, o] of outcomes.entries()) console.log(`  ${plugin} case ${cases[i]!.index} ${o.verb} -> ${o.code} ${o.stdout.replace(/\s+/g, " ").slice(0, 260)}`);
+      for (const [i, o] of outcomes.entries())
+        console.log(`  ${plugin} case ${cases[i]!.index} ${o.verb} -> ${o.code} ${o.stdout.replace(/\s+/g, " ").slice(0, 260)}`);
     }
     record("fuzz", { plugin, seed: hex(SEED), inProcess: cases.length, executed: sample.length, succeeded, leaks, crashes });
     expect(problems, summary).toEqual([]);

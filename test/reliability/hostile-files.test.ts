@@ -3,7 +3,18 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { record } from "./figures.js";
-import { createNode, flannelConf, invokeBounded, kernelLeftovers, killLeftInvocations, SUBNET_ENV, type BoundedOutcome, type BoundedStdin, type Invocation, type Node } from "./sandbox.js";
+import {
+  createNode,
+  flannelConf,
+  invokeBounded,
+  kernelLeftovers,
+  killLeftInvocations,
+  SUBNET_ENV,
+  type BoundedOutcome,
+  type BoundedStdin,
+  type Invocation,
+  type Node,
+} from "./sandbox.js";
 
 /**
  * What a stray file or a tenant's input can do to a plugin: a FIFO or a device where a store keeps
@@ -106,7 +117,12 @@ describe("a FIFO or a device where a store keeps a file", { timeout: TEST_TIMEOU
     const added = expectOk(await flannel("flannel ADD", "ADD", "huge", pod));
     const saved = join(flannelDir(), "huge");
     writeFileSync(saved, JSON.stringify({ cniVersion: "1.1.0", name: "cbr0", type: "bridge", pad: "x".repeat(2 * 1024 * 1024) }));
-    expectError(await flannel("flannel CHECK, saved config 2 MiB", "CHECK", "huge", pod, flannelConf(node, { prevResult: added })), 5, saved, "is larger than 1048576 bytes");
+    expectError(
+      await flannel("flannel CHECK, saved config 2 MiB", "CHECK", "huge", pod, flannelConf(node, { prevResult: added })),
+      5,
+      saved,
+      "is larger than 1048576 bytes",
+    );
     expectOk(await flannel("flannel DEL, saved config 2 MiB", "DEL", "huge", pod));
     expect(existsSync(saved)).toBe(false);
     expectNothingLeft();
@@ -118,7 +134,12 @@ describe("a FIFO or a device where a store keeps a file", { timeout: TEST_TIMEOU
     const saved = join(flannelDir(), "sizeless");
     execFileSync("mount", ["--bind", "/proc/kallsyms", saved]);
     try {
-      expectError(await flannel("flannel CHECK, saved config /proc/kallsyms", "CHECK", "sizeless", pod, flannelConf(node, { prevResult: added })), 5, saved, "is larger than 1048576 bytes");
+      expectError(
+        await flannel("flannel CHECK, saved config /proc/kallsyms", "CHECK", "sizeless", pod, flannelConf(node, { prevResult: added })),
+        5,
+        saved,
+        "is larger than 1048576 bytes",
+      );
     } finally {
       execFileSync("umount", [saved]);
     }
@@ -183,7 +204,11 @@ describe("a symlinked network directory", { timeout: TEST_TIMEOUT_MS }, () => {
     expectError(await hostLocal("GC", "", undefined, { "cni.dev/valid-attachments": [] }), 5, ...refusal);
     expectError(await hostLocal("DEL", "gone", node.addPod()), 5, ...refusal);
     const pod = node.addPod();
-    expectError(await flannel("flannel ADD, symlinked network directory", "ADD", "linked", pod, flannelConf(node, { ipam: { dataDir } })), 5, ...refusal);
+    expectError(
+      await flannel("flannel ADD, symlinked network directory", "ADD", "linked", pod, flannelConf(node, { ipam: { dataDir } })),
+      5,
+      ...refusal,
+    );
     expect(readdirSync(target)).toEqual(["10.244.1.9"]);
     expect(readFileSync(join(target, "10.244.1.9"), "utf8")).toBe("gone\r\neth0");
     expectNothingLeft();
@@ -277,7 +302,11 @@ describe("inputs larger than any real config", { timeout: TEST_TIMEOUT_MS }, () 
 
   it("a prevResult of 1,000,000 addresses is refused with code 7", async () => {
     const ips = Array.from({ length: 1_000_000 }, (_, i) => ({ address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32` }));
-    expectError(await hostLocal("prevResult of 1,000,000 ips", "ADD", hostLocalConf({ prevResult: { cniVersion: "1.1.0", ips } })), 7, "larger than 1048576 bytes");
+    expectError(
+      await hostLocal("prevResult of 1,000,000 ips", "ADD", hostLocalConf({ prevResult: { cniVersion: "1.1.0", ips } })),
+      7,
+      "larger than 1048576 bytes",
+    );
     expect(existsSync(join(node.work, "sizes"))).toBe(false);
   });
 
@@ -287,13 +316,22 @@ describe("inputs larger than any real config", { timeout: TEST_TIMEOUT_MS }, () 
     ["interfaces", { interfaces: Array.from({ length: 1025 }, () => ({ name: "eth0" })) }],
     ["dns.nameservers", { dns: { nameservers: Array.from({ length: 1025 }, () => "10.0.0.10") } }],
   ])("a prevResult with 1,025 %s is refused with code 7 naming the list", async (list, prevResult) => {
-    expectError(await hostLocal(`prevResult of 1,025 ${list}`, "ADD", hostLocalConf({ prevResult: { cniVersion: "1.1.0", ...prevResult } })), 7, `prevResult: ${list} has 1025 entries; at most 1024`);
+    expectError(
+      await hostLocal(`prevResult of 1,025 ${list}`, "ADD", hostLocalConf({ prevResult: { cniVersion: "1.1.0", ...prevResult } })),
+      7,
+      `prevResult: ${list} has 1025 entries; at most 1024`,
+    );
     expect(existsSync(join(node.work, "sizes"))).toBe(false);
   });
 
   it.each([
     ["65 range sets", "ipam.ranges", Array.from({ length: 65 }, (_, i) => [{ subnet: `10.245.${i}.0/24` }]), "must NOT have more than 64 items"],
-    ["1,025 ranges in one set", "ipam.ranges[0]", [Array.from({ length: 1025 }, (_, i) => ({ subnet: `10.${246 + (i >> 8)}.${i & 255}.0/24` }))], "must NOT have more than 1024 items"],
+    [
+      "1,025 ranges in one set",
+      "ipam.ranges[0]",
+      [Array.from({ length: 1025 }, (_, i) => ({ subnet: `10.${246 + (i >> 8)}.${i & 255}.0/24` }))],
+      "must NOT have more than 1024 items",
+    ],
   ])("%s are refused with code 7 naming the list", async (label, field, ranges, text) => {
     const config = hostLocalConf();
     const o = await hostLocal(label, "ADD", { ...config, ipam: { ...config.ipam, subnet: undefined, ranges } });

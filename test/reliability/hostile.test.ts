@@ -60,12 +60,23 @@ describe("hostile names, in process: refused before any handler", () => {
       for (const field of FIELDS) {
         for (const value of hostileNames()) {
           const { plugin, reached } = guarded(make());
-          const env: Record<string, string> = { CNI_COMMAND: verb, CNI_CONTAINERID: "c1", CNI_NETNS: "/run/netns/none", CNI_IFNAME: "eth0", CNI_PATH: node.cniPath };
+          const env: Record<string, string> = {
+            CNI_COMMAND: verb,
+            CNI_CONTAINERID: "c1",
+            CNI_NETNS: "/run/netns/none",
+            CNI_IFNAME: "eth0",
+            CNI_PATH: node.cniPath,
+          };
           const conf = baseConf(type);
           if (field === "name") conf.name = value;
           else env[field] = value;
           let stdout = "";
-          const code = await dispatch(plugin, { getenv: (n) => env[n], readStdin: () => Buffer.from(JSON.stringify(conf)), stdout: (t) => (stdout += t), stderr: () => undefined });
+          const code = await dispatch(plugin, {
+            getenv: (n) => env[n],
+            readStdin: () => Buffer.from(JSON.stringify(conf)),
+            stdout: (t) => (stdout += t),
+            stderr: () => undefined,
+          });
           tried++;
           const err = JSON.parse(stdout || "{}") as { code?: number };
           const expected = field === "name" ? [7] : [4];
@@ -107,7 +118,8 @@ describe("hostile names through the executables, under strace", () => {
           });
           runs++;
           const code = (out.json as { code?: number } | undefined)?.code;
-          if (out.status !== 1 || code !== (field === "name" ? 7 : 4)) leaks.push(`${type} ${field}=${JSON.stringify(value).slice(0, 40)}: exit ${out.status} ${out.stdout.slice(0, 200)}`);
+          if (out.status !== 1 || code !== (field === "name" ? 7 : 4))
+            leaks.push(`${type} ${field}=${JSON.stringify(value).slice(0, 40)}: exit ${out.status} ${out.stdout.slice(0, 200)}`);
           const syscalls = readFileSync(trace, "utf8")
             .split("\n")
             .filter((l) => l.includes(HOSTILE_MARKER));
@@ -127,7 +139,8 @@ describe("hostile names through the executables, under strace", () => {
 
 describe("symlinks and modes", () => {
   const conf = (extra: Record<string, unknown> = {}) => flannelConf(node, extra);
-  const call = (verb: string, id: string, pod: string, config: unknown = conf()) => invoke(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config });
+  const call = (verb: string, id: string, pod: string, config: unknown = conf()) =>
+    invoke(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config });
   const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
 
   it("creates files with the reference's modes: flannel dir 0700 and files 0600, host-local dir 0755, address files 0644, lock 0750", () => {
@@ -152,7 +165,11 @@ describe("symlinks and modes", () => {
     symlinkSync(join(real, "flannel"), join(node.work, "flannel-link"));
     symlinkSync(join(real, "networks"), join(node.work, "networks-link"));
     symlinkSync(join(real, "subnet.env"), join(node.work, "subnet-link.env"));
-    const linked = conf({ dataDir: join(node.work, "flannel-link"), subnetFile: join(node.work, "subnet-link.env"), ipam: { dataDir: join(node.work, "networks-link") } });
+    const linked = conf({
+      dataDir: join(node.work, "flannel-link"),
+      subnetFile: join(node.work, "subnet-link.env"),
+      ipam: { dataDir: join(node.work, "networks-link") },
+    });
     const pod = node.addPod();
     expect(call("ADD", "linked", pod, linked).status).toBe(0);
     expect(readdirSync(join(real, "flannel"))).toEqual(["linked"]);

@@ -39,7 +39,14 @@ function ipamConf() {
 function hostLocal(verb: string, containerId: string, i: number): Promise<Outcome> {
   const reference = haveReference && i % 2 === 1;
   // host-local never enters the namespace, but the skel of both insists on one for ADD.
-  return invokeAsync(node, { type: "host-local", verb, containerId, netns: "/run/netns/never-entered", config: ipamConf(), ...(reference ? { binary: REFERENCE_HOST_LOCAL } : {}) });
+  return invokeAsync(node, {
+    type: "host-local",
+    verb,
+    containerId,
+    netns: "/run/netns/never-entered",
+    config: ipamConf(),
+    ...(reference ? { binary: REFERENCE_HOST_LOCAL } : {}),
+  });
 }
 
 interface StoreState {
@@ -81,7 +88,11 @@ const addressesOf = (o: Outcome) => ((o.json?.ips ?? []) as Array<{ address: str
 
 function expectSound(live: Map<string, Outcome>, when: string): void {
   const state = readStore();
-  const issues: string[] = [...state.corrupt.map((c) => `corrupt ${c}`), ...state.temporaries.map((t) => `temporary ${t}`), ...lockHeld().map((l) => `lock held ${l}`)];
+  const issues: string[] = [
+    ...state.corrupt.map((c) => `corrupt ${c}`),
+    ...state.temporaries.map((t) => `temporary ${t}`),
+    ...lockHeld().map((l) => `lock held ${l}`),
+  ];
   // Each live attachment holds exactly the addresses it was given, and nothing else is held.
   const expected = new Map<string, string>();
   for (const [id, out] of live) {
@@ -90,8 +101,10 @@ function expectSound(live: Map<string, Outcome>, when: string): void {
       expected.set(a, `${id}/eth0`);
     }
   }
-  for (const [a, holder] of state.holders) if (expected.get(a) !== holder) issues.push(`${a} held by ${holder}, expected ${expected.get(a) ?? "nobody"}`);
-  for (const [a, holder] of expected) if (state.holders.get(a) !== holder) issues.push(`${holder} was given ${a} but the store says ${state.holders.get(a) ?? "free"}`);
+  for (const [a, holder] of state.holders)
+    if (expected.get(a) !== holder) issues.push(`${a} held by ${holder}, expected ${expected.get(a) ?? "nobody"}`);
+  for (const [a, holder] of expected)
+    if (state.holders.get(a) !== holder) issues.push(`${holder} was given ${a} but the store says ${state.holders.get(a) ?? "free"}`);
   if (issues.length) problems++;
   expect(issues, when).toEqual([]);
 }
@@ -149,7 +162,8 @@ describe("host-local, weft and the reference on one store", () => {
 
 describe("whole flannel chains in parallel", () => {
   const conf = () => flannelConf(node, { delegate: { hairpinMode: true, isDefaultGateway: true }, ipam: { dataDir: join(node.work, "data") } });
-  const chain = (verb: string, id: string, pod: string) => invokeAsync(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config: conf() });
+  const chain = (verb: string, id: string, pod: string) =>
+    invokeAsync(node, { type: "flannel", verb, containerId: id, netns: `/run/netns/${pod}`, config: conf() });
 
   it("24 pods added at once, then deleted at once while 24 others are added: distinct addresses, nothing left", async () => {
     writeFileSync(join(node.work, "subnet.env"), SUBNET_ENV);
@@ -157,7 +171,10 @@ describe("whole flannel chains in parallel", () => {
     const second = Array.from({ length: 24 }, (_, i) => ({ id: `chain-b${i}`, pod: node.addPod() }));
     const adds = await Promise.all(first.map((p) => chain("ADD", p.id, p.pod)));
     for (const o of adds) expect(o.status, `${o.stdout} ${o.stderr.slice(-500)}`).toBe(0);
-    const [dels, adds2] = await Promise.all([Promise.all(first.map((p) => chain("DEL", p.id, p.pod))), Promise.all(second.map((p) => chain("ADD", p.id, p.pod)))]);
+    const [dels, adds2] = await Promise.all([
+      Promise.all(first.map((p) => chain("DEL", p.id, p.pod))),
+      Promise.all(second.map((p) => chain("ADD", p.id, p.pod))),
+    ]);
     parallelPods += 24 + 48;
     for (const o of [...dels, ...adds2]) expect(o.status, `${o.stdout} ${o.stderr.slice(-500)}`).toBe(0);
     const addresses = adds2.flatMap(addressesOf);
@@ -170,7 +187,11 @@ describe("whole flannel chains in parallel", () => {
     expect(kernelLeftovers(node)).toEqual([]);
     expect(readdirSync(join(node.work, "flannel"))).toEqual([]);
     expect(readdirSync(join(node.work, "data", "cbr0")).filter((f) => f !== "lock" && !f.startsWith("last_reserved_ip."))).toEqual([]);
-    expect(readFileSync("/proc/locks", "utf8").split("\n").filter((l) => l.includes(`:${statSync(join(node.work, "data", "cbr0", "lock")).ino} `))).toEqual([]);
+    expect(
+      readFileSync("/proc/locks", "utf8")
+        .split("\n")
+        .filter((l) => l.includes(`:${statSync(join(node.work, "data", "cbr0", "lock")).ino} `)),
+    ).toEqual([]);
   }, 120_000);
 });
 

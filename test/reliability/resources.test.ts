@@ -20,7 +20,8 @@ beforeAll(() => {
 });
 afterAll(() => node?.remove());
 
-const conf = (extra: Record<string, unknown> = {}, ipamDir = join(node.work, "networks")) => flannelConf(node, { ipam: { dataDir: ipamDir }, ...extra });
+const conf = (extra: Record<string, unknown> = {}, ipamDir = join(node.work, "networks")) =>
+  flannelConf(node, { ipam: { dataDir: ipamDir }, ...extra });
 
 const call = (verb: string, id: string, pod: string | undefined, config: unknown, extra: Record<string, unknown> = {}): Outcome =>
   invoke(node, { type: "flannel", verb, containerId: id, netns: pod ? `/run/netns/${pod}` : "", config, ...extra });
@@ -144,7 +145,11 @@ describe("delegates", () => {
     // timeout, and fails here.
     const o = call("ADD", "hang", pod, conf(), { cniPath: dir, env: { WEFT_DELEGATE_TIMEOUT_MS: "1500" } });
     expectError(o, 11, "did not finish ADD within 1500 ms and was killed");
-    expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" }).split("\n").filter((args) => args.startsWith(hangName))).toEqual([]);
+    expect(
+      execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })
+        .split("\n")
+        .filter((args) => args.startsWith(hangName)),
+    ).toEqual([]);
     expectNothingHalfMade();
     scenarios++;
   }, 90_000);
@@ -162,7 +167,14 @@ describe("delegates", () => {
       `#!/bin/sh\ntouch ${marker}\nn=0\nwhile [ -e /run/netns/${pod} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\nexec ${join(BIN, "host-local")}\n`,
     );
     chmodSync(join(dir, "host-local"), 0o755);
-    const running = invokeAsync(node, { type: "flannel", verb: "ADD", containerId: "gone", netns: `/run/netns/${pod}`, config: conf(), cniPath: dir });
+    const running = invokeAsync(node, {
+      type: "flannel",
+      verb: "ADD",
+      containerId: "gone",
+      netns: `/run/netns/${pod}`,
+      config: conf(),
+      cniPath: dir,
+    });
     for (let i = 0; i < 200 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
     expect(existsSync(marker)).toBe(true);
     execFileSync("ip", ["netns", "delete", pod]);

@@ -134,11 +134,15 @@ function outcome(status: number | null, signal: NodeJS.Signals | null, stdout: s
 
 /** One invocation as a runtime makes it: a clean environment, run inside the node namespace. */
 export function invoke(node: Node, inv: Invocation): Outcome {
-  const p = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type), ...(inv.argv ?? [])], {
-    input: typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config),
-    encoding: "utf8",
-    timeout: 60_000,
-  });
+  const p = spawnSync(
+    "ip",
+    ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), inv.binary ?? join(node.cniPath, inv.type), ...(inv.argv ?? [])],
+    {
+      input: typeof inv.config === "string" ? inv.config : JSON.stringify(inv.config),
+      encoding: "utf8",
+      timeout: 60_000,
+    },
+  );
   return outcome(p.status, p.signal, p.stdout, p.stderr);
 }
 
@@ -203,10 +207,14 @@ export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_00
   const rssFile = join(node.work, `.rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const plugin = inv.binary ?? join(node.cniPath, inv.type);
   return new Promise((done) => {
-    const child = spawn("ip", ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), "/usr/bin/time", "-f", "%M", "-o", rssFile, plugin, ...(inv.argv ?? [])], {
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
+    const child = spawn(
+      "ip",
+      ["netns", "exec", node.name, "env", "-i", ...environment(node, inv), "/usr/bin/time", "-f", "%M", "-o", rssFile, plugin, ...(inv.argv ?? [])],
+      {
+        stdio: ["pipe", "pipe", "pipe"],
+        detached: true,
+      },
+    );
     boundedGroups.add(child.pid!);
     let killed = false;
     const timer = setTimeout(() => {
