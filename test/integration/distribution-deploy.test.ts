@@ -125,6 +125,13 @@ describe("Containerfile", () => {
     expect(lines.find((l) => l.args.includes("npm "))?.args).toMatch(/npm ci\b/);
   });
 
+  it("builds on the Node.js LTS scripts/project-node pins, so the image's executable is the one built elsewhere", () => {
+    const pinned = /^NODE_VERSION=(\S+)/m.exec(readFileSync(join(ROOT, "scripts/project-node"), "utf8"))?.[1];
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+    const build = stages.find((s) => s[1] === "build")?.[0];
+    expect(build).toBe(`docker.io/library/node:${pinned}-bookworm-slim`);
+  });
+
   it("ends in an exec-form entrypoint that is the installer, beside the executable and the conflist", () => {
     const final = lines.filter((l) => l.stage === last);
     expect(final.filter((l) => l.op === "ENTRYPOINT").map((l) => JSON.parse(l.args))).toEqual([["/weft/install"]]);
