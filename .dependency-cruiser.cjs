@@ -32,10 +32,10 @@ module.exports = {
   forbidden: [
     {
       name: "lib-imports-program",
-      comment: "lib/ is shared by the programs: it never imports a plugin, IPAM, the build or the tests",
+      comment: "lib/ is shared by the programs: it never imports a plugin, IPAM, the agent, the build or the tests",
       severity: "error",
       from: { path: "^lib/", pathNot: TEST },
-      to: { path: "^(plugins|ipam|scripts|test|conformance)/" },
+      to: { path: "^(plugins|ipam|agent|scripts|test|conformance)/" },
     },
     {
       name: "lib-unknown-folder",
@@ -66,6 +66,13 @@ module.exports = {
       severity: "error",
       from: { path: "^(plugins|ipam)/", pathNot: TEST },
       to: { path: "^(scripts|test)/" },
+    },
+    {
+      name: "agent-imports-program-build-or-test",
+      comment: "the node agent stands on lib/ alone: no plugin, IPAM plugin, build script or test",
+      severity: "error",
+      from: { path: "^agent/", pathNot: TEST },
+      to: { path: "^(plugins|ipam|scripts|test|conformance)/" },
     },
     {
       name: "production-imports-test",

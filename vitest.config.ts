@@ -24,7 +24,7 @@ function weftNative(): Plugin {
 export default defineConfig({
   plugins: [weftNative()],
   test: {
-    include: ["lib/**/*.test.ts", "plugins/**/*.test.ts", "ipam/**/*.test.ts", "test/**/*.test.ts", "scripts/**/*.test.ts"],
+    include: ["lib/**/*.test.ts", "plugins/**/*.test.ts", "ipam/**/*.test.ts", "agent/**/*.test.ts", "test/**/*.test.ts", "scripts/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },
