@@ -1,5 +1,6 @@
 import { randomBytes } from "../node/builtins.js";
 import { isKernelError, KernelError } from "../errors/kernel.js";
+import { canonicalIp, formatIp, parseIp } from "../ip/ip.js";
 import type { Netns } from "../netns/netns.js";
 import {
   AF_BRIDGE,
@@ -50,6 +51,13 @@ const BRIDGE_VLAN_INFO_PVID = 2;
 const BRIDGE_VLAN_INFO_UNTAGGED = 4;
 const RTEXT_FILTER_BRVLAN = 2;
 const VETH_INFO_PEER = 1;
+const IFLA_VXLAN_ID = 1;
+const IFLA_VXLAN_LINK = 3;
+const IFLA_VXLAN_LOCAL = 4;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PORT = 15;
+const IFLA_VXLAN_LOCAL6 = 17;
+const IFLA_VXLAN_GBP = 23;
 const IFF_UP = 0x1;
 const IFF_PROMISC = 0x100;
 const OPER_STATES = ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"];
@@ -76,6 +84,23 @@ export interface Link {
   isolated?: boolean;
   /** For a bridge. */
   vlanFiltering?: boolean;
+  /** For a vxlan device. */
+  vxlan?: VxlanParameters;
+}
+
+/** What makes a vxlan device the one asked for (flannel's VTEP: flannel.<VNI>). */
+export interface VxlanParameters {
+  vni: number;
+  /** UDP destination port (flannel: 8472; the kernel's default 0 means 8472's IANA successor 4789). */
+  port: number;
+  /** Source address of the encapsulated packets: the node's public address. */
+  local?: string;
+  /** ifindex of the underlay device. */
+  dev?: number;
+  /** Learning remote MACs from received packets: off for flannel, which programs fdb entries. */
+  learning: boolean;
+  /** VXLAN Group Based Policy extension. */
+  gbp: boolean;
 }
 
 function ifinfomsg(family: number, index: number, flags = 0, change = 0): Buffer {
@@ -128,6 +153,7 @@ export function parseLink(data: Buffer): Link {
       const filtering = data && decodeAttrs(data).get(IFLA_BR_VLAN_FILTERING);
       link.vlanFiltering = filtering ? filtering.readUInt8(0) !== 0 : false;
     }
+    if (link.kind === "vxlan") link.vxlan = parseVxlanData(i.get(IFLA_INFO_DATA));
     if (readCString(i.get(IFLA_INFO_SLAVE_KIND)) === "bridge") {
       const slave = decodeAttrs(i.get(IFLA_INFO_SLAVE_DATA) ?? Buffer.alloc(0));
       link.hairpin = (slave.get(IFLA_BRPORT_MODE)?.readUInt8(0) ?? 0) !== 0;
@@ -138,6 +164,27 @@ export function parseLink(data: Buffer): Link {
 }
 
 export const isOperUp = (link: Link) => link.operState === "up";
+
+function parseVxlanData(data: Buffer | undefined): VxlanParameters {
+  const a = decodeAttrs(data ?? Buffer.alloc(0));
+  const local4 = a.get(IFLA_VXLAN_LOCAL);
+  const local6 = a.get(IFLA_VXLAN_LOCAL6);
+  const local =
+    local4 && local4.length === 4
+      ? formatIp({ family: 4, bytes: new Uint8Array(local4) })
+      : local6 && local6.length === 16
+        ? formatIp({ family: 6, bytes: new Uint8Array(local6) })
+        : undefined;
+  const dev = a.get(IFLA_VXLAN_LINK)?.readUInt32LE(0);
+  return {
+    vni: a.get(IFLA_VXLAN_ID)?.readUInt32LE(0) ?? 0,
+    port: a.get(IFLA_VXLAN_PORT)?.readUInt16BE(0) ?? 0,
+    ...(local === undefined ? {} : { local }),
+    ...(dev ? { dev } : {}),
+    learning: (a.get(IFLA_VXLAN_LEARNING)?.readUInt8(0) ?? 1) !== 0,
+    gbp: a.has(IFLA_VXLAN_GBP),
+  };
+}
 
 /** The link called name, or undefined when there is none. */
 export async function linkByName(nl: Rtnl, name: string): Promise<Link | undefined> {
@@ -209,6 +256,73 @@ export async function setBridgeVlanFiltering(nl: Rtnl, bridge: Link, on: boolean
     nested(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, cstring("bridge")), nested(IFLA_INFO_DATA, [attr(IFLA_BR_VLAN_FILTERING, u8(on ? 1 : 0))])]),
   ];
   await nl.change(RTM.NEWLINK, message(AF_UNSPEC, bridge.index, attrs), 0, `set vlan_filtering on bridge ${bridge.name}`);
+}
+
+export interface VxlanOptions extends Partial<Pick<VxlanParameters, "local" | "dev" | "learning" | "gbp">> {
+  name: string;
+  vni: number;
+  port: number;
+  mtu?: number;
+  /** The device's MAC when it is created; an existing device's is set to it when it differs. */
+  mac?: string;
+}
+
+function vxlanData(o: VxlanOptions): Attr[] {
+  const data: Attr[] = [attr(IFLA_VXLAN_ID, u32(o.vni))];
+  if (o.dev) data.push(attr(IFLA_VXLAN_LINK, u32(o.dev)));
+  if (o.local !== undefined) {
+    const ip = parseIp(o.local);
+    if (!ip) throw new Error(`vxlan ${o.name}: local address ${JSON.stringify(o.local)} is not an IP address`);
+    data.push(attr(ip.family === 4 ? IFLA_VXLAN_LOCAL : IFLA_VXLAN_LOCAL6, Buffer.from(ip.bytes)));
+  }
+  data.push(attr(IFLA_VXLAN_LEARNING, u8(o.learning ? 1 : 0)));
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(o.port);
+  data.push(attr(IFLA_VXLAN_PORT, port));
+  if (o.gbp) data.push(attr(IFLA_VXLAN_GBP, Buffer.alloc(0)));
+  return data;
+}
+
+function sameVxlan(have: VxlanParameters | undefined, want: VxlanOptions): boolean {
+  if (!have) return false;
+  const local = want.local === undefined ? undefined : canonicalIp(want.local);
+  return (
+    have.vni === want.vni &&
+    have.port === want.port &&
+    have.local === local &&
+    (have.dev ?? 0) === (want.dev ?? 0) &&
+    have.learning === (want.learning ?? false) &&
+    have.gbp === (want.gbp ?? false)
+  );
+}
+
+/**
+ * The vxlan device `name` with these parameters, up: created when missing; an existing one with
+ * other parameters (or a link of that name of another kind) is deleted and created again, as
+ * flanneld does, since the kernel changes none of them in place. The MTU and MAC asked for are
+ * applied to a kept device when they drifted.
+ */
+export async function ensureVxlan(nl: Rtnl, options: VxlanOptions): Promise<{ link: Link; created: boolean }> {
+  const { name } = options;
+  let existing = await linkByName(nl, name);
+  if (existing && !sameVxlan(existing.vxlan, options)) {
+    await delLink(nl, existing.index);
+    existing = undefined;
+  }
+  if (!existing) {
+    const attrs: Attr[] = [attr(IFLA_IFNAME, cstring(name))];
+    if (options.mtu) attrs.push(attr(IFLA_MTU, u32(options.mtu)));
+    if (options.mac) attrs.push(attr(IFLA_ADDRESS, parseMac(options.mac)));
+    attrs.push(nested(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, cstring("vxlan")), nested(IFLA_INFO_DATA, vxlanData(options))]));
+    await nl.change(RTM.NEWLINK, message(AF_UNSPEC, 0, attrs, IFF_UP, IFF_UP), NLM_F_CREATE | NLM_F_EXCL, `add vxlan ${name}`);
+    const link = await linkByName(nl, name);
+    if (!link) throw new KernelError("ENODEV", 19, `vxlan ${name} vanished after it was created`);
+    return { link, created: true };
+  }
+  if (options.mtu && existing.mtu !== options.mtu) await setLinkMtu(nl, existing.index, options.mtu);
+  if (options.mac && existing.mac !== options.mac.toLowerCase()) await setLinkMac(nl, existing.index, options.mac);
+  if (!existing.up) await setLinkUp(nl, existing.index);
+  return { link: (await linkByIndex(nl, existing.index)) ?? existing, created: false };
 }
 
 export interface VethOptions {

@@ -17,6 +17,8 @@ const RTPROT_BOOT = 3;
 const RTN_UNICAST = 1;
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
+/** rtm_flags: the gateway is on the link whatever the link's addresses say (a vxlan backend's routes). */
+const RTNH_F_ONLINK = 4;
 
 export interface RouteSpec {
   /** "10.244.0.0/16", "0.0.0.0/0"; host bits are cleared as the kernel requires. */
@@ -30,6 +32,8 @@ export interface RouteSpec {
   scope?: number;
   mtu?: number;
   advmss?: number;
+  /** The gateway is reached on this link even though no address of the link covers it. */
+  onlink?: boolean;
 }
 
 export interface KernelRoute {
@@ -40,9 +44,11 @@ export interface KernelRoute {
   priority?: number;
   scope: number;
   type: number;
+  /** Present, true, for a route added onlink. */
+  onlink?: boolean;
 }
 
-function rtmsg(family: number, dstLen: number, table: number, scope: number, protocol = 0, type = 0): Buffer {
+function rtmsg(family: number, dstLen: number, table: number, scope: number, protocol = 0, type = 0, flags = 0): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt8(family, 0);
   b.writeUInt8(dstLen, 1);
@@ -50,6 +56,7 @@ function rtmsg(family: number, dstLen: number, table: number, scope: number, pro
   b.writeUInt8(protocol, 5);
   b.writeUInt8(scope, 6);
   b.writeUInt8(type, 7);
+  b.writeUInt32LE(flags, 8);
   return b;
 }
 
@@ -70,8 +77,12 @@ function routeMessage(spec: RouteSpec): { body: Buffer; describe: string } {
   if (spec.advmss) metrics.push(attr(RTAX_ADVMSS, u32(spec.advmss)));
   if (metrics.length) attrs.push(nested(RTA_METRICS, metrics));
   const scope = spec.scope ?? (spec.gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
-  const body = Buffer.concat([rtmsg(familyConstant(dst.ip.family), dst.prefixLength, table, scope, RTPROT_BOOT, RTN_UNICAST), encodeAttrs(attrs)]);
-  return { body, describe: `${formatCidr(dst)}${spec.gw ? ` via ${spec.gw}` : ""} dev ${spec.index}` };
+  const flags = spec.onlink ? RTNH_F_ONLINK : 0;
+  const body = Buffer.concat([
+    rtmsg(familyConstant(dst.ip.family), dst.prefixLength, table, scope, RTPROT_BOOT, RTN_UNICAST, flags),
+    encodeAttrs(attrs),
+  ]);
+  return { body, describe: `${formatCidr(dst)}${spec.gw ? ` via ${spec.gw}` : ""} dev ${spec.index}${spec.onlink ? " onlink" : ""}` };
 }
 
 /** Adds a route; EEXIST when an equal one is there. */
@@ -111,6 +122,7 @@ function parseRoute(data: Buffer): KernelRoute | undefined {
   if (oif) route.index = oif.readUInt32LE(0);
   const priority = attrs.get(RTA_PRIORITY);
   if (priority) route.priority = priority.readUInt32LE(0);
+  if (data.readUInt32LE(8) & RTNH_F_ONLINK) route.onlink = true;
   return route;
 }
 
