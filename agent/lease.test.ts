@@ -1,0 +1,282 @@
+import { Ajv } from "ajv";
+import { describe, expect, it } from "vitest";
+import type { CompiledValidator } from "../lib/cni/config.js";
+import { formatCidr, parseCidr, type ParsedCidr } from "../lib/ip/ip.js";
+import {
+  chooseSubnet,
+  configKey,
+  formatLeaseValue,
+  joinKey,
+  parseLeaseValue,
+  parseSubnetKey,
+  parseVxlanBackendData,
+  subnetKey,
+  subnetsKeyPrefix,
+  vxlanBackendData,
+  type Lease,
+  type LeaseSubnets,
+} from "./lease.js";
+import { agentNetworkConfigSchema } from "./network-config.schema.js";
+import { parseNetworkConfig, type NetworkConfig } from "./network-config.js";
+
+const validate: CompiledValidator = new Ajv({ useDefaults: true, strict: true, allErrors: false }).compile(agentNetworkConfigSchema);
+const config = (c: unknown): NetworkConfig => parseNetworkConfig(JSON.stringify(c), validate, "/coreos.com/network/config");
+
+const cidr = (s: string): ParsedCidr => parseCidr(s)!;
+const v4 = (s: string): LeaseSubnets => ({ ipv4: cidr(s) });
+const lease = (subnet: string, publicIP: string): Lease => ({ subnets: v4(subnet), attrs: { publicIP, publicIPv6: null, backendType: "host-gw" } });
+const shown = (s: LeaseSubnets) => [s.ipv4 && formatCidr(s.ipv4), s.ipv6 && formatCidr(s.ipv6)].filter(Boolean).join(" ");
+const first = () => 0;
+
+describe("keys", () => {
+  it("are flanneld's: path.Join of the prefix, subnets and the subnet", () => {
+    expect(configKey("/coreos.com/network")).toBe("/coreos.com/network/config");
+    expect(configKey("/coreos.com/network/")).toBe("/coreos.com/network/config");
+    expect(subnetsKeyPrefix("/coreos.com/network")).toBe("/coreos.com/network/subnets/");
+    expect(subnetKey("/coreos.com/network", v4("10.244.1.0/24"))).toBe("/coreos.com/network/subnets/10.244.1.0-24");
+    expect(subnetKey("//weft//net/", v4("10.5.34.0/24"))).toBe("/weft/net/subnets/10.5.34.0-24");
+    expect(subnetKey("/coreos.com/network", { ipv4: cidr("10.5.34.0/24"), ipv6: cidr("fc00:0:0:0::/64") })).toBe(
+      "/coreos.com/network/subnets/10.5.34.0-24&fc00::-64",
+    );
+    expect(subnetKey("/coreos.com/network", { ipv6: cidr("fd00:10:244:1::/64") })).toBe("/coreos.com/network/subnets/0.0.0.0-0&fd00:10:244:1::-64");
+  });
+
+  it("join as Go's path.Join", () => {
+    expect(joinKey("/a/./b/../c", "d")).toBe("/a/c/d");
+    expect(joinKey("a", "", "b")).toBe("a/b");
+    expect(joinKey("/", "..")).toBe("/");
+    expect(joinKey("..", "a")).toBe("../a");
+    expect(joinKey("")).toBe(".");
+  });
+
+  it("parse back, and anything else under the prefix is not a lease", () => {
+    const parsed = (key: string) => {
+      const s = parseSubnetKey("/coreos.com/network", key);
+      return s && shown(s);
+    };
+    expect(parsed("/coreos.com/network/subnets/10.244.1.0-24")).toBe("10.244.1.0/24");
+    expect(parsed("/coreos.com/network/subnets/10.5.34.0-24&fc00::-64")).toBe("10.5.34.0/24 fc00::/64");
+    expect(parsed("/coreos.com/network/subnets/0.0.0.0-0&fd00::-64")).toBe("fd00::/64");
+    expect(parsed("/coreos.com/network/config")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnets/10.244.1.0")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnets/10x244.1.0-24")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnets/10.244.1.0-33")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnets/300.244.1.0-24")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnets/10.244.1.0-24&fc00::-129")).toBeUndefined();
+    expect(parsed("/other/subnets/10.244.1.0-24")).toBeUndefined();
+  });
+});
+
+describe("lease values", () => {
+  const VXLAN = '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
+
+  it("are written byte for byte as flanneld writes them", () => {
+    expect(
+      formatLeaseValue({
+        publicIP: "192.168.64.3",
+        publicIPv6: null,
+        backendType: "vxlan",
+        backendData: vxlanBackendData({ vni: 1, vtepMAC: "c6:d2:32:6f:8f:44" }),
+      }),
+    ).toBe(VXLAN);
+    expect(formatLeaseValue({ publicIP: "10.0.0.2", publicIPv6: null, backendType: "host-gw" })).toBe(
+      '{"PublicIP":"10.0.0.2","PublicIPv6":null,"BackendType":"host-gw"}',
+    );
+    expect(formatLeaseValue({ publicIP: "10.0.0.2", publicIPv6: null })).toBe('{"PublicIP":"10.0.0.2","PublicIPv6":null}');
+    expect(
+      formatLeaseValue({
+        publicIP: "10.0.0.2",
+        publicIPv6: "fd00::2",
+        backendType: "vxlan",
+        backendData: vxlanBackendData({ vni: 1, vtepMAC: "aa:bb:cc:dd:ee:01" }),
+        backendV6Data: vxlanBackendData({ vni: 1, vtepMAC: "aa:bb:cc:dd:ee:02" }),
+      }),
+    ).toBe(
+      '{"PublicIP":"10.0.0.2","PublicIPv6":"fd00::2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"},' +
+        '"BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:02"}}',
+    );
+  });
+
+  it("read back to what was written", () => {
+    const attrs = parseLeaseValue(VXLAN, "k");
+    expect(attrs).toEqual({
+      publicIP: "192.168.64.3",
+      publicIPv6: null,
+      backendType: "vxlan",
+      backendData: { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" },
+    });
+    expect(formatLeaseValue(attrs)).toBe(VXLAN);
+    expect(parseVxlanBackendData(attrs.backendData, "k")).toEqual({ vni: 1, vtepMAC: "c6:d2:32:6f:8f:44" });
+    const hostGw = '{"PublicIP":"10.0.0.2","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}';
+    expect(formatLeaseValue(parseLeaseValue(hostGw, "k"))).toBe(hostGw);
+  });
+
+  it("are read as Go reads them: keys ignoring case, addresses in canonical form, missing PublicIP as 0.0.0.0", () => {
+    expect(parseLeaseValue('{"publicip":"10.0.0.2","PUBLICIPV6":"fd00:0::2","backendtype":"vxlan","Other":1}', "k")).toEqual({
+      publicIP: "10.0.0.2",
+      publicIPv6: "fd00::2",
+      backendType: "vxlan",
+    });
+    expect(parseLeaseValue('{"PublicIPv6":"fd00::2"}', "k")).toEqual({ publicIP: "0.0.0.0", publicIPv6: "fd00::2" });
+    expect(parseVxlanBackendData({ vni: 7, vtepmac: "C6-D2-32-6F-8F-44" }, "k")).toEqual({ vni: 7, vtepMAC: "c6:d2:32:6f:8f:44" });
+  });
+
+  it("that are malformed are refused, naming the key and field", () => {
+    const refused = (value: string) => {
+      try {
+        parseLeaseValue(value, "/coreos.com/network/subnets/10.244.1.0-24");
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "accepted";
+    };
+    expect(refused("{")).toMatch(/^lease \/coreos\.com\/network\/subnets\/10\.244\.1\.0-24: not valid JSON \(/);
+    expect(refused("[]")).toBe("lease /coreos.com/network/subnets/10.244.1.0-24: not a JSON object");
+    expect(refused('{"PublicIP":"fd00::1"}')).toBe('lease /coreos.com/network/subnets/10.244.1.0-24: PublicIP "fd00::1" is not an IPv4 address');
+    expect(refused('{"PublicIP":"10.0.0.1","PublicIPv6":5}')).toBe(
+      "lease /coreos.com/network/subnets/10.244.1.0-24: PublicIPv6 5 is not an IPv6 address",
+    );
+    expect(refused('{"PublicIP":"10.0.0.1","BackendType":1}')).toBe("lease /coreos.com/network/subnets/10.244.1.0-24: BackendType 1 is not a string");
+    expect(() => parseVxlanBackendData(null, "k")).toThrow("lease k: BackendData null is not a vxlan backend's object");
+    expect(() => parseVxlanBackendData({ VNI: 1 }, "k")).toThrow("lease k: BackendData.VtepMAC undefined is not a MAC address");
+    expect(() => parseVxlanBackendData({ VNI: 70000, VtepMAC: "c6:d2:32:6f:8f:44" }, "k")).toThrow(
+      "lease k: BackendData.VNI 70000 is not a 16-bit unsigned integer",
+    );
+    expect(() => parseVxlanBackendData({ VNI: 1, VtepMAC: "c6:d2:32:6f:8f" }, "k")).toThrow(
+      'lease k: BackendData.VtepMAC "c6:d2:32:6f:8f" is not a MAC address',
+    );
+  });
+});
+
+describe("chooseSubnet", () => {
+  const net16 = config({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } });
+  const small = config({ Network: "10.0.0.0/28", Backend: { Type: "host-gw" } });
+
+  it("takes over the lease that has this node's public address", () => {
+    const own = lease("10.244.7.0/24", "10.0.0.2");
+    const choice = chooseSubnet({
+      config: net16,
+      leases: [lease("10.244.1.0/24", "10.0.0.1"), own],
+      publicIP: "10.0.0.2",
+      previous: v4("10.244.9.0/24"),
+    });
+    expect(choice).toEqual({ reason: "own-lease", subnets: own.subnets, lease: own });
+  });
+
+  it("replaces an own lease that no longer fits the config, and names it for deletion", () => {
+    const own = lease("10.245.7.0/24", "10.0.0.2");
+    const choice = chooseSubnet({ config: net16, leases: [own], publicIP: "10.0.0.2", random: first });
+    expect(choice.reason).toBe("free");
+    expect(shown(choice.subnets)).toBe("10.244.1.0/24");
+    expect(choice).toMatchObject({ staleOwnLease: own });
+  });
+
+  it("reuses the previous run's subnet when it is free and in range", () => {
+    const choice = chooseSubnet({ config: net16, leases: [lease("10.244.1.0/24", "10.0.0.1")], publicIP: "10.0.0.2", previous: v4("10.244.9.0/24") });
+    expect(choice.reason).toBe("previous");
+    expect(shown(choice.subnets)).toBe("10.244.9.0/24");
+  });
+
+  it("does not reuse a previous subnet that is taken, overlapped, out of range or of another length", () => {
+    const pick = (previous: string, leases: Lease[] = []) =>
+      chooseSubnet({ config: net16, leases, publicIP: "10.0.0.2", previous: v4(previous), random: first }).reason;
+    expect(pick("10.244.9.0/24", [lease("10.244.9.0/24", "10.0.0.1")])).toBe("free");
+    expect(pick("10.244.9.0/24", [lease("10.244.8.0/23", "10.0.0.1")])).toBe("free");
+    expect(pick("10.244.0.0/24")).toBe("free");
+    expect(pick("10.245.9.0/24")).toBe("free");
+    expect(pick("10.244.9.0/25")).toBe("free");
+  });
+
+  it("picks at random among the first 100 free subnets from SubnetMin", () => {
+    const leases = [lease("10.244.1.0/24", "10.0.0.1"), lease("10.244.3.0/24", "10.0.0.3")];
+    const offered: number[] = [];
+    const choice = chooseSubnet({
+      config: net16,
+      leases,
+      publicIP: "10.0.0.2",
+      random: (n) => {
+        offered.push(n);
+        return 1;
+      },
+    });
+    expect(offered).toEqual([100]);
+    expect(shown(choice.subnets)).toBe("10.244.4.0/24");
+    expect(shown(chooseSubnet({ config: net16, leases, publicIP: "10.0.0.2", random: (n) => n - 1 }).subnets)).toBe("10.244.102.0/24");
+    expect(shown(chooseSubnet({ config: net16, leases, publicIP: "10.0.0.2", random: first }).subnets)).toBe("10.244.2.0/24");
+  });
+
+  it("walks past a lease of a larger subnet (an older SubnetLen or a reservation)", () => {
+    const choice = chooseSubnet({ config: net16, leases: [lease("10.244.0.0/20", "10.0.0.9")], publicIP: "10.0.0.2", random: first });
+    expect(shown(choice.subnets)).toBe("10.244.16.0/24");
+  });
+
+  it("keeps within SubnetMin and SubnetMax", () => {
+    const bounded = config({ Network: "10.244.0.0/16", SubnetMin: "10.244.10.0", SubnetMax: "10.244.11.0", Backend: { Type: "vxlan" } });
+    const offered: number[] = [];
+    const choice = chooseSubnet({
+      config: bounded,
+      leases: [],
+      random: (n) => {
+        offered.push(n);
+        return n - 1;
+      },
+    });
+    expect(offered).toEqual([2]);
+    expect(shown(choice.subnets)).toBe("10.244.11.0/24");
+  });
+
+  it("picks both families for dual stack, and reuses both previous subnets", () => {
+    const dual = config({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:10:244::/56", Backend: { Type: "vxlan" } });
+    const taken: Lease = {
+      subnets: { ipv4: cidr("10.244.1.0/24"), ipv6: cidr("fd00:10:244:1::/64") },
+      attrs: { publicIP: "10.0.0.1", publicIPv6: "fd00::1", backendType: "vxlan" },
+    };
+    expect(shown(chooseSubnet({ config: dual, leases: [taken], publicIP: "10.0.0.2", random: first }).subnets)).toBe(
+      "10.244.2.0/24 fd00:10:244:2::/64",
+    );
+    const previous = { ipv4: cidr("10.244.5.0/24"), ipv6: cidr("fd00:10:244:5::/64") };
+    expect(chooseSubnet({ config: dual, leases: [taken], publicIP: "10.0.0.2", previous }).reason).toBe("previous");
+    // An IPv4-only previous subnet does not fit a dual-stack config.
+    expect(chooseSubnet({ config: dual, leases: [taken], publicIP: "10.0.0.2", previous: v4("10.244.5.0/24"), random: first }).reason).toBe("free");
+  });
+
+  it("finds an IPv6-only node's own lease by its IPv6 address, not by PublicIP 0.0.0.0", () => {
+    const v6 = config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/48", Backend: { Type: "host-gw" } });
+    const other: Lease = {
+      subnets: { ipv6: cidr("fd00:0:0:1::/64") },
+      attrs: { publicIP: "0.0.0.0", publicIPv6: "fd01::1", backendType: "host-gw" },
+    };
+    const own: Lease = { subnets: { ipv6: cidr("fd00:0:0:2::/64") }, attrs: { publicIP: "0.0.0.0", publicIPv6: "fd01::2", backendType: "host-gw" } };
+    expect(chooseSubnet({ config: v6, leases: [other, own], publicIP: "0.0.0.0", publicIPv6: "fd01::2" })).toMatchObject({
+      reason: "own-lease",
+      lease: own,
+    });
+  });
+
+  it("says how many subnets the network holds and which are taken when none is free", () => {
+    const leases = [lease("10.0.0.4/30", "10.0.0.101"), lease("10.0.0.8/30", "10.0.0.102"), lease("10.0.0.12/30", "10.0.0.103")];
+    expect(() => chooseSubnet({ config: small, leases, publicIP: "10.0.0.104" })).toThrow(
+      "no free subnet in Network 10.0.0.0/28: it holds 3 subnets of /30 from 10.0.0.4 to 10.0.0.12, all taken by 3 leases " +
+        "(10.0.0.4-10.0.0.15); widen the network or SubnetMin/SubnetMax, or delete the leases of nodes that are gone",
+    );
+    const sparse: Lease[] = [];
+    for (let i = 1; i <= 255; i += 2) sparse.push(lease(`10.244.${i}.0/24`, `10.1.0.${i}`));
+    for (let i = 2; i <= 255; i += 2) sparse.push(lease(`10.244.${i}.0/25`, `10.2.0.${i}`), lease(`10.244.${i}.128/25`, `10.3.0.${i}`));
+    expect(() => chooseSubnet({ config: net16, leases: sparse, publicIP: "10.0.0.250" })).toThrow(
+      "no free subnet in Network 10.244.0.0/16: it holds 255 subnets of /24 from 10.244.1.0 to 10.244.255.0, all taken by 382 leases " +
+        "(10.244.1.0-10.244.255.255); widen the network or SubnetMin/SubnetMax, or delete the leases of nodes that are gone",
+    );
+    const gappy = [lease("10.0.0.4/30", "10.0.0.101"), lease("10.0.0.12/30", "10.0.0.103")];
+    const bounded = config({ Network: "10.0.0.0/28", SubnetMax: "10.0.0.4", Backend: { Type: "host-gw" } });
+    expect(() => chooseSubnet({ config: bounded, leases: gappy, publicIP: "10.0.0.104" })).toThrow(
+      "no free subnet in Network 10.0.0.0/28: it holds 1 subnets of /30 from 10.0.0.4 to 10.0.0.4, all taken by 1 leases (10.0.0.4-10.0.0.7);",
+    );
+  });
+
+  it("walks 5,000 leases to the first free subnet, past the leased ranges", () => {
+    const wide = config({ Network: "10.0.0.0/8", Backend: { Type: "vxlan" } });
+    const leases: Lease[] = [];
+    for (let i = 1; i <= 5000; i++) leases.push(lease(`10.${i >> 8}.${i & 255}.0/24`, `192.168.${i >> 8}.${i & 255}`));
+    expect(shown(chooseSubnet({ config: wide, leases, publicIP: "172.16.0.1", random: first }).subnets)).toBe("10.19.137.0/24");
+  });
+});
