@@ -17,6 +17,7 @@ const LIB_LAYERS = {
   netlink: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock", "sysctl"],
   netfilter: ["errors", "ip", "node", "crash", "files", "native", "netns", "lock", "sysctl", "netlink"],
   cni: ["errors", "ip", "node", "files", "native", "lock"],
+  etcd: ["errors", "ip", "node", "crash", "files"],
 };
 
 // A folder imports only folders listed before it, so the folders of lib/ can form no cycle.

@@ -1,0 +1,310 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomInt } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { all, command, rootUser } from "../../test/helpers/prerequisites.js";
+import { createNetns, removeNetns, type TestNetns, uniqueName } from "../../test/helpers/netns.js";
+import { EtcdClient, EtcdError, type WatchEvent } from "./client.js";
+
+const needed = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"));
+
+/** Polls `check` every 50 ms until it holds, failing after `ms`. */
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** One etcd member in its own namespace, reached from the test over a veth pair on a random /30. */
+describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd member"), () => {
+  let ns: TestNetns | undefined;
+  let dir: string | undefined;
+  let etcd: ChildProcess | undefined;
+  let hostLink: string | undefined;
+  let endpoint = "";
+  let tlsEndpoint = "";
+  const clients: EtcdClient[] = [];
+
+  const etcdctl = (...args: string[]) =>
+    ns!.exec("etcdctl", ["--endpoints", endpoint, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 10_000 });
+  const client = (options: Partial<ConstructorParameters<typeof EtcdClient>[0]> = {}) => {
+    const c = new EtcdClient({ endpoints: [endpoint], timeoutMs: 3000, ...options });
+    clients.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    ns = createNetns("weft-etcd-");
+    dir = mkdtempSync(join(tmpdir(), "weft-etcd-"));
+    hostLink = uniqueName("we", 15);
+    const block = randomInt(1, 16_000) * 4;
+    const address = (n: number) => `169.254.${Math.floor((block + n) / 256)}.${(block + n) % 256}`;
+    execFileSync("ip", ["link", "add", hostLink, "type", "veth", "peer", "name", "eth0", "netns", ns.name]);
+    execFileSync("ip", ["address", "add", `${address(1)}/30`, "dev", hostLink]);
+    execFileSync("ip", ["link", "set", hostLink, "up"]);
+    ns.exec("ip", ["address", "add", `${address(2)}/30`, "dev", "eth0"]);
+    ns.exec("ip", ["link", "set", "eth0", "up"]);
+    endpoint = `http://${address(2)}:2379`;
+    tlsEndpoint = `https://${address(2)}:2378`;
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+    openssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=test CA",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+    );
+    for (const [name, extra] of [
+      ["server", `subjectAltName=IP:${address(2)}`],
+      ["client", "extendedKeyUsage=clientAuth"],
+    ] as const) {
+      openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        `/CN=${name}`,
+        "-keyout",
+        `${name}.key`,
+        "-out",
+        `${name}.csr`,
+      );
+      writeFileSync(join(dir, `${name}.ext`), `${extra}\n`);
+      openssl(
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        `${name}.pem`,
+        "-extfile",
+        `${name}.ext`,
+      );
+    }
+    etcd = spawn(
+      "ip",
+      [
+        ...["netns", "exec", ns.name, "etcd", "--name", "m1", "--data-dir", join(dir, "data")],
+        ...["--listen-client-urls", `${endpoint},${tlsEndpoint}`, "--advertise-client-urls", `${endpoint},${tlsEndpoint}`],
+        ...["--cert-file", join(dir, "server.pem"), "--key-file", join(dir, "server.key")],
+        ...["--client-cert-auth", "--trusted-ca-file", join(dir, "ca.pem")],
+        ...["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"],
+        ...["--initial-cluster", "m1=http://127.0.0.1:2380"],
+      ],
+      { stdio: "ignore" },
+    );
+    await until("etcd to answer", () => {
+      try {
+        etcdctl("endpoint", "health");
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    if (etcd?.exitCode === null) {
+      const exited = new Promise((r) => etcd!.once("exit", r));
+      etcd.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (etcd.exitCode === null) etcd.kill("SIGKILL");
+    }
+    if (ns) removeNetns(ns);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 15_000);
+
+  it("puts, ranges a prefix at a revision, and creates a key only when absent", async () => {
+    const c = client();
+    const first = await c.put("/range/a", "1");
+    await c.put("/range/b", "2");
+    await c.put("/rangeX", "not under the prefix");
+    await c.put("/range/a", "3");
+    const now = await c.range("/range/", { prefix: true });
+    expect(now.kvs.map((kv) => [kv.key, kv.value])).toEqual([
+      ["/range/a", "3"],
+      ["/range/b", "2"],
+    ]);
+    const then = await c.range("/range/", { prefix: true, revision: first });
+    expect(then.kvs.map((kv) => [kv.key, kv.value])).toEqual([["/range/a", "1"]]);
+    expect((await c.range("/range/a")).kvs).toHaveLength(1);
+
+    const created = await c.createIfAbsent("/create/k", "mine");
+    expect(created.created).toBe(true);
+    const lost = await c.createIfAbsent("/create/k", "theirs");
+    expect(lost.created).toBe(false);
+    expect((await c.range("/create/k")).kvs[0]!.value).toBe("mine");
+  });
+
+  it("grants, keeps alive, reads and revokes a lease holding a key", async () => {
+    const c = client();
+    const lease = await c.leaseGrant(60);
+    expect(lease.ttl).toBe(60);
+    const { created } = await c.createIfAbsent("/lease/k", "v", { lease: lease.id });
+    expect(created).toBe(true);
+    expect((await c.range("/lease/k")).kvs[0]!.lease).toBe(lease.id);
+    expect(BigInt(etcdctl("get", "/lease/k", "-w", "json").match(/"lease":(\d+)/)![1]!)).toBe(BigInt(lease.id));
+
+    const keepAlive = c.leaseKeepAlive(lease.id);
+    expect(await keepAlive.renew()).toBe(60);
+    expect(await keepAlive.renew()).toBe(60);
+    expect((await c.leaseTimeToLive(lease.id)).grantedTtl).toBe(60);
+
+    await c.leaseRevoke(lease.id);
+    expect((await c.range("/lease/k")).kvs).toEqual([]);
+    expect((await c.leaseTimeToLive(lease.id)).ttl).toBe(-1);
+    await expect(keepAlive.renew()).rejects.toThrow(/lease not found/);
+    keepAlive.close();
+    await expect(c.leaseRevoke(lease.id)).rejects.toThrow(/lease not found/);
+  });
+
+  it("watches a prefix from a revision: earlier events first, then new ones, in order", async () => {
+    const c = client();
+    const start = await c.put("/watch/a", "1");
+    await c.put("/watch/b", "2");
+    await c.put("/other", "x");
+    const events: WatchEvent[] = [];
+    const watch = c.watchPrefix("/watch/", start, (e) => events.push(e));
+    try {
+      await until("the two earlier events", () => events.length >= 2);
+      etcdctl("del", "/watch/a");
+      await c.put("/watch/c", "3");
+      await until("four events", () => events.length >= 4);
+      expect(events.map((e) => (e.type === "put" || e.type === "delete" ? `${e.type} ${e.kv.key}` : e.type))).toEqual([
+        "put /watch/a",
+        "put /watch/b",
+        "delete /watch/a",
+        "put /watch/c",
+      ]);
+    } finally {
+      watch.close();
+    }
+  });
+
+  it("reports a compacted start revision as its own event, and a range at it as ErrCompacted", async () => {
+    const c = client();
+    const old = await c.put("/compact/k", "1");
+    const latest = await c.put("/compact/k", "2");
+    etcdctl("compact", String(latest));
+    const events: WatchEvent[] = [];
+    const watch = c.watchPrefix("/compact/", old, (e) => events.push(e));
+    try {
+      await until("the compaction event", () => events.length >= 1);
+      expect(events).toEqual([{ type: "compacted", compactRevision: latest }]);
+    } finally {
+      watch.close();
+    }
+    const error = await c.range("/compact/", { prefix: true, revision: old }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EtcdError);
+    expect((error as EtcdError).compacted).toBe(true);
+  });
+
+  it("reopens a watch after etcd stopped answering, from the revision after the last event", async () => {
+    const c = client({ pingMs: 5000, pingTimeoutMs: 2000 });
+    const start = await c.put("/restart/a", "1");
+    const events: WatchEvent[] = [];
+    const watch = c.watchPrefix("/restart/", start, (e) => events.push(e));
+    try {
+      await until("the first event", () => events.length >= 1);
+      etcd!.kill("SIGSTOP");
+      ns!.exec("ip", ["link", "set", "eth0", "down"]);
+      await until("the watch to notice", () => events.some((e) => e.type === "reconnecting"), 60_000);
+      etcd!.kill("SIGCONT");
+      ns!.exec("ip", ["link", "set", "eth0", "up"]);
+      etcdctl("put", "/restart/b", "2");
+      await until("the event after reconnecting", () => events.some((e) => e.type === "put" && e.kv.key === "/restart/b"), 20_000);
+      expect(events.filter((e) => e.type === "put").map((e) => (e.type === "put" ? e.kv.key : ""))).toEqual(["/restart/a", "/restart/b"]);
+    } finally {
+      watch.close();
+      etcd!.kill("SIGCONT");
+    }
+  }, 90_000);
+
+  it("authenticates with a user and password once auth is on", async () => {
+    etcdctl("user", "add", "root:rootpw");
+    etcdctl("auth", "enable");
+    try {
+      const c = client({ auth: { username: "root", password: "rootpw" } });
+      await c.put("/auth/k", "v");
+      expect((await c.range("/auth/k")).kvs[0]!.value).toBe("v");
+      const anonymous = client();
+      await expect(anonymous.range("/auth/k")).rejects.toThrow(/user name is empty|permission denied/);
+      const wrong = client({ auth: { username: "root", password: "nope" } });
+      await expect(wrong.range("/auth/k")).rejects.toThrow(/authentication failed/);
+    } finally {
+      etcdctl("--user", "root:rootpw", "auth", "disable");
+    }
+  });
+
+  it("speaks TLS with a client certificate, and refuses a server its CA did not sign", async () => {
+    const file = (name: string) => readFileSync(join(dir!, name));
+    const c = client({ endpoints: [tlsEndpoint], tls: { ca: file("ca.pem"), cert: file("client.pem"), key: file("client.key") } });
+    await c.put("/tls/k", "v");
+    expect((await c.range("/tls/k")).kvs[0]!.value).toBe("v");
+    const noClientCert = client({ endpoints: [tlsEndpoint], tls: { ca: file("ca.pem") } });
+    await expect(noClientCert.range("/tls/k")).rejects.toThrow(EtcdError);
+    const otherCa = client({ endpoints: [tlsEndpoint], tls: { ca: file("client.pem"), cert: file("client.pem"), key: file("client.key") } });
+    await expect(otherCa.range("/tls/k")).rejects.toThrow(EtcdError);
+  });
+
+  it("works bundled by esbuild as the programs are, alone in a directory without node_modules", async () => {
+    const { build } = await import("esbuild");
+    const entry = `
+      import { EtcdClient } from "./client.ts";
+      (async () => {
+        const c = new EtcdClient({ endpoints: [process.argv[2]], timeoutMs: 3000 });
+        const lease = await c.leaseGrant(30);
+        const { created } = await c.createIfAbsent("/bundled/k", "v", { lease: lease.id });
+        const { kvs } = await c.range("/bundled/", { prefix: true });
+        await c.leaseRevoke(lease.id);
+        c.close();
+        console.log(JSON.stringify({ created, kvs: kvs.map((kv) => [kv.key, kv.value, kv.lease === lease.id]) }));
+      })();
+    `;
+    const bundle = join(dir!, "bundled", "smoke.cjs");
+    await build({
+      stdin: { contents: entry, resolveDir: import.meta.dirname, loader: "ts" },
+      bundle: true,
+      platform: "node",
+      target: "node20",
+      format: "cjs",
+      minifySyntax: true,
+      legalComments: "none",
+      outfile: bundle,
+      logLevel: "error",
+    });
+    const output = execFileSync("env", ["-i", process.execPath, bundle, endpoint], { cwd: join(dir!, "bundled"), encoding: "utf8", timeout: 20_000 });
+    expect(JSON.parse(output)).toEqual({ created: true, kvs: [["/bundled/k", "v", true]] });
+  });
+
+  it("refuses endpoints it cannot use, naming them", () => {
+    expect(() => new EtcdClient({ endpoints: [] })).toThrow(/no endpoint/);
+    expect(() => new EtcdClient({ endpoints: ["unix:///x"] })).toThrow(/neither http nor https/);
+    expect(() => new EtcdClient({ endpoints: ["http://10.0.0.1:2379", "https://10.0.0.2:2379"] })).toThrow(/mix/);
+  });
+});
