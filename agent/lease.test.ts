@@ -97,6 +97,10 @@ describe("lease values", () => {
     );
   });
 
+  it("carry a VNI as flanneld's uint16 does", () => {
+    expect(vxlanBackendData({ vni: 70000, vtepMAC: "c6:d2:32:6f:8f:44" })).toEqual({ VNI: 4464, VtepMAC: "c6:d2:32:6f:8f:44" });
+  });
+
   it("read back to what was written", () => {
     const attrs = parseLeaseValue(VXLAN, "k");
     expect(attrs).toEqual({

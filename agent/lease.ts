@@ -138,9 +138,13 @@ export function parseLeaseValue(value: string, key: string): LeaseAttrs {
   return attrs;
 }
 
-/** The vxlan backend's BackendData ({"VNI":1,"VtepMAC":"..."}, in Go's field order). */
+/**
+ * The vxlan backend's BackendData ({"VNI":1,"VtepMAC":"..."}, in Go's field order). flanneld stores
+ * the VNI as a uint16 although the device's may be 24 bits: a larger value would make every Go peer
+ * fail to decode the lease, so it is cut to 16 bits as Go's conversion does (peers never use it).
+ */
 export function vxlanBackendData(data: VxlanBackendData): { VNI: number; VtepMAC: string } {
-  return { VNI: data.vni, VtepMAC: data.vtepMAC };
+  return { VNI: data.vni & 0xffff, VtepMAC: data.vtepMAC };
 }
 
 const MAC = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;

@@ -85,7 +85,11 @@ describe("parseNetworkConfig", () => {
     const config = parse({ network: "10.5.0.0/16", subnetlen: 26, backend: { type: "vxlan", vni: 2, Extra: 1 }, Networks: [], Colour: "blue" });
     expect(shown(config.ipv4)).toBe("10.5.0.64..10.5.255.192/26 of 10.5.0.0/16");
     expect(config.backend).toMatchObject({ type: "vxlan", vni: 2 });
-    expect(config.warnings).toEqual(["unknown keys ignored: Colour", "Backend keys ignored by the vxlan backend: Extra"]);
+    expect(config.warnings).toEqual([
+      "Networks ignored: only the Kubernetes subnet manager reads them",
+      "unknown keys ignored: Colour",
+      "Backend keys ignored by the vxlan backend: Extra",
+    ]);
   });
 
   it("warns about keys the chosen backend does not read", () => {

@@ -48,8 +48,8 @@ const TOP_LEVEL_KEYS = [
 ];
 const BACKEND_KEYS = ["Type", "VNI", "Port", "GBP", "Learning", "DirectRouting", "MTU"];
 
-/** Keys of flanneld's Kubernetes mode or of backends weft does not run: not warned about. */
-const KNOWN_ELSEWHERE = ["Networks", "IPv6Networks"];
+/** Keys only flanneld's Kubernetes subnet manager reads. */
+const KUBERNETES_ONLY = ["Networks", "IPv6Networks"];
 
 const VXLAN_DEFAULT_PORT = 8472;
 const UDP_DEFAULT_PORT = 8285;
@@ -200,7 +200,9 @@ export function parseNetworkConfig(text: string, validate: CompiledValidator, so
   const decoded = decode(source, text);
   const { object: config, unknown } = canonicalKeys(decoded, TOP_LEVEL_KEYS);
   const warnings: string[] = [];
-  const ignored = unknown.filter((k) => !KNOWN_ELSEWHERE.includes(k));
+  const kubernetesOnly = unknown.filter((k) => KUBERNETES_ONLY.includes(k));
+  const ignored = unknown.filter((k) => !KUBERNETES_ONLY.includes(k));
+  if (kubernetesOnly.length > 0) warnings.push(`${kubernetesOnly.join(", ")} ignored: only the Kubernetes subnet manager reads them`);
   if (ignored.length > 0) warnings.push(`unknown keys ignored: ${ignored.join(", ")}`);
   let unknownBackendKeys: string[] = [];
   if (typeof config.Backend === "object" && config.Backend !== null && !Array.isArray(config.Backend)) {
