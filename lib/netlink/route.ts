@@ -8,6 +8,7 @@ const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
 const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
 const RTA_METRICS = 8;
 const RTA_TABLE = 15;
 const RTAX_MTU = 2;
@@ -138,4 +139,34 @@ export async function listRoutes(nl: Rtnl, filter: { family: 4 | 6; index?: numb
     out.push(r);
   }
   return out;
+}
+
+/**
+ * The kernel's route to one address (`ip route get`): the outgoing link, the gateway if any, and the
+ * source address it would use. Undefined when the address is unreachable.
+ */
+export async function routeTo(nl: Rtnl, address: string): Promise<{ index: number; gw?: string; src?: string } | undefined> {
+  const ip = parseIp(address);
+  if (!ip) throw new Error(`invalid address ${JSON.stringify(address)}`);
+  const body = Buffer.concat([
+    rtmsg(familyConstant(ip.family), ip.family === 4 ? 32 : 128, 0, 0),
+    encodeAttrs([attr(RTA_DST, Buffer.from(ip.bytes))]),
+  ]);
+  let reply: Buffer;
+  try {
+    reply = await nl.get(RTM.GETROUTE, body, `route to ${address}`);
+  } catch (err) {
+    if (isKernelError(err, "ENETUNREACH", "EHOSTUNREACH", "ENOENT", "ESRCH")) return undefined;
+    throw err;
+  }
+  const attrs = decodeAttrs(reply.subarray(12));
+  const oif = attrs.get(RTA_OIF);
+  if (!oif) return undefined;
+  const gw = attrs.get(RTA_GATEWAY);
+  const src = attrs.get(RTA_PREFSRC);
+  return {
+    index: oif.readUInt32LE(0),
+    ...(gw ? { gw: formatIp({ family: ip.family, bytes: new Uint8Array(gw) }) } : {}),
+    ...(src ? { src: formatIp({ family: ip.family, bytes: new Uint8Array(src) }) } : {}),
+  };
 }
