@@ -1,21 +1,19 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes, randomInt } from "node:crypto";
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNetns, removeNetns, type TestNetns } from "./netns.js";
+import type { TestNetns } from "./netns.js";
+import { LAB_DIR_PREFIX, Underlay, type UnderlayHost } from "./underlay.js";
 import { waitUntil } from "./wait.js";
 
 /**
- * A cluster lab's etcd part, on Debian's etcd-server: an underlay (a bridge alone in a namespace,
- * MTU 1500, on a private /24 of the lab's own) and a static cluster of etcd members, each a process in
- * a namespace of its own joined to the underlay by a veth. Node namespaces join the same underlay
- * (addNode), as the agents that must reach etcd over it will. Nothing is made in the host's
- * namespace: the veths are created inside the underlay namespace with their other end in the
- * member's, so deleting the namespaces deletes every link.
+ * A cluster lab's etcd part, on Debian's etcd-server: a static cluster of etcd members on an underlay
+ * (underlay.ts), each a process in a namespace of its own. Node namespaces join the same underlay
+ * (addNode), as the agents that must reach etcd over it will.
  *
- * Addresses on the /24: .1 the bridge (where the lab's own etcdctl calls run), .11 and up the
- * members, .101 and up the nodes.
+ * Addresses on the underlay's /24: .1 the bridge (where the lab's own etcdctl calls run), .11 and up
+ * the members, .101 and up the nodes.
  */
 
 export interface EtcdLabOptions {
@@ -46,14 +44,7 @@ export interface EtcdMember {
 }
 
 /** A namespace on the underlay, for an agent node or a client. */
-export interface LabNode {
-  readonly name: string;
-  readonly netns: TestNetns;
-  /** Its address on the underlay. */
-  readonly address: string;
-  /** The underlay interface inside the namespace. */
-  readonly ifName: string;
-}
+export type LabNode = UnderlayHost;
 
 /** Everything a lab made, so a test can assert that remove() left none of it. */
 export interface LabResources {
@@ -102,7 +93,6 @@ const PEER_PORT = 2380;
 const MEMBER_HOST = 11;
 const NODE_HOST = 101;
 const EXIT_WAIT_MS = 10_000;
-const RESERVATIONS = "/run/weft-etcd-lab";
 
 /**
  * Makes the underlay and the members and starts them; it does not wait for the cluster (waitHealthy).
@@ -123,41 +113,38 @@ export async function createEtcdLab(options: EtcdLabOptions = {}): Promise<EtcdL
 
 class Lab implements EtcdLab {
   readonly id = randomBytes(4).toString("hex");
-  readonly dir: string;
-  subnet = "";
-  reservation = "";
-  underlay!: TestNetns;
+  readonly dir = mkdtempSync(join(tmpdir(), LAB_DIR_PREFIX));
+  private network: Underlay | undefined;
   readonly members: Member[] = [];
   private readonly nodes: LabNode[] = [];
-  private readonly namespaces: TestNetns[] = [];
-  private readonly links: string[] = [];
   readonly processIds: number[] = [];
-  private memberIds = new Map<string, number>();
+  private readonly memberIds = new Map<string, number>();
   private removed = false;
-  private prefix = "";
-
-  constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), "weft-etcd-lab-"));
-  }
 
   build(count: number): void {
-    ({ path: this.reservation, prefix: this.prefix } = reserveSubnet({ pid: process.pid, labId: this.id, dir: this.dir }));
-    this.subnet = `${this.prefix}.0/24`;
-    this.underlay = this.newNetns("underlay");
-    this.underlay.exec("ip", ["link", "add", "br0", "mtu", "1500", "type", "bridge", "forward_delay", "0"]);
-    this.underlay.exec("ip", ["addr", "add", `${this.prefix}.1/24`, "dev", "br0"]);
-    this.underlay.exec("ip", ["link", "set", "br0", "up"]);
+    this.network = Underlay.create({ id: this.id, dir: this.dir });
     const peers: string[] = [];
     for (let index = 0; index < count; index++) {
       const name = `m${index}`;
-      const netns = this.newNetns(name);
-      const address = `${this.prefix}.${MEMBER_HOST + index}`;
-      this.plug(netns, `${this.linkPrefix()}m${index}`, address);
+      const { netns, address } = this.network.attach(name, MEMBER_HOST + index);
       this.members.push(new Member(this, index, name, netns, address));
       peers.push(`${name}=http://${address}:${PEER_PORT}`);
     }
     for (const member of this.members) member.initialCluster = peers.join(",");
     for (const member of this.members) member.start();
+  }
+
+  private get made(): Underlay {
+    if (!this.network) throw new Error("etcd lab: no underlay (the lab was removed, or its making failed)");
+    return this.network;
+  }
+
+  get subnet(): string {
+    return this.made.subnet;
+  }
+
+  get underlay(): TestNetns {
+    return this.made.netns;
   }
 
   get endpoints(): string[] {
@@ -175,10 +162,7 @@ class Lab implements EtcdLab {
     if (this.nodes.some((n) => n.name === name)) throw new Error(`etcd lab: node ${name} exists`);
     const host = NODE_HOST + this.nodes.length;
     if (host > 254) throw new Error("etcd lab: the underlay /24 has no node address left");
-    const netns = this.newNetns(`n-${name}`);
-    const address = `${this.prefix}.${host}`;
-    this.plug(netns, `${this.linkPrefix()}n${this.nodes.length}`, address);
-    const node = { name, netns, address, ifName: "eth0" };
+    const node = { ...this.made.attach(`n-${name}`, host), name };
     this.nodes.push(node);
     return node;
   }
@@ -238,61 +222,26 @@ class Lab implements EtcdLab {
 
   resources(): LabResources {
     return {
-      namespaces: this.namespaces.map((ns) => ns.name),
-      links: [...this.links],
+      namespaces: this.network?.namespaces() ?? [],
+      links: this.network?.links() ?? [],
       processIds: [...this.processIds],
       dir: this.dir,
-      reservation: this.reservation,
+      reservation: this.network?.reservation ?? "",
     };
   }
 
   async remove(): Promise<void> {
+    if (this.removed) return;
     const errors: unknown[] = [];
     await Promise.all(this.members.map((m) => m.kill().catch((err: unknown) => errors.push(err))));
     try {
-      this.removeNow();
+      this.network?.remove();
     } catch (err) {
       errors.push(err);
     }
-    if (errors.length) throw errors[0];
-  }
-
-  /** Synchronous cleanup: SIGKILL to every member's process group, then namespaces, files, reservation. */
-  removeNow(): void {
-    if (this.removed) return;
-    const errors: unknown[] = [];
-    for (const member of this.members) member.signal("SIGKILL");
-    for (const ns of this.namespaces.splice(0).reverse()) {
-      try {
-        removeNetns(ns);
-      } catch (err) {
-        errors.push(err);
-      }
-    }
     rmSync(this.dir, { recursive: true, force: true });
-    if (this.reservation) rmSync(this.reservation, { force: true });
     this.removed = true;
     if (errors.length) throw errors[0];
-  }
-
-  private newNetns(role: string): TestNetns {
-    const ns = createNetns(`weftlab-${this.id}-${role}-`);
-    this.namespaces.push(ns);
-    return ns;
-  }
-
-  /** Unique across labs, so a link that leaked into the host's namespace would be found by name. */
-  private linkPrefix(): string {
-    return `wl${this.id.slice(0, 6)}`;
-  }
-
-  /** A veth from the underlay bridge to `netns` (eth0 there), addressed and up. */
-  private plug(netns: TestNetns, port: string, address: string): void {
-    this.underlay.exec("ip", ["link", "add", port, "mtu", "1500", "type", "veth", "peer", "name", "eth0", "netns", netns.name, "mtu", "1500"]);
-    this.links.push(port);
-    this.underlay.exec("ip", ["link", "set", port, "master", "br0", "up"]);
-    netns.exec("ip", ["addr", "add", `${address}/24`, "dev", "eth0"]);
-    netns.exec("ip", ["link", "set", "eth0", "up"]);
   }
 }
 
@@ -399,74 +348,6 @@ class Member implements EtcdMember {
     } finally {
       clearTimeout(timer);
     }
-  }
-}
-
-/** A reservation file's contents: who holds the /24, and what to sweep once that process is gone. */
-interface Reservation {
-  pid: number;
-  labId: string;
-  dir: string;
-}
-
-/**
- * Claims a /24 of 172.31.0.0/16 that no other lab on this machine holds: a file per /24 under /run,
- * created exclusively. Labs abandoned by a dead test process are swept first.
- */
-function reserveSubnet(owner: Reservation): { path: string; prefix: string } {
-  mkdirSync(RESERVATIONS, { recursive: true });
-  sweepAbandonedLabs();
-  const start = randomInt(1, 255);
-  for (let i = 0; i < 254; i++) {
-    const third = ((start - 1 + i) % 254) + 1;
-    const path = join(RESERVATIONS, `172-31-${third}`);
-    try {
-      const fd = openSync(path, "wx");
-      writeSync(fd, JSON.stringify(owner));
-      closeSync(fd);
-      return { path, prefix: `172.31.${third}` };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-  }
-  throw new Error(`etcd lab: every /24 of 172.31.0.0/16 is reserved (${RESERVATIONS})`);
-}
-
-/**
- * vitest ends a worker with SIGTERM, so no exit handler of a test file that failed to call remove()
- * runs: its members die with it (they run under --pdeathsig), and its namespaces, temp dir and
- * reservation are removed here, by the next lab made on the machine.
- */
-function sweepAbandonedLabs(): void {
-  for (const entry of readdirSync(RESERVATIONS)) {
-    const path = join(RESERVATIONS, entry);
-    let owner: Reservation;
-    try {
-      owner = JSON.parse(readFileSync(path, "utf8")) as Reservation;
-    } catch {
-      continue; // being written, or not a lab's
-    }
-    if (!/^[0-9a-f]{8}$/.test(owner.labId) || isAlive(owner.pid)) continue;
-    const namespaces = existsSync("/run/netns") ? readdirSync("/run/netns") : [];
-    for (const ns of namespaces.filter((name) => name.startsWith(`weftlab-${owner.labId}-`))) {
-      try {
-        removeNetns(ns);
-      } catch {
-        // Another lab's sweep got there first.
-      }
-    }
-    if (owner.dir.startsWith(join(tmpdir(), "weft-etcd-lab-"))) rmSync(owner.dir, { recursive: true, force: true });
-    rmSync(path, { force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== "ESRCH";
   }
 }
 

@@ -167,11 +167,11 @@ describe.skipIf(needs.skip)(needs.title("a lab abandoned by a test process that 
     const abandonedId = randomBytes(4).toString("hex");
     const abandonedDir = mkdtempSync(join(tmpdir(), "weft-etcd-lab-"));
     const abandonedNs = `weftlab-${abandonedId}-m0-x`;
-    const reservation = "/run/weft-etcd-lab/172-31-0";
+    const reservation = `/run/weft-etcd-lab/abandoned-${abandonedId}`;
     execFileSync("ip", ["netns", "add", abandonedNs]);
     try {
       mkdirSync("/run/weft-etcd-lab", { recursive: true });
-      writeFileSync(reservation, JSON.stringify({ pid: deadPid, labId: abandonedId, dir: abandonedDir }));
+      writeFileSync(reservation, JSON.stringify({ pid: deadPid, id: abandonedId, dir: abandonedDir }));
       const lab = await createEtcdLab({ members: 1 });
       await lab.remove();
       expect(existsSync(`/run/netns/${abandonedNs}`)).toBe(false);
