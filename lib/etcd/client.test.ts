@@ -112,6 +112,7 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
         ...["--listen-client-urls", `${endpoint},${tlsEndpoint}`, "--advertise-client-urls", `${endpoint},${tlsEndpoint}`],
         ...["--cert-file", join(dir, "server.pem"), "--key-file", join(dir, "server.key")],
         ...["--client-cert-auth", "--trusted-ca-file", join(dir, "ca.pem")],
+        ...["--auth-token-ttl", "1"],
         ...["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"],
         ...["--initial-cluster", "m1=http://127.0.0.1:2380"],
       ],
@@ -245,13 +246,25 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
     }
   }, 90_000);
 
-  it("authenticates with a user and password once auth is on", async () => {
+  it("authenticates with a user and password once auth is on, again when the token expired", async () => {
     etcdctl("user", "add", "root:rootpw");
     etcdctl("auth", "enable");
     try {
       const c = client({ auth: { username: "root", password: "rootpw" } });
-      await c.put("/auth/k", "v");
+      const written = await c.put("/auth/k", "v");
       expect((await c.range("/auth/k")).kvs[0]!.value).toBe("v");
+      // The member's tokens live 1 s (--auth-token-ttl); the client must notice and authenticate anew.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await c.range("/auth/k")).kvs[0]!.value).toBe("v");
+      await new Promise((r) => setTimeout(r, 2500));
+      const events: WatchEvent[] = [];
+      const watch = c.watchPrefix("/auth/", written, (e) => events.push(e));
+      try {
+        await until("the watched event", () => events.some((e) => e.type === "put"));
+        expect(events.filter((e) => e.type !== "reconnecting")).toMatchObject([{ type: "put", kv: { key: "/auth/k" } }]);
+      } finally {
+        watch.close();
+      }
       const anonymous = client();
       await expect(anonymous.range("/auth/k")).rejects.toThrow(/user name is empty|permission denied/);
       const wrong = client({ auth: { username: "root", password: "nope" } });

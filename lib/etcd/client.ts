@@ -321,7 +321,7 @@ export class EtcdClient {
         retry(error instanceof EtcdError ? error : new EtcdError(String(error), grpc.status.UNKNOWN));
         return;
       }
-      if (stopped) return;
+      if (stopped || this.closed) return;
       metadata.set("hasleader", "true");
       const s = this.watcherOrLeaseStream(this.watcher, "Watch", metadata);
       stream = s;
@@ -334,10 +334,15 @@ export class EtcdClient {
         }
         if (response.canceled) {
           s.cancel();
+          // etcd refuses a watch's expired token in the cancellation's reason, not as a gRPC status.
+          if (response.cancel_reason.endsWith(INVALID_TOKEN)) this.token = undefined;
           retry(new EtcdError(`etcd: watch ${prefix}: canceled: ${response.cancel_reason}`, grpc.status.CANCELLED));
           return;
         }
         if (response.created) backoffMs = 100;
+        // A progress notification: every event up to its revision has been sent, so a reopened
+        // watch starts after it rather than at a revision compaction may have passed meanwhile.
+        else if (response.events.length === 0) next = Math.max(next, Number(response.header.revision) + 1);
         for (const event of response.events) {
           const kv = keyValue(event.kv);
           next = kv.modRevision + 1;
@@ -356,7 +361,7 @@ export class EtcdClient {
           key: Buffer.from(prefix),
           range_end: prefixEnd(prefix),
           start_revision: String(next),
-          progress_notify: false,
+          progress_notify: true,
           prev_kv: false,
         },
       });
@@ -405,7 +410,6 @@ export class EtcdClient {
       return await this.call(client, method, action, request, await this.metadata());
     } catch (error) {
       if (!(this.options.auth && error instanceof EtcdError && error.message.endsWith(INVALID_TOKEN))) throw error;
-      this.token = undefined;
       return this.call(client, method, action, request, await this.metadata());
     }
   }
@@ -420,6 +424,8 @@ export class EtcdClient {
   }
 
   private error(action: string, error: grpc.ServiceError): EtcdError {
+    // etcd's simple tokens expire (5 minutes by default): the next call authenticates again.
+    if (error.details?.endsWith(INVALID_TOKEN)) this.token = undefined;
     return new EtcdError(`etcd: ${action}: ${error.details || error.message}`, error.code, (error.details ?? "").includes(COMPACTED));
   }
 }
