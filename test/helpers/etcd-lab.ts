@@ -134,17 +134,17 @@ class Lab implements EtcdLab {
     for (const member of this.members) member.start();
   }
 
-  private get made(): Underlay {
+  private get builtNetwork(): Underlay {
     if (!this.network) throw new Error("etcd lab: no underlay (the lab was removed, or its making failed)");
     return this.network;
   }
 
   get subnet(): string {
-    return this.made.subnet;
+    return this.builtNetwork.subnet;
   }
 
   get underlay(): TestNetns {
-    return this.made.netns;
+    return this.builtNetwork.netns;
   }
 
   get endpoints(): string[] {
@@ -162,7 +162,7 @@ class Lab implements EtcdLab {
     if (this.nodes.some((n) => n.name === name)) throw new Error(`etcd lab: node ${name} exists`);
     const host = NODE_HOST + this.nodes.length;
     if (host > 254) throw new Error("etcd lab: the underlay /24 has no node address left");
-    const node = { ...this.made.attach(`n-${name}`, host), name };
+    const node = { ...this.builtNetwork.attach(`n-${name}`, host), name };
     this.nodes.push(node);
     return node;
   }
@@ -355,7 +355,7 @@ function tail(text: string, lines: number): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-/** Whether any process's command line mentions `text` (a lab's dir): what a leaked member would show. */
+/** The processes whose command line mentions `text` (a lab's dir): what a leaked member would show. */
 export function processesMentioning(text: string): number[] {
   const found: number[] = [];
   const self = String(process.pid);
