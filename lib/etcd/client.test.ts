@@ -225,9 +225,12 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
     expect((error as EtcdError).compacted).toBe(true);
   });
 
-  it("reopens a watch after etcd stopped answering, from the revision after the last event", async () => {
+  it("reopens a watch and a keep-alive after etcd stopped answering, the watch from the revision after its last event", async () => {
     const c = client({ pingMs: 5000, pingTimeoutMs: 2000 });
     const start = await c.put("/restart/a", "1");
+    const lease = await c.leaseGrant(60);
+    const keepAlive = c.leaseKeepAlive(lease.id);
+    expect(await keepAlive.renew()).toBe(60);
     const events: WatchEvent[] = [];
     const watch = c.watchPrefix("/restart/", start, (e) => events.push(e));
     try {
@@ -240,9 +243,12 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
       etcdctl("put", "/restart/b", "2");
       await until("the event after reconnecting", () => events.some((e) => e.type === "put" && e.kv.key === "/restart/b"), 20_000);
       expect(events.filter((e) => e.type === "put").map((e) => (e.type === "put" ? e.kv.key : ""))).toEqual(["/restart/a", "/restart/b"]);
+      expect(await keepAlive.renew()).toBe(60);
     } finally {
       watch.close();
+      keepAlive.close();
       etcd!.kill("SIGCONT");
+      ns!.exec("ip", ["link", "set", "eth0", "up"]);
     }
   }, 90_000);
 
