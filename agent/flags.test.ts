@@ -214,4 +214,64 @@ describe("parseFlags", () => {
       "--etcd-certfile: --etcd-keyfile and --etcd-certfile go together: give both for a client certificate, or neither",
     );
   });
+  it("names what each flag expects when its value is missing", () => {
+    const expected: Record<string, string> = {
+      "etcd-endpoints": "a comma-separated list of etcd URLs (http://host:2379, https://host:2379)",
+      "etcd-prefix": "an etcd key prefix starting with / (e.g. /coreos.com/network)",
+      "etcd-keyfile": "the path of the client key file for etcd",
+      "etcd-certfile": "the path of the client certificate file for etcd",
+      "etcd-cafile": "the path of the CA certificate file for etcd",
+      "etcd-username": "a user name for etcd",
+      "etcd-password": "a password for etcd",
+      iface: "an interface name or address",
+      "iface-regex": "a regular expression",
+      "iface-can-reach": "an IP address",
+      "public-ip": "an IPv4 address",
+      "public-ipv6": "an IPv6 address",
+      "subnet-file": "a file path",
+      "subnet-lease-renew-margin": "a whole number of minutes from 1 to 1439",
+      "iptables-resync": "a whole number of seconds, 1 or more",
+      "healthz-ip": "an IP address",
+      "healthz-port": "a port number from 0 (no health server) to 65535",
+      v: "a log level, 0 or more",
+      vmodule: "a klog vmodule setting",
+      log_backtrace_at: "a klog file:line",
+      "kube-api-url": "a URL",
+      "kube-annotation-prefix": "an annotation prefix",
+      "kubeconfig-file": "a file path",
+      "net-config-path": "a file path",
+    };
+    for (const [name, what] of Object.entries(expected)) expect(message([`--${name}`])).toBe(`--${name}: needs a value: ${what}`);
+    for (const name of ["ip-masq", "iptables-forward-rules", "version", "help", "h", "set-node-network-unavailable"]) {
+      expect(message([`--${name}=maybe`])).toBe(`--${name}: expected true or false, got "maybe"`);
+    }
+    expect(message(["--kube-subnet-mgr=maybe"])).toBe('--kube-subnet-mgr: expected false: weft\'s flanneld runs in etcd mode only, got "maybe"');
+  });
+
+  it("takes the bounds of each range, and signs", () => {
+    expect(parse(["--subnet-lease-renew-margin=1"]).subnetLeaseRenewMarginMinutes).toBe(1);
+    expect(parse(["--subnet-lease-renew-margin=+1439"]).subnetLeaseRenewMarginMinutes).toBe(1439);
+    expect(parse(["--healthz-port=0"]).healthzPort).toBe(0);
+    expect(parse(["--healthz-port=65535"]).healthzPort).toBe(65535);
+    expect(parse(["--iptables-resync=2147483647"]).iptablesResyncSeconds).toBe(2147483647);
+    expect(message(["--iptables-resync=2147483648"])).toBe('--iptables-resync: expected a whole number of seconds, 1 or more, got "2147483648"');
+    expect(parse(["-v=2147483647"]).verbosity).toBe(2147483647);
+    expect(message(["-v=2147483648"])).toBe('--v: expected a log level, 0 or more, got "2147483648"');
+    for (const bad of ["x5", "5x", "", "1.5", "0x10"]) expect(message([`--healthz-port=${bad}`])).toMatch(/^--healthz-port: expected a port number/);
+  });
+
+  it("accepts empty addresses as not given, and every endpoint scheme the etcd client takes", () => {
+    expect(parse(["--public-ip=", "--public-ipv6=", "--iface-can-reach="])).toEqual(defaultFlags());
+    expect(parse(["--etcd-endpoints=http://a:2379,https://b:2379,unix:///run/etcd.sock,unixs://c:1"]).etcdEndpoints).toHaveLength(4);
+    for (const bad of ["http://[bad", "a:2379/x", "x a:2379", "[fd00::1]:2379x", "x[fd00::1]:2379", "a:b"]) {
+      expect(message([`--etcd-endpoints=${bad}`])).toMatch(/^--etcd-endpoints: expected/);
+    }
+    expect(message(["--iface-regex="])).toBe('--iface-regex: expected a regular expression, got ""');
+  });
+
+  it("lists an ignored flag once, keeps accepted-only flags out of the result, and skips empty variables", () => {
+    expect(parse(["--kube-api-url=a", "--kube-api-url=b"]).ignored).toEqual(["kube-api-url"]);
+    expect(parse(["--vmodule=x=2", "--log_backtrace_at=a.go:1"])).toEqual(defaultFlags());
+    expect(parse([], { FLANNELD_HEALTHZ_PORT: "", FLANNELD_HELP: "true", FLANNELD_H: "true" })).toEqual(defaultFlags());
+  });
 });

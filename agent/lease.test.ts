@@ -284,3 +284,116 @@ describe("chooseSubnet", () => {
     expect(shown(chooseSubnet({ config: wide, leases, publicIP: "172.16.0.1", random: first }).subnets)).toBe("10.19.137.0/24");
   });
 });
+
+describe("edges", () => {
+  const parsed = (name: string) => {
+    const s = parseSubnetKey("/coreos.com/network", `/coreos.com/network/subnets/${name}`);
+    return s && shown(s);
+  };
+
+  it("of keys: every length, and nothing around the name", () => {
+    expect(parsed("10.244.1.1-32")).toBe("10.244.1.1/32");
+    expect(parsed("0.0.0.0-8")).toBe("0.0.0.0/8");
+    expect(parsed("10.244.1.0-24&fc00::1-128")).toBe("10.244.1.0/24 fc00::1/128");
+    for (const bad of [
+      "0.0.0.0-0",
+      "x10.244.1.0-24",
+      "10.244.1.0-24x",
+      "10.244.1.0-24&fc00::-64x",
+      "10.244.1.0-24&fg00::-64",
+      "10.244.1-24",
+      "10.244.1.0-24&10.0.0.0-8",
+    ]) {
+      expect(parsed(bad)).toBeUndefined();
+    }
+  });
+
+  it("of values: null fields, and the V6 data only when present", () => {
+    expect(() => parseLeaseValue("null", "k")).toThrow("lease k: not a JSON object");
+    expect(() => parseLeaseValue('"x"', "k")).toThrow("lease k: not a JSON object");
+    expect(parseLeaseValue('{"PublicIP":null,"PublicIPv6":null,"BackendType":null}', "k")).toEqual({ publicIP: "0.0.0.0", publicIPv6: null });
+    const v6 = '{"PublicIP":"10.0.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendV6Data":null}';
+    expect(formatLeaseValue(parseLeaseValue(v6, "k"))).toBe(v6);
+    expect(Object.keys(parseLeaseValue('{"PublicIP":"10.0.0.2"}', "k"))).toEqual(["publicIP", "publicIPv6"]);
+  });
+
+  it("of vxlan data: the VNI's range and type, the MAC's whole form", () => {
+    const mac = "c6:d2:32:6f:8f:44";
+    expect(parseVxlanBackendData({ VtepMAC: mac }, "k")).toEqual({ vni: 0, vtepMAC: mac });
+    expect(parseVxlanBackendData({ VNI: 65535, VtepMAC: mac }, "k").vni).toBe(65535);
+    for (const vni of [-1, 1.5, "1", 65536]) {
+      expect(() => parseVxlanBackendData({ VNI: vni, VtepMAC: mac }, "k")).toThrow(
+        `lease k: BackendData.VNI ${JSON.stringify(vni)} is not a 16-bit unsigned integer`,
+      );
+    }
+    for (const bad of [`x${mac}`, `${mac}x`, "c6:d2-32:6f:8f:44", 5]) {
+      expect(() => parseVxlanBackendData({ VNI: 1, VtepMAC: bad }, "k")).toThrow(
+        `lease k: BackendData.VtepMAC ${JSON.stringify(bad)} is not a MAC address`,
+      );
+    }
+    expect(() => parseVxlanBackendData([], "k")).toThrow("lease k: BackendData [] is not a vxlan backend's object");
+  });
+
+  const net16 = config({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } });
+
+  it("of the walk: adjacent and unsorted leases, and a lease at the very end", () => {
+    const leases = [lease("10.244.3.0/24", "a"), lease("10.244.1.0/24", "b"), lease("10.244.2.0/24", "c"), lease("10.244.2.0/25", "d")];
+    expect(shown(chooseSubnet({ config: net16, leases, random: first }).subnets)).toBe("10.244.4.0/24");
+    const offered: number[] = [];
+    chooseSubnet({
+      config: config({ Network: "10.0.0.0/28", Backend: { Type: "host-gw" } }),
+      leases: [lease("10.0.0.12/30", "a"), lease("10.0.0.4/30", "b")],
+      random: (n) => {
+        offered.push(n);
+        return 0;
+      },
+    });
+    expect(offered).toEqual([1]);
+  });
+
+  it("of the previous subnet: a lease right beside it does not take it, one of another family does not either", () => {
+    const besides = [lease("10.244.8.0/24", "a"), lease("10.244.10.0/24", "b")];
+    const v6Lease: Lease = { subnets: { ipv6: cidr("fd00::/64") }, attrs: { publicIP: "0.0.0.0", publicIPv6: "fd00::9" } };
+    expect(chooseSubnet({ config: net16, leases: [...besides, v6Lease], previous: v4("10.244.9.0/24") }).reason).toBe("previous");
+    expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.255.0/24") }).reason).toBe("previous");
+    expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.1.0/24") }).reason).toBe("previous");
+    expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.1.128/24"), random: first }).reason).toBe("free");
+  });
+
+  it("of the own lease: found by address only, and kept out of the taken ones when stale", () => {
+    const stale = lease("10.244.0.0/16", "10.0.0.2");
+    const choice = chooseSubnet({ config: net16, leases: [stale, lease("10.244.1.0/24", "10.0.0.3")], publicIP: "10.0.0.2", random: first });
+    expect(shown(choice.subnets)).toBe("10.244.2.0/24");
+    expect(chooseSubnet({ config: net16, leases: [lease("10.244.1.0/24", "10.0.0.3")], random: first }).reason).toBe("free");
+  });
+
+  it("of the exhaustion message: ranges past the tenth counted, ranges outside the pool left out", () => {
+    const leases: Lease[] = [lease("10.245.0.0/16", "z")];
+    for (let i = 1; i <= 255; i += 2) leases.push(lease(`10.244.${i}.0/24`, `a${i}`));
+    const bounded = config({
+      Network: "10.244.0.0/16",
+      SubnetMin: "10.244.1.0",
+      SubnetMax: "10.244.23.0",
+      SubnetLen: 24,
+      Backend: { Type: "host-gw" },
+    });
+    const filled = [...leases];
+    for (let i = 2; i <= 22; i += 2) filled.push(lease(`10.244.${i}.0/24`, `b${i}`));
+    expect(() => chooseSubnet({ config: bounded, leases: filled })).toThrow(
+      "no free subnet in Network 10.244.0.0/16: it holds 23 subnets of /24 from 10.244.1.0 to 10.244.23.0, all taken by 23 leases (10.244.1.0-10.244.23.255);",
+    );
+    const quarters: Lease[] = [];
+    for (let i = 1; i <= 23; i++) quarters.push(lease(`10.244.${i}.0/26`, `q${i}`));
+    const shownRanges = Array.from({ length: 10 }, (_, k) => `10.244.${k + 1}.0-10.244.${k + 1}.63`).join(", ");
+    expect(() => chooseSubnet({ config: bounded, leases: quarters })).toThrow(
+      `no free subnet in Network 10.244.0.0/16: it holds 23 subnets of /24 from 10.244.1.0 to 10.244.23.0, all taken by 23 leases (${shownRanges} and 13 more ranges);`,
+    );
+  });
+
+  it("picks with Math.random by default, within the free subnets", () => {
+    const small = config({ Network: "10.0.0.0/28", Backend: { Type: "host-gw" } });
+    for (let i = 0; i < 20; i++) {
+      expect(["10.0.0.4/30", "10.0.0.8/30", "10.0.0.12/30"]).toContain(shown(chooseSubnet({ config: small, leases: [] }).subnets));
+    }
+  });
+});

@@ -191,4 +191,31 @@ describe("parseNetworkConfig", () => {
       else expect(got).toBe(`invalid network config ${KEY}: ${expected}`);
     }
   });
+  it("takes the bounds: SubnetLen 30, SubnetLen of network length + 2, SubnetMin at the network's start", () => {
+    expect(parse({ Network: "10.244.0.0/16", SubnetLen: 30, Backend: { Type: "vxlan" } }).ipv4?.subnetLength).toBe(30);
+    expect(shown(parse({ Network: "10.244.0.0/16", SubnetLen: 18, Backend: { Type: "vxlan" } }).ipv4)).toBe(
+      "10.244.64.0..10.244.192.0/18 of 10.244.0.0/16",
+    );
+    expect(shown(parse({ Network: "10.244.0.0/16", SubnetMin: "10.244.0.0", Backend: { Type: "vxlan" } }).ipv4)).toBe(
+      "10.244.0.0..10.244.255.0/24 of 10.244.0.0/16",
+    );
+    expect(message({ Network: "10.244.0.0/16", SubnetMax: "10.244.255.255", Backend: { Type: "vxlan" } })).toBe(
+      `invalid network config ${KEY}: SubnetMax 10.244.255.255 is not the first address of a /24 subnet`,
+    );
+  });
+
+  it("reads each backend's own keys without a warning, and warns about the others", () => {
+    const all = { Type: "vxlan", VNI: 1, Port: 8472, GBP: false, Learning: false, DirectRouting: false, MTU: 1500 };
+    expect(parse({ Network: "10.244.0.0/16", Backend: all }).warnings).toEqual([]);
+    expect(parse({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } })).toEqual({
+      ipv4: parse({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } }).ipv4,
+      backend: { type: "host-gw" },
+      enableNFTables: false,
+      warnings: [],
+    });
+    const udp = parse({ Network: "10.244.0.0/16", Backend: { Type: "udp", VNI: 1, Port: 0 } });
+    expect(udp.backend).toEqual({ type: "udp", port: 8285 });
+    expect(udp.warnings).toEqual(["Backend keys ignored by the udp backend: VNI"]);
+    expect(parse({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", Port: 0 } }).backend).toMatchObject({ port: 8472 });
+  });
 });

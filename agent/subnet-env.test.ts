@@ -102,4 +102,14 @@ describe("previousSubnets", () => {
     expect(previousSubnets("FLANNEL_SUBNET=10.244.1.1\nFLANNEL_IPV6_SUBNET=10.244.1.1/24\n")).toEqual({});
     expect(previousSubnets("FLANNEL_SUBNET=fd00::1/64\n=x\nnonsense\n")).toEqual({});
   });
+  it("trims keys and values, ignores commented lines and unbalanced quotes", () => {
+    expect(shown("  FLANNEL_SUBNET = 10.244.5.1/24  \nexport   FLANNEL_IPV6_SUBNET=fd00:5::1/64\n")).toEqual(["10.244.5.0/24", "fd00:5::/64"]);
+    expect(shown("#FLANNEL_SUBNET=10.244.9.1/24\n")).toEqual([undefined, undefined]);
+    expect(shown('FLANNEL_SUBNET="10.244.9.1/24\n')).toEqual([undefined, undefined]);
+    expect(shown("FLANNEL_SUBNET='10.244.9.1/24\"\n")).toEqual([undefined, undefined]);
+    expect(shown('FLANNEL_SUBNET="\n')).toEqual([undefined, undefined]);
+    expect(shown("FLANNEL_SUBNET=10.244.9.1/24#x\n")).toEqual([undefined, undefined]);
+    expect(shown("FLANNEL_SUBNET=10.244.9.1/24\t# tab\n")).toEqual(["10.244.9.0/24", undefined]);
+    expect(shown("FLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_SUBNET=10.244.2.1/24\n")).toEqual(["10.244.2.0/24", undefined]);
+  });
 });
