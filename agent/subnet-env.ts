@@ -34,19 +34,19 @@ export function formatSubnetEnv(content: SubnetEnvContent): string {
   return `${text}FLANNEL_MTU=${content.mtu}\nFLANNEL_IPMASQ=${content.ipMasq}\n`;
 }
 
-/** One dotenv line's key and value (godotenv: `export` prefix, quotes, comments); undefined for none. */
+/**
+ * One dotenv line's key and value as godotenv reads them (an `export` prefix, quotes, a comment after
+ * whitespace); a comment line yields a key starting with "#", which nothing asks for.
+ */
 function dotenvLine(line: string): [string, string] | undefined {
-  let text = line.trim();
-  if (text === "" || text.startsWith("#")) return undefined;
-  if (text.startsWith("export ")) text = text.slice("export ".length).trimStart();
+  const text = line.trim().replace(/^export\s+/, "");
   const eq = text.indexOf("=");
-  if (eq <= 0) return undefined;
-  const key = text.slice(0, eq).trim();
+  if (eq < 0) return undefined;
   let value = text.slice(eq + 1).trim();
   const quote = value[0];
   if ((quote === '"' || quote === "'") && value.length >= 2 && value.endsWith(quote)) value = value.slice(1, -1);
   else value = value.replace(/\s+#.*$/, "");
-  return [key, value];
+  return [text.slice(0, eq).trim(), value];
 }
 
 /**
