@@ -69,7 +69,9 @@ export function createNode(prefix: string): Node {
       return pod;
     },
     ip: (...args) => execFileSync("ip", ["-n", name, ...args], { encoding: "utf8" }),
-    exec: (command, args, input) => execFileSync("ip", ["netns", "exec", name, command, ...args], { encoding: "utf8", input }),
+    // stderr is kept with the error, not printed: nft warns about iptables-nft's tables on every listing.
+    exec: (command, args, input) =>
+      execFileSync("ip", ["netns", "exec", name, command, ...args], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] }),
     remove() {
       for (const pod of pods.splice(0)) spawnSync("ip", ["netns", "delete", pod]);
       spawnSync("ip", ["netns", "delete", name]);
