@@ -1,4 +1,4 @@
-import { canonicalIp, formatIp, parseCidr, parseIp, type ParsedIp } from "../lib/ip/ip.js";
+import { canonicalIp, formatIp, parseCidr, parseIp } from "../lib/ip/ip.js";
 import { listAddresses } from "../lib/netlink/addr.js";
 import { listLinks } from "../lib/netlink/link.js";
 import { listRoutes, routeTo } from "../lib/netlink/route.js";
@@ -52,26 +52,20 @@ export interface ExternalInterface {
   extV6Addr?: string;
 }
 
-function isGlobalUnicast6(ip: ParsedIp): boolean {
-  const b = ip.bytes;
-  if (b.every((x) => x === 0)) return false;
-  if (b[0] === 0xff) return false;
-  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return false;
-  return !(b.slice(0, 15).every((x) => x === 0) && b[15] === 1);
-}
-
 /** The node's interfaces, default routes and route lookups, from the kernel. */
 export async function nodeFacts(nl: Rtnl): Promise<NodeFacts> {
   const [links, addresses] = await Promise.all([listLinks(nl), listAddresses(nl)]);
   const interfaces = links.map((l) => {
     const mine = addresses.filter((a) => a.index === l.index);
-    const ips = (family: 4 | 6) => mine.filter((a) => a.family === family).map((a) => parseCidr(a.cidr)!.ip);
+    // IPv6: the kernel's global scope leaves out link-local and loopback, as Go's IsGlobalUnicast does.
+    const ips = (family: 4 | 6) =>
+      mine.filter((a) => a.family === family && (family === 4 || a.scope === "global")).map((a) => formatIp(parseCidr(a.cidr)!.ip));
     return {
       name: l.name,
       index: l.index,
       mtu: l.mtu,
-      v4: ips(4).map(formatIp),
-      v6: ips(6).filter(isGlobalUnicast6).map(formatIp),
+      v4: ips(4),
+      v6: ips(6),
     };
   });
   const defaultRoute: NodeFacts["defaultRoute"] = {};

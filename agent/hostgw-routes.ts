@@ -1,4 +1,5 @@
-import { canonicalCidr, canonicalIp, ipToBigInt, parseCidr } from "../lib/ip/ip.js";
+import { canonicalCidr, canonicalIp, parseCidr } from "../lib/ip/ip.js";
+import { prefixesOverlap } from "../lib/netlink/addr.js";
 import { addRoute, delRoute, listRoutes, routeTo } from "../lib/netlink/route.js";
 import type { Rtnl } from "../lib/netlink/rtnl.js";
 
@@ -29,13 +30,11 @@ export function desiredRoutes(peers: readonly HostGwPeer[], ownSubnet: string): 
   return out;
 }
 
+/** Whether the route's destination lies within the cluster network. */
 function inside(network: string, dst: string): boolean {
   const n = parseCidr(network);
   const d = parseCidr(dst);
-  if (!n || !d || n.ip.family !== d.ip.family || d.prefixLength < n.prefixLength) return false;
-  const bits = n.ip.family === 4 ? 32 : 128;
-  const shift = BigInt(bits - n.prefixLength);
-  return ipToBigInt(n.ip) >> shift === ipToBigInt(d.ip) >> shift;
+  return !!n && !!d && d.prefixLength >= n.prefixLength && prefixesOverlap(network, dst);
 }
 
 /**
