@@ -41,7 +41,9 @@ export type WatchEvent =
   /** The start revision was compacted: nothing more comes on this watch; re-list and watch anew. */
   | { type: "compacted"; compactRevision: number }
   /** The stream broke and is being reopened from the revision after the last event seen. */
-  | { type: "reconnecting"; error: EtcdError };
+  | { type: "reconnecting"; error: EtcdError }
+  /** etcd accepted the watch (at the start, and again after each reconnection). */
+  | { type: "watching" };
 
 export interface Watch {
   close(): void;
@@ -205,6 +207,19 @@ export class EtcdClient {
     return { created: response.succeeded, revision: Number(response.header.revision) };
   }
 
+  /**
+   * Deletes the key only when it is still as it was read (its mod revision), in one transaction:
+   * a key another writer changed meanwhile is left alone. Resolves to whether it was deleted.
+   */
+  async deleteIfUnchanged(key: string, modRevision: number): Promise<boolean> {
+    const response = (await this.unary(this.kv, "Txn", `delete ${key}`, {
+      compare: [{ key: Buffer.from(key), target: "MOD", result: "EQUAL", mod_revision: String(modRevision) }],
+      success: [{ request_delete_range: { key: Buffer.from(key) } }],
+      failure: [],
+    })) as { succeeded: boolean };
+    return response.succeeded;
+  }
+
   /** Resolves to the new lease's id and the TTL etcd granted. */
   async leaseGrant(ttlSeconds: number): Promise<{ id: string; ttl: number }> {
     const response = (await this.unary(this.lease, "LeaseGrant", "grant a lease", { TTL: String(ttlSeconds), ID: "0" })) as {
@@ -339,7 +354,11 @@ export class EtcdClient {
           retry(new EtcdError(`etcd: watch ${prefix}: canceled: ${response.cancel_reason}`, grpc.status.CANCELLED));
           return;
         }
-        if (response.created) backoffMs = 100;
+        if (response.created) {
+          backoffMs = 100;
+          onEvent({ type: "watching" });
+          if (stopped) return;
+        }
         // A progress notification: every event up to its revision has been sent, so a reopened
         // watch starts after it rather than at a revision compaction may have passed meanwhile.
         else if (response.events.length === 0) next = Math.max(next, Number(response.header.revision) + 1);

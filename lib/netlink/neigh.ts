@@ -119,7 +119,8 @@ export async function delNeighbour(nl: Rtnl, spec: { index: number; ip: string }
   }
 }
 
-function parseNeighbour(data: Buffer): Neighbour | undefined {
+/** A neighbour message's payload (a dump's entry or a notification); undefined for fdb entries. */
+export function parseNeighbour(data: Buffer): Neighbour | undefined {
   const family = data.readUInt8(0);
   if (family !== AF_INET && family !== AF_INET6) return undefined;
   const attrs = decodeAttrs(data.subarray(12));
@@ -182,7 +183,8 @@ export async function delFdbEntry(nl: Rtnl, spec: { index: number; mac: string; 
   }
 }
 
-function parseFdbEntry(data: Buffer): FdbEntry | undefined {
+/** An fdb message's payload (AF_BRIDGE); undefined for neighbours. */
+export function parseFdbEntry(data: Buffer): FdbEntry | undefined {
   if (data.readUInt8(0) !== AF_BRIDGE) return undefined;
   const attrs = decodeAttrs(data.subarray(12));
   const lladdr = attrs.get(NDA_LLADDR);

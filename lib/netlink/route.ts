@@ -1,7 +1,21 @@
 import { formatCidr, formatIp, networkOf, parseCidr, parseIp } from "../ip/ip.js";
 import { familyConstant } from "./addr.js";
 import { isKernelError } from "../errors/kernel.js";
-import { AF_INET, AF_INET6, attr, decodeAttrs, encodeAttrs, nested, NLM_F_CREATE, NLM_F_EXCL, RTM, u32, type Attr, type Rtnl } from "./rtnl.js";
+import {
+  AF_INET,
+  AF_INET6,
+  attr,
+  decodeAttrs,
+  encodeAttrs,
+  nested,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  RTM,
+  u32,
+  type Attr,
+  type Rtnl,
+} from "./rtnl.js";
 
 // include/uapi/linux/rtnetlink.h
 const RTA_DST = 1;
@@ -92,6 +106,12 @@ export async function addRoute(nl: Rtnl, spec: RouteSpec): Promise<void> {
   await nl.change(RTM.NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL, `add route ${describe}`);
 }
 
+/** Adds a route, or replaces the one with the same destination, table and metric (ip route replace). */
+export async function replaceRoute(nl: Rtnl, spec: RouteSpec): Promise<void> {
+  const { body, describe } = routeMessage(spec);
+  await nl.change(RTM.NEWROUTE, body, NLM_F_CREATE | NLM_F_REPLACE, `replace route ${describe}`);
+}
+
 /** Deletes a route; false when it was not there. */
 export async function delRoute(nl: Rtnl, spec: RouteSpec): Promise<boolean> {
   const { body, describe } = routeMessage(spec);
@@ -104,7 +124,8 @@ export async function delRoute(nl: Rtnl, spec: RouteSpec): Promise<boolean> {
   }
 }
 
-function parseRoute(data: Buffer): KernelRoute | undefined {
+/** A route message's payload (a dump's entry or a notification). */
+export function parseRoute(data: Buffer): KernelRoute | undefined {
   const family = data.readUInt8(0);
   if (family !== AF_INET && family !== AF_INET6) return undefined;
   const ipFamily = family === AF_INET ? 4 : 6;

@@ -23,9 +23,13 @@ export const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 export const NLA_F_NESTED = 0x8000;
-/** rtnetlink multicast groups: link changes, IPv6 address changes. */
+/** rtnetlink multicast groups: links, neighbours and fdb entries, addresses, routes. */
 export const RTNLGRP_LINK = 1;
+export const RTNLGRP_NEIGH = 3;
+export const RTNLGRP_IPV4_IFADDR = 5;
+export const RTNLGRP_IPV4_ROUTE = 7;
 export const RTNLGRP_IPV6_IFADDR = 9;
+export const RTNLGRP_IPV6_ROUTE = 11;
 
 export const RTM = {
   NEWLINK: 16,
