@@ -6,7 +6,7 @@ import { attr, cstring, decodeAttrs, encodeAttrs, NETLINK_NETFILTER, NLM_F_DUMP,
 
 /**
  * Whole-table reads and one-transaction writes for nftables, and iptables-save / iptables-restore
- * for the nat table, over the shared runner in nft.ts (execFile with argument arrays, no shell).
+ * for one table (nat, filter), over the shared runner in nft.ts (execFile with argument arrays, no shell).
  * Callers pass scripts built from validated values only; this file adds the transport and turns a
  * lock that stayed busy into NetfilterBusyError, which plugins report as "try again later".
  */
@@ -52,8 +52,17 @@ export interface NftListedRule {
   expr: unknown[];
 }
 
+/** Where a base chain hooks in: type, hook and numeric priority as nft lists them. */
+export interface NftBaseChain {
+  type: string;
+  hook: string;
+  prio: number;
+}
+
 export interface NftListedTable {
   chains: Set<string>;
+  /** The base chains among chains, by name. */
+  baseChains: Map<string, NftBaseChain>;
   rules: NftListedRule[];
 }
 
@@ -187,10 +196,15 @@ export async function nftDeleteRules(scopes: readonly NftRuleScope[], select: (c
 /** Parses `nft -j list table` output (pure, for tests). */
 export function parseNftTable(json: string): NftListedTable {
   const parsed = JSON.parse(json) as { nftables?: Array<Record<string, Record<string, unknown> | undefined>> };
-  const listed: NftListedTable = { chains: new Set(), rules: [] };
+  const listed: NftListedTable = { chains: new Set(), baseChains: new Map(), rules: [] };
   for (const item of parsed.nftables ?? []) {
     const chain = item.chain;
-    if (chain && typeof chain.name === "string") listed.chains.add(chain.name);
+    if (chain && typeof chain.name === "string") {
+      listed.chains.add(chain.name);
+      if (typeof chain.type === "string" && typeof chain.hook === "string" && typeof chain.prio === "number") {
+        listed.baseChains.set(chain.name, { type: chain.type, hook: chain.hook, prio: chain.prio });
+      }
+    }
     const rule = item.rule;
     if (rule && typeof rule.chain === "string" && typeof rule.handle === "number") {
       listed.rules.push({
@@ -209,20 +223,35 @@ export async function nftApply(script: string): Promise<void> {
   await run(nftTool(), ["-f", "-"], script);
 }
 
+/** Whether the kernel would take a script (`nft --check`: nothing is committed), for feature probes. */
+export async function nftAccepts(script: string): Promise<boolean> {
+  try {
+    await run(nftTool(), ["--check", "-f", "-"], script);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// iptables (nat table)
+// iptables
 
 export type IptablesFamily = 4 | 6;
+/** The iptables tables weft reads and writes. */
+export type IptablesTable = "nat" | "filter";
 
 function iptablesTool(family: IptablesFamily, suffix: "" | "-save" | "-restore"): string | undefined {
   return findTool(`${family === 4 ? "iptables" : "ip6tables"}${suffix}`);
 }
 
-/** The nat table as iptables-save prints it: each chain's rules as argument lists (without "-A chain"). */
-export interface NatTable {
+/** One table as iptables-save prints it: each chain's rules as argument lists (without "-A chain"). */
+export interface SavedTable {
   chains: Set<string>;
   rules: Map<string, string[][]>;
 }
+
+/** The nat table as iptables-save prints it. */
+export type NatTable = SavedTable;
 
 /**
  * Splits one iptables-save line into arguments, as iptables-restore does: whitespace separates,
@@ -266,13 +295,13 @@ export function iptablesLine(args: readonly string[]): string {
   return args.map(quoteIptablesArg).join(" ");
 }
 
-/** Parses `iptables-save -t nat` (pure, for tests). */
-export function parseNatTable(text: string): NatTable {
-  const table: NatTable = { chains: new Set(), rules: new Map() };
-  let inNat = false;
+/** Parses one table of `iptables-save` output (pure, for tests). */
+export function parseIptablesSave(text: string, tableName: IptablesTable): SavedTable {
+  const table: SavedTable = { chains: new Set(), rules: new Map() };
+  let inTable = false;
   for (const line of text.split("\n")) {
-    if (line.startsWith("*")) inNat = line === "*nat";
-    if (!inNat) continue;
+    if (line.startsWith("*")) inTable = line === `*${tableName}`;
+    if (!inTable) continue;
     if (line.startsWith(":")) {
       const name = line.slice(1).split(" ")[0]!;
       table.chains.add(name);
@@ -287,19 +316,29 @@ export function parseNatTable(text: string): NatTable {
   return table;
 }
 
-/** The nat table of one family, or undefined when that family's iptables is not installed or not usable. */
-export async function iptablesSaveNat(family: IptablesFamily): Promise<NatTable | undefined> {
+/** Parses `iptables-save -t nat` (pure, for tests). */
+export function parseNatTable(text: string): NatTable {
+  return parseIptablesSave(text, "nat");
+}
+
+/** One table of one family, or undefined when that family's iptables is not installed or not usable. */
+export async function iptablesSave(family: IptablesFamily, table: IptablesTable): Promise<SavedTable | undefined> {
   const tool = iptablesTool(family, "-save");
   if (!tool) return undefined;
   let out: string;
   try {
-    out = await run(tool, ["-t", "nat"]);
+    out = await run(tool, ["-t", table]);
   } catch (err) {
     // No kernel support for this family (ip6tables on a node without IPv6): nothing of ours there.
     if (/can't initialize|Table does not exist|Address family not supported|Protocol not supported/i.test((err as Error).message)) return undefined;
     rethrow(err);
   }
-  return parseNatTable(out);
+  return parseIptablesSave(out, table);
+}
+
+/** The nat table of one family, or undefined when that family's iptables is not installed or not usable. */
+export function iptablesSaveNat(family: IptablesFamily): Promise<NatTable | undefined> {
+  return iptablesSave(family, "nat");
 }
 
 /** Creates a chain in the nat table; one that exists already is left as it is (never flushed). */
@@ -315,20 +354,25 @@ export async function iptablesEnsureChain(family: IptablesFamily, chain: string)
 }
 
 /**
- * Applies rule lines to the nat table with one `iptables-restore --noflush`: the kernel takes all
- * of them or none. A ":CHAIN" line flushes that chain if it exists, so callers declare only chains
+ * Applies rule lines to one table with one `iptables-restore --noflush`: the kernel takes all of
+ * them or none. A ":CHAIN" line flushes that chain if it exists, so callers declare only chains
  * that are theirs alone.
  */
-export async function iptablesRestoreNat(family: IptablesFamily, lines: readonly string[]): Promise<void> {
+export async function iptablesRestore(family: IptablesFamily, table: IptablesTable, lines: readonly string[]): Promise<void> {
   if (lines.length === 0) return;
   const tool = iptablesTool(family, "-restore");
   if (!tool) throw new Error(`${family === 4 ? "iptables" : "ip6tables"}-restore is not installed`);
-  const script = ["*nat", ...lines, "COMMIT", ""].join("\n");
+  const script = [`*${table}`, ...lines, "COMMIT", ""].join("\n");
   try {
     await run(tool, ["-w", String(XTABLES_WAIT_SECONDS), "--noflush"], script);
   } catch (err) {
     rethrow(err);
   }
+}
+
+/** Applies rule lines to the nat table with one `iptables-restore --noflush` (see iptablesRestore). */
+export function iptablesRestoreNat(family: IptablesFamily, lines: readonly string[]): Promise<void> {
+  return iptablesRestore(family, "nat", lines);
 }
 
 export function iptablesInstalled(family: IptablesFamily): boolean {
@@ -359,36 +403,38 @@ export function iptablesRemoveLines(chains: readonly string[], existing: NatTabl
 }
 
 /**
- * Whether any of these nat chains may exist, answered without running iptables: iptables-legacy's
- * tables are listed in /proc once something used them in this namespace, and iptables-nft keeps
- * its chains in the nftables table "nat", listed over nfnetlink. True when either is unclear.
+ * Whether any of these chains of a table may exist, answered without running iptables:
+ * iptables-legacy's tables are listed in /proc once something used them in this namespace, and
+ * iptables-nft keeps its chains in the nftables table of the same name, listed over nfnetlink.
+ * True when either is unclear.
  */
-async function natChainsMayExist(family: IptablesFamily, chains: readonly string[]): Promise<boolean> {
+async function chainsMayExist(family: IptablesFamily, table: IptablesTable, chains: readonly string[]): Promise<boolean> {
   const netns = currentNetns();
   const legacy = `/proc/thread-self/net/${family === 4 ? "ip_tables_names" : "ip6_tables_names"}`;
   const readLegacy = () => {
     try {
-      return readFileSync(legacy, "utf8").split("\n").includes("nat");
+      return readFileSync(legacy, "utf8").split("\n").includes(table);
     } catch {
       // The legacy module is not loaded: there are no legacy tables anywhere.
       return false;
     }
   };
   if (netns ? netns.run(readLegacy) : readLegacy()) return true;
-  const names = await nftChainNames(family === 4 ? "ip" : "ip6", "nat", netns);
+  const names = await nftChainNames(family === 4 ? "ip" : "ip6", table, netns);
   return names === undefined || chains.some((c) => names.has(c));
 }
 
 /**
- * Removes nat chains with every jump to them, for one family, in one iptables-restore; returns how
- * many lines that took (0 when none of the chains exists, found without running iptables).
+ * Removes chains of a table (nat unless named) with every jump to them, for one family, in one
+ * iptables-restore; returns how many lines that took (0 when none of the chains exists, found
+ * without running iptables).
  */
-export async function iptablesRemoveChains(family: IptablesFamily, chains: readonly string[]): Promise<number> {
-  if (!iptablesInstalled(family) || !(await natChainsMayExist(family, chains))) return 0;
-  const existing = await iptablesSaveNat(family);
+export async function iptablesRemoveChains(family: IptablesFamily, chains: readonly string[], table: IptablesTable = "nat"): Promise<number> {
+  if (!iptablesInstalled(family) || !(await chainsMayExist(family, table, chains))) return 0;
+  const existing = await iptablesSave(family, table);
   if (!existing) return 0;
   const lines = iptablesRemoveLines(chains, existing);
-  await iptablesRestoreNat(family, lines.map(iptablesLine));
+  await iptablesRestore(family, table, lines.map(iptablesLine));
   return lines.length;
 }
 
@@ -400,6 +446,31 @@ export async function iptablesCollectChains(family: IptablesFamily, pick: (exist
   const lines = iptablesRemoveLines(pick(existing), existing);
   await iptablesRestoreNat(family, lines.map(iptablesLine));
   return lines.length;
+}
+
+/** Whether `iptables --version` output names 1.6.2 or later (pure, for tests). */
+export function versionHasRandomFully(versionOutput: string): boolean {
+  const v = /v(\d+)\.(\d+)\.(\d+)/.exec(versionOutput);
+  if (!v) return false;
+  const [major, minor, patch] = [Number(v[1]), Number(v[2]), Number(v[3])];
+  return major > 1 || (major === 1 && (minor > 6 || (minor === 6 && patch >= 2)));
+}
+
+const randomFully = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether this family's iptables has MASQUERADE --random-fully: from 1.6.2 on, as go-iptables'
+ * HasRandomFully decides from `iptables --version` (asked once per process).
+ */
+export function iptablesHasRandomFully(family: IptablesFamily): Promise<boolean> {
+  const tool = iptablesTool(family, "");
+  if (!tool) return Promise.resolve(false);
+  let answer = randomFully.get(tool);
+  if (!answer) {
+    answer = run(tool, ["--version"]).then(versionHasRandomFully, () => false);
+    randomFully.set(tool, answer);
+  }
+  return answer;
 }
 
 export type NetfilterBackend = "iptables" | "nftables";
