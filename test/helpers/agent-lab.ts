@@ -106,7 +106,35 @@ export class AgentNode {
 
   /** Its address on the underlay (the public IP its lease announces). */
   get address(): string {
-    return this.host.address;
+    return this.currentAddress ?? this.host.address;
+  }
+
+  private currentAddress: string | undefined;
+
+  /** Replaces the node's underlay address by `address` (same /24), as a host renumbered. */
+  changeAddress(address: string): void {
+    // Deleted first: deleting a primary address deletes the secondaries of its subnet with it.
+    this.netns.exec("ip", ["addr", "del", `${this.address}/24`, "dev", this.ifName]);
+    this.netns.exec("ip", ["addr", "add", `${address}/24`, "dev", this.ifName]);
+    this.currentAddress = address;
+  }
+
+  private partitioned = false;
+
+  /**
+   * Cuts the node off etcd: new connections to the client port are refused and the open ones are
+   * destroyed (ss -K), so the agent's calls and watch fail at once. Pod traffic is untouched.
+   */
+  partitionFromEtcd(): void {
+    this.netns.exec("iptables", ["-w", "-I", "OUTPUT", "-p", "tcp", "--dport", "2379", "-j", "REJECT", "--reject-with", "tcp-reset"]);
+    this.partitioned = true;
+    this.netns.exec("ss", ["-K", "-t", "dport", "=", ":2379"]);
+  }
+
+  healPartition(): void {
+    if (!this.partitioned) return;
+    this.netns.exec("iptables", ["-w", "-D", "OUTPUT", "-p", "tcp", "--dport", "2379", "-j", "REJECT", "--reject-with", "tcp-reset"]);
+    this.partitioned = false;
   }
 
   get ifName(): string {
@@ -392,6 +420,24 @@ export class AgentLab {
     });
   }
 
+  /** Writes a lease as another node would (a flanneld value; no etcd lease: it never expires). */
+  async putLease(subnet: string, publicIp: string, vtepMac?: string): Promise<void> {
+    const backendData = this.backend === "vxlan" ? `{"VNI":1,"VtepMAC":"${vtepMac ?? "0a:58:0a:f4:fe:01"}"}` : "null";
+    const value = `{"PublicIP":"${publicIp}","PublicIPv6":null,"BackendType":"${this.backend}","BackendData":${backendData}}`;
+    await this.etcd.etcdctl(["put", leaseKey(subnet), value]);
+  }
+
+  async deleteLease(subnet: string): Promise<void> {
+    const out = await this.etcd.etcdctl(["del", leaseKey(subnet)]);
+    if (out.trim() !== "1") throw new Error(`agent lab: no lease ${subnet} to delete (etcdctl del said ${out.trim()})`);
+  }
+
+  /** etcd's current revision. */
+  async revision(): Promise<number> {
+    const out = await this.etcd.etcdctl(["get", "--prefix", `${PREFIX}/`, "--limit=1", "-w", "json"]);
+    return (JSON.parse(out) as { header: { revision: number } }).header.revision;
+  }
+
   async leaseOf(node: AgentNode): Promise<Lease | undefined> {
     return (await this.leases()).find((l) => l.publicIp === node.address);
   }
@@ -588,6 +634,11 @@ export async function createAgentLab(options: AgentLabOptions = {}): Promise<Age
     await lab.remove().catch(() => undefined);
     throw err;
   }
+}
+
+/** <prefix>/subnets/10.244.3.0-24 */
+export function leaseKey(subnet: string): string {
+  return `${PREFIX}/subnets/${subnet.replace("/", "-")}`;
 }
 
 export function defaultConfig(backend: Backend): string {
