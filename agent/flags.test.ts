@@ -33,6 +33,8 @@ describe("parseFlags", () => {
       iptablesForwardRules: true,
       healthzIP: "0.0.0.0",
       healthzPort: 0,
+      routeResyncSeconds: 10,
+      cleanup: false,
       verbosity: 0,
       version: false,
       help: false,
@@ -66,6 +68,8 @@ describe("parseFlags", () => {
       "--iptables-forward-rules=false",
       "--healthz-ip=127.0.0.1",
       "--healthz-port=8081",
+      "--route-resync=30",
+      "--cleanup",
       "-v=2",
     ]);
     expect(flags).toEqual({
@@ -89,6 +93,8 @@ describe("parseFlags", () => {
       iptablesForwardRules: false,
       healthzIP: "127.0.0.1",
       healthzPort: 8081,
+      routeResyncSeconds: 30,
+      cleanup: true,
       verbosity: 2,
     });
   });

@@ -25,6 +25,10 @@ export interface AgentFlags {
   healthzIP: string;
   /** 0: no health server. */
   healthzPort: number;
+  /** weft's own: seconds between full passes comparing the kernel's routes, neighbours and fdb entries with the leases. */
+  routeResyncSeconds: number;
+  /** weft's own: remove the agent's netfilter rules and exit. */
+  cleanup: boolean;
   /** klog's -v: the log verbosity. */
   verbosity: number;
   version: boolean;
@@ -108,6 +112,13 @@ const FLAGS: Record<string, FlagSpec> = {
   "iptables-forward-rules": { kind: "bool", field: "iptablesForwardRules", expected: "true or false" },
   "healthz-ip": { kind: "string", field: "healthzIP", expected: "an IP address", valid: (v) => parseIp(v) !== undefined },
   "healthz-port": { kind: "int", field: "healthzPort", expected: "a port number from 0 (no health server) to 65535", range: [0, 65535] },
+  "route-resync": {
+    kind: "int",
+    field: "routeResyncSeconds",
+    expected: "a whole number of seconds from 1 to 3600 (weft: how often routes, neighbours and fdb entries are compared with the leases)",
+    range: [1, 3600],
+  },
+  cleanup: { kind: "bool", field: "cleanup", expected: "true or false (weft: remove the agent's netfilter rules and exit)" },
   v: { kind: "int", field: "verbosity", expected: "a log level, 0 or more", range: [0, 2 ** 31 - 1] },
   vmodule: { kind: "string", expected: "a klog vmodule setting" },
   log_backtrace_at: { kind: "string", expected: "a klog file:line" },
@@ -145,6 +156,8 @@ export function defaultFlags(): AgentFlags {
     iptablesForwardRules: true,
     healthzIP: "0.0.0.0",
     healthzPort: 0,
+    routeResyncSeconds: 10,
+    cleanup: false,
     verbosity: 0,
     version: false,
     help: false,

@@ -77,11 +77,11 @@ export function diffEntries(have: VxlanEntries, want: VxlanEntries): VxlanChange
   };
 }
 
-/** The VTEP's routes, permanent IPv4 neighbours and fdb entries with a remote, as the kernel has them. */
-export async function kernelEntries(nl: Rtnl, index: number): Promise<VxlanEntries> {
+/** The VTEP's routes, permanent neighbours (of its family) and fdb entries with a remote, as the kernel has them. */
+export async function kernelEntries(nl: Rtnl, index: number, family: 4 | 6 = 4): Promise<VxlanEntries> {
   const [routes, neighbours, fdb] = await Promise.all([
-    listRoutes(nl, { family: 4, index }),
-    listNeighbours(nl, { index, family: 4 }),
+    listRoutes(nl, { family, index }),
+    listNeighbours(nl, { index, family }),
     listFdbEntries(nl, { index }),
   ]);
   return {
@@ -96,8 +96,8 @@ export async function kernelEntries(nl: Rtnl, index: number): Promise<VxlanEntri
  * first, so no packet is sent to a neighbour being removed), then adds what is missing (neighbour
  * and fdb entry before the route that uses them). Returns what it changed.
  */
-export async function reconcileVxlan(nl: Rtnl, index: number, want: VxlanEntries): Promise<VxlanChanges> {
-  const changes = diffEntries(await kernelEntries(nl, index), want);
+export async function reconcileVxlan(nl: Rtnl, index: number, want: VxlanEntries, family: 4 | 6 = 4): Promise<VxlanChanges> {
+  const changes = diffEntries(await kernelEntries(nl, index, family), want);
   for (const r of changes.remove.routes) await delRoute(nl, { dst: r.dst, gw: r.gw, index, onlink: true });
   for (const n of changes.remove.neighbours) await delNeighbour(nl, { index, ip: n.ip });
   for (const f of changes.remove.fdb) await delFdbEntry(nl, { index, mac: f.mac, dst: f.dst });

@@ -11,8 +11,10 @@ import type { Plugin } from "../lib/cni/skel.js";
  * holds data and lazy imports only: nothing here loads a plugin until a delegation asks for it.
  */
 export interface Program {
-  /** The CNI type, and the name the executable is installed under. */
+  /** The CNI type (or the agent's name), and the name the executable is installed under. */
   readonly type: string;
+  /** A CNI plugin, run by the runtime per pod; or the node agent, a daemon (flanneld). */
+  readonly kind: "cni" | "agent";
   /** The module that runs the program when evaluated, from the repository root. */
   readonly entry: string;
   /** The module exporting the program's config schema (one object with an $id). */
@@ -30,6 +32,7 @@ export interface Program {
 export const PROGRAMS = [
   {
     type: "flannel",
+    kind: "cni",
     entry: "plugins/flannel/main.ts",
     schema: "plugins/flannel/schema.ts",
     // The delegate config is saved, nothing delegated yet; the delegate answered.
@@ -38,6 +41,7 @@ export const PROGRAMS = [
   },
   {
     type: "bridge",
+    kind: "cni",
     entry: "plugins/bridge/main.ts",
     schema: "plugins/bridge/schema.ts",
     // host-local runs between port and ipam, in the same process when it is weft's.
@@ -55,6 +59,7 @@ export const PROGRAMS = [
   },
   {
     type: "host-local",
+    kind: "cni",
     entry: "ipam/host-local/main.ts",
     schema: "ipam/host-local/schema.ts",
     // An address file written, the cursor not yet; the allocation made, the lock let go.
@@ -63,6 +68,7 @@ export const PROGRAMS = [
   },
   {
     type: "portmap",
+    kind: "cni",
     entry: "plugins/portmap/main.ts",
     schema: "plugins/portmap/schema.ts",
     // The rules are in, the result not yet printed.
@@ -70,8 +76,17 @@ export const PROGRAMS = [
   },
   {
     type: "loopback",
+    kind: "cni",
     entry: "plugins/loopback/main.ts",
     schema: "plugins/loopback/schema.ts",
+    crashPoints: [],
+  },
+  {
+    // The node agent: leases the node's subnet, writes subnet.env, programs the routes between nodes.
+    type: "flanneld",
+    kind: "agent",
+    entry: "agent/main.ts",
+    schema: "agent/network-config.schema.ts",
     crashPoints: [],
   },
 ] as const satisfies readonly Program[];
@@ -79,6 +94,13 @@ export const PROGRAMS = [
 export type ProgramType = (typeof PROGRAMS)[number]["type"];
 
 export const PROGRAM_TYPES: readonly ProgramType[] = PROGRAMS.map((p) => p.type);
+
+export type CniType = Extract<(typeof PROGRAMS)[number], { kind: "cni" }>["type"];
+
+/** The CNI plugins alone: what a runtime executes from the CNI bin dir. */
+export const CNI_TYPES: readonly CniType[] = PROGRAMS.filter((p): p is Extract<(typeof PROGRAMS)[number], { kind: "cni" }> => p.kind === "cni").map(
+  (p) => p.type,
+);
 
 export function isProgramType(name: string): name is ProgramType {
   return (PROGRAM_TYPES as readonly string[]).includes(name);

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readWeftBanner } from "../lib/executable/banner.ts";
-import { PROGRAM_TYPES as PLUGIN_TYPES } from "../plugins/registry.ts";
+import { CNI_TYPES as PLUGIN_TYPES } from "../plugins/registry.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const arg = (name, fallback) => {

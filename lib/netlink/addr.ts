@@ -89,7 +89,8 @@ export async function delAddress(nl: Rtnl, index: number, cidr: string): Promise
   }
 }
 
-function parseAddress(data: Buffer): Address | undefined {
+/** An address message's payload (a dump's entry or a notification). */
+export function parseAddress(data: Buffer): Address | undefined {
   const family = data.readUInt8(0);
   if (family !== AF_INET && family !== AF_INET6) return undefined;
   const prefixLength = data.readUInt8(1);

@@ -262,19 +262,19 @@ export class Rtnl {
   }
 
   /**
-   * Joins a multicast group (RTNLGRP_*) on a socket of its own in this socket's namespace, read on a
+   * Joins multicast groups (RTNLGRP_*) on one socket of its own in this socket's namespace, read on a
    * libuv worker thread: onMessage gets the type and payload of every notification until the
    * returned function is called. A flood of notifications (many pods at once) can overflow that
    * socket's buffer: the kernel says so (ENOBUFS) and onLost is called, so that the caller looks
    * again.
    */
-  subscribe(group: number, onMessage: (type: number, data: Buffer) => void, onLost: () => void): () => void {
+  subscribe(groups: number | readonly number[], onMessage: (type: number, data: Buffer) => void, onLost: () => void): () => void {
     if (this.closed) throw new Error("rtnetlink socket is closed");
     const { netlinkSocket, netlinkJoin, wakeFd, netlinkReceive } = weftSyscalls();
     const fd = this.netns ? this.netns.run(() => netlinkSocket(this.protocol)) : netlinkSocket(this.protocol);
     let wake: number;
     try {
-      netlinkJoin(fd, group);
+      for (const group of typeof groups === "number" ? [groups] : groups) netlinkJoin(fd, group);
       wake = wakeFd();
     } catch (err) {
       closeSync(fd);

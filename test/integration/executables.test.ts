@@ -3,10 +3,10 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PROGRAM_TYPES } from "../../plugins/registry.js";
+import { CNI_TYPES } from "../../plugins/registry.js";
 import { command } from "../helpers/prerequisites.js";
 
-const PLUGINS = PROGRAM_TYPES;
+const PLUGINS = CNI_TYPES;
 const ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /** Runs an executable the way a kubelet does: a clean environment with PATH and the CNI_ variables. */

@@ -1,5 +1,5 @@
 import { awkwardString, hostileNames, type Random } from "./random.js";
-import { PROGRAM_TYPES, type ProgramType } from "../../plugins/registry.js";
+import { CNI_TYPES, type CniType } from "../../plugins/registry.js";
 
 /**
  * Fuzz cases for each weft plugin: a well-formed base invocation, then one to three hostile
@@ -7,8 +7,8 @@ import { PROGRAM_TYPES, type ProgramType } from "../../plugins/registry.js";
  * (JSON), generated in the test and run by driver.ts inside the node's namespace.
  */
 
-export const FUZZ_PLUGINS = PROGRAM_TYPES;
-export type FuzzPlugin = ProgramType;
+export const FUZZ_PLUGINS = CNI_TYPES;
+export type FuzzPlugin = CniType;
 
 export interface FuzzCase {
   index: number;

@@ -12,7 +12,7 @@ import { hostLocalPlugin } from "../../ipam/host-local/plugin.js";
 import { record } from "./figures.js";
 import { HOSTILE_MARKER, hostileNames } from "./random.js";
 import { createNode, flannelConf, invoke, kernelLeftovers, SUBNET_ENV, type Node } from "./sandbox.js";
-import { PROGRAM_TYPES } from "../../plugins/registry.js";
+import { CNI_TYPES } from "../../plugins/registry.js";
 
 /**
  * Hostile ids: container ids, interface names and network names with "/", "..", NUL,
@@ -94,7 +94,7 @@ describe("hostile names through the executables, under strace", () => {
   it("no hostile name reaches a file path, a socket message or an exec, in any plugin", () => {
     const trace = join(node.work, "trace");
     const leaks: string[] = [];
-    const types = PROGRAM_TYPES;
+    const types = CNI_TYPES;
     let runs = 0;
     // Each name with the marker goes through every field, and through one plugin in three in turn.
     for (const [t, type] of types.entries()) {

@@ -2,7 +2,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { PROGRAM_TYPES } from "../../plugins/registry.js";
+import { CNI_TYPES } from "../../plugins/registry.js";
 import { uniqueName } from "../helpers/netns.js";
 
 /**
@@ -52,7 +52,7 @@ export function createNode(prefix: string): Node {
   const work = mkdtempSync(join(tmpdir(), `weft-rel-${prefix}-`));
   const cniPath = join(work, "bin");
   mkdirSync(cniPath);
-  for (const type of PROGRAM_TYPES) symlinkSync(join(BIN, type), join(cniPath, type));
+  for (const type of CNI_TYPES) symlinkSync(join(BIN, type), join(cniPath, type));
   execFileSync("ip", ["netns", "add", name]);
   const pods: string[] = [];
   const node: Node = {
