@@ -505,9 +505,25 @@ export class Agent {
         `the external interface changed: public address ${ext.extAddr ?? ext.extV6Addr} -> ${next.extAddr ?? next.extV6Addr}; updating the VTEP and the lease`,
       );
       Object.assign(ext, next);
+      this.reconnectEtcd();
       await this.backend!.resync();
       await this.retrying("update the lease", () => this.keeper!.update(this.leaseAttrs()));
     });
+  }
+
+  /**
+   * A new connection to etcd: the node's address changed, and a connection from the old one would
+   * only be found dead after its keep-alive pings went unanswered. The watch resumes after the last
+   * revision applied.
+   */
+  private reconnectEtcd(): void {
+    const old = this.client!;
+    this.client = new EtcdClient(etcdClientOptions(this.flags));
+    this.registry!.client = this.client;
+    this.keeper!.dropKeepAlive();
+    this.watch?.close();
+    this.startWatch(this.metrics.watchRevision + 1);
+    old.close();
   }
 
   /** Stops watching and serving; the data path (device, routes, fdb entries, rules, lease) stays. */

@@ -177,6 +177,12 @@ export class LeaseKeeper {
     }
   }
 
+  /** The etcd client changed: the keep-alive stream is opened anew on the next renewal. */
+  dropKeepAlive(): void {
+    this.keepAlive?.close();
+    this.keepAlive = undefined;
+  }
+
   /** Stops renewing; the lease itself stays in etcd (a restart takes it over). */
   stop(): void {
     this.stopped = true;

@@ -32,7 +32,7 @@ export type LeaseEvent =
  */
 export class SubnetRegistry {
   constructor(
-    readonly client: EtcdClient,
+    public client: EtcdClient,
     readonly prefix: string,
     private readonly metrics: AgentMetrics,
   ) {}
