@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { parseIptablesSave, parseNftTable, versionHasRandomFully } from "../lib/netfilter/netfilter.js";
+import { within } from "../lib/netfilter/nft.js";
 import { Netns } from "../lib/netns/netns.js";
 import { netnsPool, type TestNetns } from "../test/helpers/netns.js";
 import { masqueradeRules } from "./masquerade.js";
@@ -342,6 +343,26 @@ describe("nftables: flanneld's tables flannel-ipv4 and flannel-ipv6", () => {
     expect(await rules.missing(V6)).toEqual([]);
     expect(await rules.cleanup(6)).toBe(11);
     expect(ns.exec("nft", ["list", "tables"]).trim()).toBe("table ip flannel-ipv4");
+  });
+});
+
+describe("as the daemon calls them", () => {
+  it("without a context, both act where the caller runs the tools", async () => {
+    const ns = pool.create("weft-tr-");
+    const netns = Netns.open(ns.path);
+    opened.push(netns);
+    await within({ netns }, async () => {
+      await iptablesTrafficRules().apply(V4);
+      await nftablesTrafficRules().apply(V6);
+      expect(await iptablesTrafficRules().missing(V4)).toEqual([]);
+      expect(await nftablesTrafficRules().missing(V6)).toEqual([]);
+    });
+    expect(saved(ns, 4, "nat")).toEqual(NAT_V4);
+    expect(ns.exec("nft", ["list", "tables"])).toContain("table ip6 flannel-ipv6");
+    await within({ netns }, async () => {
+      expect(await iptablesTrafficRules().cleanup(4)).toBe(12);
+      expect(await nftablesTrafficRules().cleanup(6)).toBe(11);
+    });
   });
 });
 

@@ -58,6 +58,11 @@ function prefixes(spec: TrafficRulesSpec): { network: string; pods: string } {
 
 const key = (rule: readonly string[]) => rule.join("\0");
 
+/** Runs fn with the tools in ctx's namespace; without ctx, wherever the caller has them run. */
+function inNamespace<T>(ctx: NftContext | undefined, fn: () => Promise<T>): Promise<T> {
+  return ctx ? within(ctx, fn) : fn();
+}
+
 // ---------------------------------------------------------------------------------------------
 // iptables
 
@@ -114,20 +119,20 @@ async function iptablesSpecWants(spec: TrafficRulesSpec): Promise<IptablesChainW
 export function iptablesTrafficRules(ctx?: NftContext): TrafficRules {
   return {
     apply: (spec) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         for (const want of await iptablesSpecWants(spec)) {
           const lines = iptablesApplyLines(want, await savedTable(spec.family, want.table));
           await iptablesRestore(spec.family, want.table, lines.map(iptablesLine));
         }
       }),
     missing: (spec) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         const problems: string[] = [];
         for (const want of await iptablesSpecWants(spec)) problems.push(...iptablesProblems(want, await savedTable(spec.family, want.table)));
         return problems;
       }),
     cleanup: (family) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         if (!iptablesInstalled(family)) return 0;
         let removed = 0;
         for (const [table, chain] of [
@@ -320,15 +325,15 @@ async function nftSpecWants(spec: TrafficRulesSpec): Promise<NftChainWant[]> {
 export function nftablesTrafficRules(ctx?: NftContext): TrafficRules {
   return {
     apply: (spec) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         await nftApply(nftScript(spec.family, await nftSpecWants(spec), await nftComments()));
       }),
     missing: (spec) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         return nftProblems(spec.family, await nftSpecWants(spec), await nftListTable(NFT[spec.family].family, NFT[spec.family].table));
       }),
     cleanup: (family) =>
-      within(ctx, async () => {
+      inNamespace(ctx, async () => {
         if (!nftInstalled()) return 0;
         const { family: f, table } = NFT[family];
         const listed = await nftListTable(f, table);
