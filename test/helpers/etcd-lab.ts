@@ -288,6 +288,8 @@ class Member implements EtcdMember {
       `--initial-cluster-token=weftlab-${this.lab.id}`,
       "--logger=zap",
       "--log-outputs=stderr",
+      // The v2 API too, so that a config left in the v2 store by an old flanneld can be staged.
+      "--enable-v2=true",
     ];
     const log = openSync(this.logPath, "a");
     try {
