@@ -3,9 +3,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { CNI_TYPES, PROGRAMS } from "../../plugins/registry.js";
 
 export const ROOT = process.cwd();
-export { PROGRAM_TYPES as TYPES } from "../../plugins/registry.js";
+
+/** The CNI plugins: the `programs` file, what the installer puts into the CNI bin dir. */
+export const TYPES = CNI_TYPES;
+/** The node agent: the `agents` file, installed only into an --agent-dir. */
+export const AGENTS: readonly string[] = PROGRAMS.filter((p) => p.kind === "agent").map((p) => p.type);
 export const run = promisify(execFile);
 
 /** A temp dir of this test file's own, removed by the returned function. */

@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
+import { AGENTS, buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
 
 // scripts/install, weft's one installer, against temp CNI dirs, run directly and through `make
 // install`: atomic replacement while plugins are being executed, and the conflist rules. Two sources
@@ -87,7 +87,7 @@ async function untilProgress(progress: string, what: string, done: (runs: string
 }
 
 describe("scripts/install", () => {
-  it("installs the standalone executable once under the five names, and the conflist when absent", async () => {
+  it("installs the standalone executable once under the CNI names (the node agent not among them), and the conflist when absent", async () => {
     const bin = join(tmp.dir, "fresh/bin");
     const conf = join(tmp.dir, "fresh/net.d");
     const { stdout } = await install(["--from", standalone, "--bin-dir", bin, "--conf-dir", conf]);
@@ -134,6 +134,61 @@ describe("scripts/install", () => {
     utimesSync(old, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
     await install(["--from", join(ROOT, "bin"), "--bin-dir", bin, "--no-conf", "--no-verify"]);
     expect(staged(bin)).toEqual([".bridge.weft-new.4343"]);
+  });
+
+  it("reads the names from the build's lists: programs for the CNI bin dir, agents for --agent-dir only", () => {
+    for (const dir of [standalone, join(ROOT, "bin")]) {
+      expect(readFileSync(join(dir, "programs"), "utf8")).toBe(TYPES.map((t) => `${t}\n`).join(""));
+      expect(readFileSync(join(dir, "agents"), "utf8")).toBe(AGENTS.map((t) => `${t}\n`).join(""));
+    }
+  });
+
+  it("installs the node agent into --agent-dir alone, the standalone form as another link of the same file, and runs its --version", async () => {
+    const bin = join(tmp.dir, "agent/bin");
+    const agents = join(tmp.dir, "agent/sbin");
+    const { stdout } = await install(["--from", standalone, "--bin-dir", bin, "--agent-dir", agents, "--no-conf"]);
+    expect(stdout).toContain(`installed the node agent ${AGENTS.join(" ")} into ${agents}\n`);
+    expect(readdirSync(bin).sort()).toEqual([...TYPES].sort());
+    expect(readdirSync(agents)).toEqual(["flanneld"]);
+    expect(statSync(join(agents, "flanneld")).ino).toBe(statSync(join(bin, "flannel")).ino);
+    expect(staged(agents)).toEqual([]);
+    // Environment alone, as the image's entrypoint takes it; the script form is a copy of bin/'s file.
+    const scriptAgents = join(tmp.dir, "agent/script-sbin");
+    await install([], {
+      WEFT_FROM: join(ROOT, "bin"),
+      WEFT_BIN_DIR: join(tmp.dir, "agent/script-bin"),
+      WEFT_AGENT_DIR: scriptAgents,
+      WEFT_NO_CONF: "1",
+    });
+    expect(readFileSync(join(scriptAgents, "flanneld")).equals(readFileSync(join(ROOT, "bin/flanneld")))).toBe(true);
+    expect(statSync(join(scriptAgents, "flanneld")).mode & 0o777).toBe(0o755);
+    const { stdout: version } = await run(join(scriptAgents, "flanneld"), ["--version"], { env: { PATH: "/usr/bin:/bin", ...CACHE } });
+    expect(version).toMatch(/^\d+\.\d+\.\d+\+[0-9a-f]{12}\n$/);
+  });
+
+  it("fails an install whose agent does not run, naming it", async () => {
+    // bin/ with a flanneld cut short, as a broken build or copy would leave it.
+    const broken = join(tmp.dir, "broken-build");
+    mkdirSync(broken, { recursive: true });
+    for (const name of [...TYPES, "programs", "agents", "package.json"]) linkSync(join(ROOT, "bin", name), join(broken, name));
+    writeFileSync(join(broken, "flanneld"), readFileSync(join(ROOT, "bin/flanneld")).subarray(0, 4096), { mode: 0o755 });
+    const agents = join(tmp.dir, "broken/sbin");
+    await expect(install(["--from", broken, "--bin-dir", join(tmp.dir, "broken/bin"), "--agent-dir", agents, "--no-conf"])).rejects.toMatchObject({
+      stderr: expect.stringContaining(`weft install: ${agents}/flanneld does not run on this node: `),
+    });
+  });
+
+  it("refuses --agent-dir from a build that lists no agent, before installing anything", async () => {
+    // A build from before the agent: its executable and programs file, no agents file.
+    const old = join(tmp.dir, "old-build");
+    mkdirSync(old, { recursive: true });
+    for (const name of ["weft", "programs"]) linkSync(join(standalone, name), join(old, name));
+    const bin = join(tmp.dir, "old/bin");
+    const agents = join(tmp.dir, "old/agents");
+    await expect(install(["--from", old, "--bin-dir", bin, "--agent-dir", agents, "--no-conf"])).rejects.toMatchObject({
+      stderr: expect.stringContaining("has no agents file"),
+    });
+    expect([existsSync(bin), existsSync(agents)]).toEqual([false, false]);
   });
 
   it("fails without touching the target when the source has nothing to install", async () => {
