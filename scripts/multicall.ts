@@ -10,18 +10,28 @@ export interface Invocation {
   execPath: string;
 }
 
+export interface Choice {
+  type: ProgramType;
+  /**
+   * The argv the program is to see: its own arguments from argv[2], as when it is invoked by its
+   * name (`weft flanneld --ip-masq` gives flanneld `--ip-masq`, not `flanneld --ip-masq`).
+   */
+  argv: string[];
+}
+
 /**
- * The plugin to run, from the name the executable was invoked by, as busybox does: the script's
+ * The program to run, from the name the executable was invoked by, as busybox does: the script's
  * path (node <dir>/bridge) or, for the standalone executable, argv[0] and then /proc/self/exe (a
- * hard link's own name). `weft <type>` names it explicitly, for running by hand.
+ * hard link's own name). `weft <program> [arguments]` names it explicitly, for running by hand.
  */
-export function chooseType(inv: Invocation): ProgramType | undefined {
+export function chooseProgram(inv: Invocation): Choice | undefined {
   const names = inv.sea ? [inv.argv0, inv.execPath] : [inv.argv[1] ?? ""];
   for (const name of names) {
     const base = basename(name);
-    if (isProgramType(base)) return base;
+    if (isProgramType(base)) return { type: base, argv: [...inv.argv] };
   }
   // node:sea keeps argv[1] for argv[0] as given, so the first argument is argv[2] in both forms.
   const explicit = inv.argv[2];
-  return explicit !== undefined && isProgramType(explicit) ? explicit : undefined;
+  if (explicit === undefined || !isProgramType(explicit)) return undefined;
+  return { type: explicit, argv: [...inv.argv.slice(0, 2), ...inv.argv.slice(3)] };
 }

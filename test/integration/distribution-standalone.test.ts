@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
-import { buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
+import { AGENTS, buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
 
 // The standalone executable: the multi-call dispatch by name, and a pod that gets its network from
 // it through libcni (the conformance driver) in a mount namespace where no node binary exists.
@@ -28,8 +28,9 @@ function bare(path: string, argv0?: string) {
 }
 
 describe("the standalone multi-call executable", () => {
-  it("is one file under six names", () => {
-    const inodes = new Set(["weft", ...TYPES].map((n) => statSync(join(SA, n)).ino));
+  it("is one file under weft and every program's name: the CNI plugins and the node agent", () => {
+    expect(AGENTS).toEqual(["flanneld"]);
+    const inodes = new Set(["weft", ...TYPES, ...AGENTS].map((n) => statSync(join(SA, n)).ino));
     expect(inodes.size).toBe(1);
     expect(readFileSync(join(SA, "weft")).subarray(0, 4)).toEqual(Buffer.from("\x7fELF", "latin1"));
   });
@@ -51,11 +52,36 @@ describe("the standalone multi-call executable", () => {
     }
   });
 
-  it("takes the name from argv[0] too (a symlink's name), and refuses a name that is no CNI type", () => {
+  it("takes the name from argv[0] too (a symlink's name), and refuses a name that is no program of weft's", () => {
     expect(bare(join(SA, "weft"), "/opt/cni/bin/portmap").stderr).toContain("weft CNI plugin portmap\n");
     const refused = bare(join(SA, "weft"));
     expect(refused.status).toBe(1);
-    expect(refused.stderr).toContain("install this executable under one of the CNI type names");
+    expect(refused.stderr).toContain(`install this executable under one of the names of weft's programs (${[...TYPES, ...AGENTS].join(", ")})`);
+  });
+
+  describe("the node agent, its sixth program", () => {
+    const agent = (path: string, args: string[], argv0?: string) =>
+      spawnSync(path, args, { env: { PATH: "/usr/bin:/bin", ...CACHE }, encoding: "utf8", argv0, input: "", timeout: 20_000 });
+    const usage = () => agent(join(SA, "flanneld"), ["--help"]);
+
+    it("runs flanneld when invoked by that name, a hard link's or a symlink's, and not as a CNI plugin", () => {
+      expect(usage()).toMatchObject({ status: 0, stdout: expect.stringContaining("Usage: flanneld") });
+      expect(agent(join(SA, "weft"), ["--help"], "/usr/local/bin/flanneld").stdout).toBe(usage().stdout);
+      // The CNI names stay CNI plugins with the same arguments.
+      expect(agent(join(SA, "bridge"), ["--help"]).stdout).not.toContain("Usage: flanneld");
+    });
+
+    it("takes its flags after `weft flanneld` as after `flanneld`, the program's name not among them", () => {
+      expect(agent(join(SA, "weft"), ["flanneld", "--help"]).stdout).toBe(usage().stdout);
+      const version = agent(join(SA, "weft"), ["flanneld", "--version"]);
+      expect(version).toMatchObject({ status: 0, stdout: agent(join(SA, "flanneld"), ["--version"]).stdout });
+      expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\+sea\.[0-9a-f]{12}\n$/);
+      for (const path of [join(SA, "flanneld"), join(SA, "weft")]) {
+        const bad = agent(path, [...(path.endsWith("weft") ? ["flanneld"] : []), "--ip-masq", "--no-such-flag"]);
+        expect(bad.status).toBe(2);
+        expect(bad.stderr).toBe("flanneld: --no-such-flag: unknown flag (see --help for flanneld's flags)\n");
+      }
+    });
   });
 });
 
