@@ -33,6 +33,8 @@ export interface LeaseKeeperOptions {
   /** The subnets of the subnet.env the previous run left. */
   previous?: LeaseSubnets;
   renewMarginMinutes: number;
+  /** The etcd lease's TTL (default flanneld's 24 h; tests make it short to see renewals). */
+  ttlSeconds?: number;
   random?: (n: number) => number;
 }
 
@@ -59,9 +61,9 @@ export class LeaseKeeper {
       this.keepAlive?.close();
       this.keepAlive = undefined;
     }
-    const { id } = await this.o.registry.grant(LEASE_TTL_SECONDS);
+    const { id, ttl } = await this.o.registry.grant(this.o.ttlSeconds ?? LEASE_TTL_SECONDS);
     this.etcdLease = id;
-    this.scheduleRenewal(LEASE_TTL_SECONDS);
+    this.scheduleRenewal(ttl);
     return id;
   }
 
