@@ -1,57 +1,138 @@
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
+import { parseFlags, type AgentFlags } from "../../agent/flags.js";
+import { flannelConfigSchema } from "../../plugins/flannel/schema.js";
+import { createNetns, removeNetns, type TestNetns } from "../helpers/netns.js";
+import { all, command, rootUser } from "../helpers/prerequisites.js";
+import { waitUntil } from "../helpers/wait.js";
+import { AGENTS, buildStandalone, ROOT, run, tempDir, TYPES, version } from "./distribution-helpers.js";
 
-// The Kubernetes manifest and the Containerfile, checked statically (no container engine here),
-// and the image's entrypoint run on the file layout the Containerfile's COPY lines describe.
+// The Kubernetes manifests and the Containerfile, checked statically (no Kubernetes and no container
+// engine here), then the image's two programs run on the file layout the Containerfile describes
+// with the manifest's own arguments and environment: the installer, and the node agent.
 const VERSION = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
 const IMAGE = `ghcr.io/weft-cni/weft:v${VERSION}`;
+/** weft and kube-flannel: the agent and the plugins. */
+const FULL = "deploy/weft.yaml";
+/** The plugins alone, beside kube-flannel's own flanneld. */
+const PLUGINS_ONLY = "deploy/weft-plugins.yaml";
 
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+}
+interface Probe {
+  httpGet?: { host?: string; path: string; port: number | string };
+  periodSeconds?: number;
+  failureThreshold?: number;
+}
 interface Container {
   name: string;
   image: string;
   command?: string[];
-  env?: { name: string; value: string }[];
-  volumeMounts?: { name: string; mountPath: string }[];
+  args?: string[];
+  env?: EnvVar[];
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: { privileged?: boolean; capabilities?: { add?: string[] } };
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
-interface DaemonSet {
+interface Volume {
+  name: string;
+  hostPath?: { path: string; type?: string };
+  secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string }[] };
+}
+interface PodSpec {
+  hostNetwork?: boolean;
+  priorityClassName?: string;
+  tolerations?: { operator?: string; effect?: string }[];
+  affinity?: unknown;
+  automountServiceAccountToken?: boolean;
+  terminationGracePeriodSeconds?: number;
+  initContainers: Container[];
+  containers: Container[];
+  volumes: Volume[];
+}
+interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace: string };
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   spec: {
     selector: { matchLabels: Record<string, string> };
-    template: {
-      metadata: { labels: Record<string, string> };
-      spec: {
-        hostNetwork?: boolean;
-        priorityClassName?: string;
-        tolerations?: { operator?: string; effect?: string }[];
-        affinity?: unknown;
-        initContainers: Container[];
-        containers: Container[];
-        volumes: { name: string; hostPath?: { path: string; type?: string } }[];
-      };
-    };
+    template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
   };
 }
 
-function daemonSet(): DaemonSet {
-  const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy/weft.yaml"), "utf8"));
+/** The manifest's objects, read as kubectl reads YAML (1.1: `0400` is octal). */
+function objects(file: string): Manifest[] {
+  const docs = parseAllDocuments(readFileSync(join(ROOT, file), "utf8"), { version: "1.1" });
   for (const doc of docs) expect(doc.errors).toEqual([]);
-  const sets = docs.map((d) => d.toJS() as DaemonSet).filter((d) => d?.kind === "DaemonSet");
+  return docs.map((d) => d.toJS() as Manifest).filter(Boolean);
+}
+
+function daemonSet(file: string): Manifest {
+  const sets = objects(file).filter((d) => d.kind === "DaemonSet");
   expect(sets).toHaveLength(1);
   return sets[0]!;
 }
 
-/** Where the init container sees the node's `hostPath`. */
-function mountOf(ds: DaemonSet, container: Container, hostPath: string): string | undefined {
-  const volume = ds.spec.template.spec.volumes.find((v) => v.hostPath?.path === hostPath);
+/** Where `container` sees the node's `hostPath`. */
+function mountOf(pod: PodSpec, container: Container, hostPath: string): string | undefined {
+  const volume = pod.volumes.find((v) => v.hostPath?.path === hostPath);
   return container.volumeMounts?.find((m) => m.name === volume?.name)?.mountPath;
 }
 
+/** The mount a container path lies on (the longest mount path that is it or a directory above it), and its volume. */
+function mountFor(pod: PodSpec, container: Container, path: string) {
+  const mounts = (container.volumeMounts ?? []).filter((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
+  const mount = mounts.sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  return mount && { mount, volume: pod.volumes.find((v) => v.name === mount.name)! };
+}
+
 const envOf = (c: Container, name: string) => c.env?.find((e) => e.name === name)?.value;
+
+/**
+ * The container's environment as the kubelet would give it, with `secret` standing in for the
+ * Secret's values (a key it lacks is left unset when optional, as the kubelet does).
+ */
+function environment(c: Container, secret: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    const ref = e.valueFrom?.secretKeyRef;
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (ref && ref.key in secret) env[e.name] = secret[ref.key]!;
+    else if (!ref?.optional) throw new Error(`${c.name}: ${e.name} has no value and no Secret key it may lack`);
+  }
+  return env;
+}
+
+/** The keys the kubectl command in the manifest's header puts into the Secret `name`. */
+function secretKeysDocumented(file: string, name: string): { keys: string[]; optional: string[] } {
+  const comments = readFileSync(join(ROOT, file), "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("#"))
+    .map((l) => l.replace(/^#\s?/, ""))
+    .join("\n")
+    .replace(/\\\n/g, " ");
+  const create = comments.split("\n").find((l) => l.includes(`create secret generic ${name} `));
+  expect(create, `${file} says how to create the Secret ${name}`).toBeDefined();
+  const keysOf = (text: string) => [...text.matchAll(/--from-(?:literal|file)=([^=\s]+)=/g)].map((m) => m[1]!);
+  const optionalLine = comments.split("\n").find((l) => l.startsWith("(add --from-literal"));
+  return { keys: keysOf(create!), optional: optionalLine ? keysOf(optionalLine) : [] };
+}
+
+/** Status of GET `url` (curl, in `ns`), and the body; undefined when nothing answers. */
+function httpGet(ns: TestNetns, url: string): { status: number; body: string } | undefined {
+  const out = spawnSync("ip", ["netns", "exec", ns.name, "curl", "-s", "--max-time", "2", "-w", "\n%{http_code}", url], { encoding: "utf8" });
+  const status = Number(out.stdout.slice(out.stdout.lastIndexOf("\n") + 1));
+  return out.status === 0 && status > 0 ? { status, body: out.stdout.slice(0, out.stdout.lastIndexOf("\n")) } : undefined;
+}
 
 interface Instruction {
   op: string;
@@ -75,12 +156,12 @@ function containerfile(): Instruction[] {
     });
 }
 
-describe("deploy/weft.yaml", () => {
-  const ds = daemonSet();
+describe.each([FULL, PLUGINS_ONLY])("%s: the plugin installer", (file) => {
+  const ds = daemonSet(file);
   const pod = ds.spec.template.spec;
   const init = pod.initContainers.find((c) => c.name === "install-weft")!;
 
-  it("is a DaemonSet beside kube-flannel's, scheduled as kube-flannel's own is", () => {
+  it("is a DaemonSet in kube-flannel's namespace, scheduled as kube-flannel's own is", () => {
     expect([ds.apiVersion, ds.metadata.namespace]).toEqual(["apps/v1", "kube-flannel"]);
     expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     expect(pod.priorityClassName).toBe("system-node-critical");
@@ -96,12 +177,117 @@ describe("deploy/weft.yaml", () => {
     expect(readFileSync(join(ROOT, "Containerfile"), "utf8")).toContain(`-t ${IMAGE} `);
   });
 
-  it("installs onto the node's /opt/cni/bin and /etc/cni/net.d through hostPath mounts", () => {
-    expect(mountOf(ds, init, "/opt/cni/bin")).toBeDefined();
-    expect(mountOf(ds, init, "/etc/cni/net.d")).toBeDefined();
-    expect(envOf(init, "WEFT_BIN_DIR")).toBe(mountOf(ds, init, "/opt/cni/bin"));
-    expect(envOf(init, "WEFT_CONF_DIR")).toBe(mountOf(ds, init, "/etc/cni/net.d"));
-    for (const v of pod.volumes.filter((v) => v.hostPath)) expect(v.hostPath!.type).toBe("DirectoryOrCreate");
+  it("installs the CNI plugins onto the node's /opt/cni/bin and /etc/cni/net.d through hostPath mounts, and no agent there", () => {
+    expect(mountOf(pod, init, "/opt/cni/bin")).toBeDefined();
+    expect(mountOf(pod, init, "/etc/cni/net.d")).toBeDefined();
+    expect(envOf(init, "WEFT_BIN_DIR")).toBe(mountOf(pod, init, "/opt/cni/bin"));
+    expect(envOf(init, "WEFT_CONF_DIR")).toBe(mountOf(pod, init, "/etc/cni/net.d"));
+    expect(envOf(init, "WEFT_AGENT_DIR")).toBeUndefined();
+    for (const v of pod.volumes.filter((v) => v.hostPath)) {
+      expect(v.hostPath!.type).toBe(v.hostPath!.path === "/run/xtables.lock" ? "FileOrCreate" : "DirectoryOrCreate");
+    }
+  });
+});
+
+describe(`${FULL}: the node agent`, () => {
+  const docs = objects(FULL);
+  const ds = daemonSet(FULL);
+  const pod = ds.spec.template.spec;
+  const agent = pod.containers.find((c) => c.name === "flanneld")!;
+  const secretName = agent.env?.find((e) => e.name === "FLANNELD_ETCD_ENDPOINTS")?.valueFrom?.secretKeyRef?.name;
+  const sample = { endpoints: "https://10.0.0.11:2379,https://10.0.0.12:2379", username: "weft", password: "secret" };
+  const flags = (): AgentFlags => parseFlags(agent.args ?? [], environment(agent, sample));
+
+  it("runs beside the installer, as kube-flannel's flanneld container beside its install-cni", () => {
+    expect(pod.containers.map((c) => c.name)).toEqual(["flanneld"]);
+    expect(pod.initContainers.map((c) => c.name)).toEqual(["install-weft"]);
+    expect(agent.image).toBe(IMAGE);
+  });
+
+  it("creates its namespace at Pod Security's privileged level (hostNetwork, hostPath, NET_ADMIN)", () => {
+    const ns = docs.find((d) => d.kind === "Namespace");
+    expect(ns?.metadata).toMatchObject({ name: ds.metadata.namespace, labels: { "pod-security.kubernetes.io/enforce": "privileged" } });
+  });
+
+  it("runs the agent from the image by the name the standalone executable serves it under", () => {
+    expect(agent.command).toHaveLength(1);
+    expect(dirname(agent.command![0]!)).toBe("/weft");
+    expect(AGENTS).toContain(basename(agent.command![0]!));
+  });
+
+  it("gives flags flanneld accepts, in etcd mode, with the endpoints and credentials from the Secret", () => {
+    const parsed = flags();
+    expect(parsed.etcdEndpoints).toEqual(sample.endpoints.split(","));
+    expect([parsed.etcdUsername, parsed.etcdPassword]).toEqual([sample.username, sample.password]);
+    expect(parsed.ipMasq).toBe(true);
+    expect(parsed.etcdPrefix).toBe("/coreos.com/network");
+    expect(parsed.ignored).toEqual([]);
+    // Without the optional credentials too.
+    expect(parseFlags(agent.args ?? [], environment(agent, { endpoints: sample.endpoints })).etcdUsername).toBe("");
+    // The endpoints are the Secret's alone: not also on the command line, where they would win.
+    expect((agent.args ?? []).some((a) => a.includes("etcd-endpoints"))).toBe(false);
+    expect(agent.env?.find((e) => e.name === "FLANNELD_ETCD_ENDPOINTS")?.valueFrom?.secretKeyRef?.optional).toBeFalsy();
+  });
+
+  it("probes the health server the flags start: /healthz for liveness, /readyz for readiness", () => {
+    const parsed = flags();
+    expect(parsed.healthzPort).toBeGreaterThan(0);
+    for (const [probe, path] of [
+      [agent.livenessProbe, "/healthz"],
+      [agent.readinessProbe, "/readyz"],
+    ] as const) {
+      const get = probe?.httpGet;
+      expect(get?.path).toBe(path);
+      const port = typeof get?.port === "number" ? get.port : agent.ports?.find((p) => p.name === get?.port)?.containerPort;
+      expect(port).toBe(parsed.healthzPort);
+      // The kubelet probes the pod's address (the node's, with hostNetwork) unless told another host.
+      if (parsed.healthzIP !== "0.0.0.0") expect(get?.host).toBe(parsed.healthzIP);
+    }
+    expect(agent.ports).toContainEqual({ name: "healthz", containerPort: parsed.healthzPort, protocol: "TCP" });
+  });
+
+  it("finds every file its flags name on a mount: the TLS files are the Secret's keys, subnet.env is the node's /run/flannel", () => {
+    const parsed = flags();
+    const tls = [parsed.etcdCafile, parsed.etcdCertfile, parsed.etcdKeyfile];
+    for (const file of tls) {
+      const on = mountFor(pod, agent, file);
+      expect(on?.volume.secret?.secretName, file).toBe(secretName);
+      expect(on?.mount.readOnly).toBe(true);
+      const inVolume = file.slice(on!.mount.mountPath.length + 1);
+      expect(on?.volume.secret?.items?.map((i) => i.path)).toContain(inVolume);
+    }
+    expect(pod.volumes.find((v) => v.secret)?.secret?.defaultMode).toBe(0o400);
+    const subnetEnv = mountFor(pod, agent, parsed.subnetFile);
+    expect(subnetEnv?.volume.hostPath?.path).toBe(subnetEnv?.mount.mountPath);
+    // Where weft's flannel plugin reads it unless a conflist says otherwise, and the shipped one does not.
+    expect(parsed.subnetFile).toBe(flannelConfigSchema.properties.subnetFile.default);
+    const conflist = JSON.parse(readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8")) as { plugins: Record<string, unknown>[] };
+    expect(conflist.plugins.find((p) => p.type === "flannel")).not.toHaveProperty("subnetFile");
+  });
+
+  it("reads from the Secret exactly the keys the header's kubectl command puts there", () => {
+    const { keys, optional } = secretKeysDocumented(FULL, secretName!);
+    const volumeKeys = pod.volumes.filter((v) => v.secret?.secretName === secretName).flatMap((v) => v.secret?.items?.map((i) => i.key) ?? []);
+    const refs = (agent.env ?? []).map((e) => e.valueFrom?.secretKeyRef).filter((r) => r !== undefined);
+    expect(refs.every((r) => r.name === secretName)).toBe(true);
+    const required = [...volumeKeys, ...refs.filter((r) => !r.optional).map((r) => r.key)];
+    expect([...required].sort()).toEqual([...keys].sort());
+    expect(refs.filter((r) => r.optional).map((r) => r.key)).toEqual(optional);
+    // The manifest does not carry the Secret: applying it again must never overwrite the real one.
+    expect(docs.some((d) => d.kind === "Secret")).toBe(false);
+  });
+
+  it("holds the node's network as kube-flannel's flanneld does: hostNetwork, NET_ADMIN and NET_RAW, the xtables lock", () => {
+    expect(pod.hostNetwork).toBe(true);
+    expect(agent.securityContext?.privileged).toBe(false);
+    expect([...(agent.securityContext?.capabilities?.add ?? [])].sort()).toEqual(["NET_ADMIN", "NET_RAW"]);
+    const lock = mountFor(pod, agent, "/run/xtables.lock");
+    expect(lock?.mount.mountPath).toBe("/run/xtables.lock");
+    expect(lock?.volume.hostPath).toEqual({ path: "/run/xtables.lock", type: "FileOrCreate" });
+    expect(agent.resources?.requests).toHaveProperty("cpu");
+    expect(agent.resources?.requests).toHaveProperty("memory");
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10);
   });
 });
 
@@ -132,50 +318,60 @@ describe("Containerfile", () => {
     expect(build).toBe(`docker.io/library/node:${pinned}-bookworm-slim`);
   });
 
-  it("ends in an exec-form entrypoint that is the installer, beside the executable and the conflist", () => {
+  it("ends in an exec-form entrypoint that is the installer, beside the executable, its name lists, the conflist and the agent's name", () => {
     const final = lines.filter((l) => l.stage === last);
     expect(final.filter((l) => l.op === "ENTRYPOINT").map((l) => JSON.parse(l.args))).toEqual([["/weft/install"]]);
     const copies = final.filter((l) => l.op === "COPY").map((l) => l.args.split(/\s+/).slice(1));
     expect(copies).toEqual([
       ["/src/dist/standalone/weft", "/weft/weft"],
       ["/src/dist/standalone/programs", "/weft/programs"],
+      ["/src/dist/standalone/agents", "/weft/agents"],
       ["/src/scripts/install", "/weft/install"],
       ["/src/conf/10-flannel.conflist", "/weft/10-flannel.conflist"],
     ]);
+    // The agent's rules go in through iptables-restore.
+    expect(final.find((l) => l.op === "RUN" && l.args.includes("apt-get install"))?.args).toMatch(/--no-install-recommends iptables\b/);
   });
 
   it("keeps the build context to sources", () => {
     const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n");
     for (const dir of ["node_modules", "dist", "bin", "gen", "build"]) expect(ignored).toContain(dir);
-    for (const needed of ["package.json", "scripts", "lib", "plugins", "ipam", "conf"]) expect(ignored).not.toContain(needed);
+    for (const needed of ["package.json", "scripts", "lib", "plugins", "ipam", "agent", "conf"]) expect(ignored).not.toContain(needed);
   });
 
-  describe("the image's entrypoint, on the layout its COPY lines make", () => {
+  describe("the image's programs, on the layout its COPY and link lines make", () => {
     const tmp = tempDir("weft-image-");
     const image = join(tmp.dir, "image");
-    const host = join(tmp.dir, "host");
     beforeAll(async () => {
       await buildStandalone(join(tmp.dir, "standalone"));
       // Build-stage paths (/src/...) are this checkout, the standalone build standing in for dist/.
       const sources: Record<string, string> = {
         "/src/dist/standalone/weft": join(tmp.dir, "standalone/weft"),
         "/src/dist/standalone/programs": join(tmp.dir, "standalone/programs"),
+        "/src/dist/standalone/agents": join(tmp.dir, "standalone/agents"),
         "/src/scripts/install": join(ROOT, "scripts/install"),
         "/src/conf/10-flannel.conflist": join(ROOT, "conf/10-flannel.conflist"),
       };
-      for (const l of lines.filter((l) => l.stage === last && l.op === "COPY")) {
-        const [, from, to] = l.args.split(/\s+/);
-        mkdirSync(dirname(join(image, to!)), { recursive: true });
-        copyFileSync(sources[from!]!, join(image, to!));
+      for (const l of lines.filter((l) => l.stage === last)) {
+        if (l.op === "COPY") {
+          const [, from, to] = l.args.split(/\s+/);
+          mkdirSync(dirname(join(image, to!)), { recursive: true });
+          copyFileSync(sources[from!]!, join(image, to!));
+        } else if (l.op === "RUN" && l.args.startsWith("ln ")) {
+          const [, option, target, name] = l.args.split(/\s+/);
+          expect(option).toBe("-s");
+          symlinkSync(target!, join(image, name!));
+        }
       }
       // COPY keeps the source's mode: the executable and the script are 0755 in the build stage.
       for (const path of ["weft/weft", "weft/install"]) chmodSync(join(image, path), 0o755);
     }, 120_000);
     afterAll(() => tmp.remove());
 
-    it("installs onto the DaemonSet's mounts with the DaemonSet's environment alone", async () => {
-      const init = daemonSet().spec.template.spec.initContainers[0]!;
-      const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, join(host, e.value)]));
+    it.each([FULL, PLUGINS_ONLY])("installs the CNI plugins onto %s's mounts with its environment alone", async (file) => {
+      const host = join(tmp.dir, `host-${basename(file)}`);
+      const init = daemonSet(file).spec.template.spec.initContainers[0]!;
+      const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, join(host, e.value!)]));
       const cache = { WEFT_CACHE_DIR: join(tmp.dir, "cache") };
       await run(join(image, "weft/install"), [], { env: { PATH: "/usr/bin:/bin", ...cache, ...env } });
       const bin = join(host, envOf(init, "WEFT_BIN_DIR")!);
@@ -185,5 +381,139 @@ describe("Containerfile", () => {
         readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8"),
       );
     });
+
+    const needs = all(rootUser(), command("curl"), command("openssl"), command("iptables"));
+    it.skipIf(needs.skip)(
+      needs.title(
+        "runs the agent with the manifest's command, arguments and environment: the flags are taken, it waits on the unreachable etcd (live, not ready), and SIGTERM ends it with 0",
+      ),
+      async () => {
+        const pod = daemonSet(FULL).spec.template.spec;
+        const agent = pod.containers.find((c) => c.name === "flanneld")!;
+        // Each mount as the kubelet makes it: a directory (or file) of the test's own, the Secret's items written into its one.
+        const mounts = new Map<string, string>();
+        for (const m of agent.volumeMounts ?? []) {
+          const volume = pod.volumes.find((v) => v.name === m.name)!;
+          const dir = join(tmp.dir, "mounts", m.name);
+          if (volume.hostPath?.type === "FileOrCreate") {
+            mkdirSync(dirname(dir), { recursive: true });
+            writeFileSync(dir, "");
+          } else mkdirSync(dir, { recursive: true });
+          mounts.set(m.mountPath, dir);
+        }
+        const secretVolume = pod.volumes.find((v) => v.secret)!;
+        const secretDir = mounts.get(agent.volumeMounts!.find((m) => m.name === secretVolume.name)!.mountPath)!;
+        const items = Object.fromEntries(secretVolume.secret!.items!.map((i) => [i.key, join(secretDir, i.path)]));
+        const openssl = (...args: string[]) => run("openssl", args, { cwd: secretDir });
+        await openssl(
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-subj",
+          "/CN=etcd-ca",
+          "-days",
+          "1",
+          "-keyout",
+          "ca.key",
+          "-out",
+          items["ca.crt"]!,
+        );
+        await openssl(
+          "req",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-subj",
+          "/CN=weft",
+          "-keyout",
+          items["tls.key"]!,
+          "-out",
+          "tls.csr",
+        );
+        await openssl(
+          "x509",
+          "-req",
+          "-in",
+          "tls.csr",
+          "-CA",
+          items["ca.crt"]!,
+          "-CAkey",
+          "ca.key",
+          "-CAcreateserial",
+          "-days",
+          "1",
+          "-out",
+          items["tls.crt"]!,
+        );
+        // Container paths to the test's: a path on a mount is the same path under the mount's directory.
+        const onHost = (value: string) => {
+          for (const [mountPath, dir] of mounts) {
+            if (value.includes(mountPath)) return value.replace(mountPath, dir);
+          }
+          return value;
+        };
+        // Nothing listens on port 2 in the test's namespace: etcd is unreachable.
+        const env = {
+          ...environment(agent, { endpoints: "https://127.0.0.1:2" }),
+          PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+          WEFT_CACHE_DIR: join(tmp.dir, "cache"),
+        };
+        const args = (agent.args ?? []).map(onHost);
+        const envOnHost = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, onHost(v)]));
+        const executable = join(image, agent.command![0]!);
+        const parsed = parseFlags(agent.args ?? [], env);
+
+        // A node: an interface with the default route, from which the agent takes its public address.
+        const ns = createNetns("weft-deploy-");
+        let child: ReturnType<typeof spawn> | undefined;
+        let stderr = "";
+        try {
+          ns.exec("ip", ["link", "add", "eth0", "type", "veth", "peer", "name", "eth1"]);
+          ns.exec("ip", ["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
+          for (const link of ["eth0", "eth1"]) ns.exec("ip", ["link", "set", link, "up"]);
+          ns.exec("ip", ["route", "add", "default", "via", "192.0.2.1"]);
+          child = spawn(
+            "ip",
+            ["netns", "exec", ns.name, "env", "-i", ...Object.entries(envOnHost).map(([k, v]) => `${k}=${v}`), executable, ...args],
+            {
+              stdio: ["ignore", "ignore", "pipe"],
+            },
+          );
+          child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+          const exited = new Promise<number | null>((resolve) => child!.on("exit", (code) => resolve(code)));
+          const probe = (p: Probe) => `http://${p.httpGet!.host ?? "192.0.2.10"}:${parsed.healthzPort}${p.httpGet!.path}`;
+          const live = await Promise.race([
+            waitUntil(`the agent's ${agent.livenessProbe!.httpGet!.path}`, 30_000, () => httpGet(ns, probe(agent.livenessProbe!))),
+            exited.then((code) => Promise.reject(new Error(`the agent exited with ${code}: ${stderr}`))),
+          ]);
+          expect(live.status).toBe(200);
+          // Readiness waits on etcd, and says so; the kubelet would keep the pod unready, not restart it.
+          const ready = httpGet(ns, probe(agent.readinessProbe!));
+          expect(ready?.status).toBe(503);
+          expect(ready?.body).toMatch(/etcd is unreachable/);
+          expect(stderr).toMatch(/etcd/i);
+          expect(stderr).not.toMatch(/unknown flag|expected |needs a value|takes no arguments/);
+          expect(child.exitCode).toBeNull();
+          expect(readdirSync(mounts.get("/run/flannel")!)).toEqual([]);
+          child.kill("SIGTERM");
+          const code = await Promise.race([
+            exited,
+            new Promise((resolve) => setTimeout(() => resolve("still running"), pod.terminationGracePeriodSeconds! * 1000)),
+          ]);
+          expect(code, stderr).toBe(0);
+        } finally {
+          if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+          removeNetns(ns);
+        }
+        expect(existsSync(`/run/netns/${ns.name}`)).toBe(false);
+      },
+      90_000,
+    );
   });
 });
