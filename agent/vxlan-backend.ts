@@ -3,10 +3,11 @@ import { formatCidr, type IpFamily, type ParsedCidr } from "../lib/ip/ip.js";
 import { addAddress, delAddress, listAddresses } from "../lib/netlink/addr.js";
 import { ensureVxlan, type Link } from "../lib/netlink/link.js";
 import { delFdbEntry, delNeighbour, setFdbEntry, setNeighbour } from "../lib/netlink/neigh.js";
-import { delRoute, replaceRoute } from "../lib/netlink/route.js";
+import { delRoute, replaceRoute, routeTo } from "../lib/netlink/route.js";
 import type { Rtnl } from "../lib/netlink/rtnl.js";
 import type { Backend, KernelChangeCounter, KernelNotice, Repair } from "./backend.js";
 import type { ExternalInterface } from "./external-interface.js";
+import { reconcileHostGw, type HostGwRoute } from "./hostgw-routes.js";
 import { parseVxlanBackendData, vxlanBackendData, type Lease, type LeaseSubnets } from "./lease.js";
 import type { BackendConfig } from "./network-config.js";
 import { desiredEntries, reconcileVxlan, type VxlanEntries, type VxlanPeer } from "./vxlan-routes.js";
@@ -23,11 +24,14 @@ export function randomVtepMac(): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
-/** The entries one peer's lease wants on a VTEP, and the keys they are known by. */
+/** The entries one peer's lease wants: on the VTEP, or (DirectRouting, the peer on-link) one route on the external interface. */
 interface Programmed {
   peer: VxlanPeer;
   entries: VxlanEntries;
+  direct?: HostGwRoute;
 }
+
+const NO_ENTRIES: VxlanEntries = { routes: [], neighbours: [], fdb: [] };
 
 /**
  * One VTEP (flannel.<VNI> for IPv4, flannel-v6.<VNI> for IPv6) and what it holds for the other
@@ -42,6 +46,7 @@ export class VxlanDevice {
   private readonly programmed = new Map<string, Programmed>();
   private readonly keyByRoute = new Map<string, string>();
   private readonly keyByNeighbour = new Map<string, string>();
+  private readonly keyByDirectRoute = new Map<string, string>();
   /** Several leases may name one VTEP MAC (a node's old lease beside its new one): its fdb entry stays while one does. */
   private readonly keysByMac = new Map<string, Set<string>>();
 
@@ -49,6 +54,8 @@ export class VxlanDevice {
     private readonly nl: Rtnl,
     readonly family: IpFamily,
     readonly name: string,
+    /** The cluster network of this family: direct routes are the external interface's routes into it. */
+    private readonly network: string,
     private readonly config: VxlanConfig,
     private readonly external: ExternalInterface,
     private readonly counter: KernelChangeCounter,
@@ -105,6 +112,7 @@ export class VxlanDevice {
     this.programmed.delete(key);
     for (const r of old.entries.routes) if (this.keyByRoute.get(r.dst) === key) this.keyByRoute.delete(r.dst);
     for (const n of old.entries.neighbours) if (this.keyByNeighbour.get(n.ip) === key) this.keyByNeighbour.delete(n.ip);
+    if (old.direct && this.keyByDirectRoute.get(old.direct.dst) === key) this.keyByDirectRoute.delete(old.direct.dst);
     for (const f of old.entries.fdb) this.keysByMac.get(f.mac)?.delete(key);
   }
 
@@ -112,10 +120,15 @@ export class VxlanDevice {
   async set(key: string, peer: VxlanPeer | undefined): Promise<void> {
     const old = this.programmed.get(key);
     const entries = peer && this.ownSubnet ? desiredEntries([peer], formatCidr(this.ownSubnet)) : undefined;
-    const next = entries && entries.routes.length > 0 ? { peer: peer!, entries } : undefined;
+    let next: Programmed | undefined = entries && entries.routes.length > 0 ? { peer: peer!, entries } : undefined;
+    if (next && this.config.directRouting && (await this.onLink(next.peer.publicIP))) {
+      // flanneld's DirectRouting: a peer on this node's L2 segment is reached without encapsulation.
+      next = { peer: next.peer, entries: NO_ENTRIES, direct: { dst: next.entries.routes[0]!.dst, gw: next.peer.publicIP } };
+    }
     if (old) this.forget(key, old);
     if (next) {
       this.programmed.set(key, next);
+      if (next.direct) this.keyByDirectRoute.set(next.direct.dst, key);
       for (const r of next.entries.routes) this.keyByRoute.set(r.dst, key);
       for (const n of next.entries.neighbours) this.keyByNeighbour.set(n.ip, key);
       for (const f of next.entries.fdb) {
@@ -125,11 +138,21 @@ export class VxlanDevice {
       }
     }
     if (old) await this.removeStale(old, next);
-    if (next) await this.program(next.entries);
+    if (next) await this.program(next);
+  }
+
+  /** Whether the kernel reaches `address` directly on the external interface (no gateway). */
+  private async onLink(address: string): Promise<boolean> {
+    const route = await routeTo(this.nl, address);
+    return route !== undefined && route.index === this.external.index && route.gw === undefined;
   }
 
   /** Entries of the old lease the new one does not have (or all of them): an fdb entry only when no other lease names its MAC. */
   private async removeStale(old: Programmed, next: Programmed | undefined): Promise<void> {
+    if (old.direct && next?.direct?.dst !== old.direct.dst && !this.keyByDirectRoute.has(old.direct.dst)) {
+      await delRoute(this.nl, { dst: old.direct.dst, gw: old.direct.gw, index: this.external.index });
+      this.counter.kernelChanges++;
+    }
     const keep = new Set(next ? [...next.entries.routes.map((r) => `r ${r.dst}`), ...next.entries.neighbours.map((n) => `n ${n.ip}`)] : []);
     for (const r of old.entries.routes) {
       if (!keep.has(`r ${r.dst}`) && !this.keyByRoute.has(r.dst)) {
@@ -148,7 +171,8 @@ export class VxlanDevice {
       if (others && others.size > 0) {
         // Another lease names this MAC: its endpoint is the one to keep.
         const other = this.programmed.get([...others][0]!);
-        if (other && !next?.entries.fdb.some((x) => x.mac === f.mac)) await this.program({ routes: [], neighbours: [], fdb: other.entries.fdb });
+        if (other && !next?.entries.fdb.some((x) => x.mac === f.mac))
+          await this.program({ peer: other.peer, entries: { ...NO_ENTRIES, fdb: other.entries.fdb } });
         continue;
       }
       this.keysByMac.delete(f.mac);
@@ -158,7 +182,11 @@ export class VxlanDevice {
   }
 
   /** Neighbour and fdb entry before the route that needs them; each replaced in place. */
-  private async program(entries: VxlanEntries): Promise<void> {
+  private async program({ entries, direct }: Programmed): Promise<void> {
+    if (direct) {
+      await replaceRoute(this.nl, { dst: direct.dst, gw: direct.gw, index: this.external.index });
+      this.counter.kernelChanges++;
+    }
     for (const n of entries.neighbours) await setNeighbour(this.nl, { index: this.index, ip: n.ip, mac: n.mac });
     for (const f of entries.fdb) await setFdbEntry(this.nl, { index: this.index, mac: f.mac, dst: f.dst });
     for (const r of entries.routes) await replaceRoute(this.nl, { dst: r.dst, gw: r.gw, index: this.index, onlink: true });
@@ -168,7 +196,7 @@ export class VxlanDevice {
   /** Programs one peer's entries again (a notification said one went or changed). */
   async repair(key: string): Promise<void> {
     const p = this.programmed.get(key);
-    if (p) await this.program(p.entries);
+    if (p) await this.program(p);
   }
 
   /** The device ensured (recreated if it went), its address, then every entry compared with the kernel. */
@@ -184,7 +212,12 @@ export class VxlanDevice {
     }
     want.fdb = [...fdb.values()];
     const { add, remove } = await reconcileVxlan(this.nl, this.index, want, this.family);
-    const count = [add, remove].reduce((n, e) => n + e.routes.length + e.neighbours.length + e.fdb.length, 0);
+    let count = [add, remove].reduce((n, e) => n + e.routes.length + e.neighbours.length + e.fdb.length, 0);
+    if (this.config.directRouting) {
+      const direct = [...this.programmed.values()].flatMap((p) => (p.direct ? [p.direct] : []));
+      const changes = await reconcileHostGw(this.nl, this.external.index, this.network, direct);
+      count += changes.add.length + changes.remove.length;
+    }
     this.counter.kernelChanges += count;
     return count;
   }
@@ -192,8 +225,9 @@ export class VxlanDevice {
   repairFor(notice: KernelNotice): Repair {
     switch (notice.kind) {
       case "route":
-        if (notice.index !== this.index) return undefined;
-        if (notice.deleted) return peerOf(this.keyByRoute.get(notice.dst));
+        if (!notice.deleted) return undefined;
+        if (notice.index === this.index) return peerOf(this.keyByRoute.get(notice.dst));
+        if (notice.index === this.external.index) return peerOf(this.keyByDirectRoute.get(notice.dst));
         return undefined;
       case "neighbour": {
         if (notice.index !== this.index) return undefined;
@@ -243,8 +277,9 @@ export interface VxlanBackendOptions {
   nl: Rtnl;
   config: VxlanConfig;
   external: ExternalInterface;
-  ipv4: boolean;
-  ipv6: boolean;
+  /** The cluster network of each family the config enables. */
+  ipv4?: string;
+  ipv6?: string;
   counter: KernelChangeCounter;
   /** The VTEP MACs the node's lease announced before (a restart after the device went). */
   previousMac: { 4?: string; 6?: string };
@@ -259,8 +294,8 @@ export class VxlanBackend implements Backend {
 
   constructor(private readonly o: VxlanBackendOptions) {
     const { vni } = o.config;
-    if (o.ipv4) this.devices.push(new VxlanDevice(o.nl, 4, `flannel.${vni}`, o.config, o.external, o.counter, o.previousMac[4]));
-    if (o.ipv6) this.devices.push(new VxlanDevice(o.nl, 6, `flannel-v6.${vni}`, o.config, o.external, o.counter, o.previousMac[6]));
+    if (o.ipv4) this.devices.push(new VxlanDevice(o.nl, 4, `flannel.${vni}`, o.ipv4, o.config, o.external, o.counter, o.previousMac[4]));
+    if (o.ipv6) this.devices.push(new VxlanDevice(o.nl, 6, `flannel-v6.${vni}`, o.ipv6, o.config, o.external, o.counter, o.previousMac[6]));
   }
 
   get mtu(): number {
