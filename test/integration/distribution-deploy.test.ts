@@ -329,8 +329,9 @@ describe("Containerfile", () => {
       ["/src/scripts/install", "/weft/install"],
       ["/src/conf/10-flannel.conflist", "/weft/10-flannel.conflist"],
     ]);
-    // The agent's rules go in through iptables-restore.
-    expect(final.find((l) => l.op === "RUN" && l.args.includes("apt-get install"))?.args).toMatch(/--no-install-recommends iptables\b/);
+    // The agent's rules go in through iptables-restore, or nft with EnableNFTables.
+    const installed = final.find((l) => l.op === "RUN" && l.args.includes("apt-get install"))?.args.split(/\s+/);
+    expect(installed).toEqual(expect.arrayContaining(["iptables", "nftables"]));
   });
 
   it("keeps the build context to sources", () => {
