@@ -18,7 +18,7 @@ export type Repair = { peer: string } | "resync" | undefined;
  * work is for one lease (O(1)); a full pass compares every entry with the kernel.
  */
 export interface Backend {
-  readonly type: "vxlan" | "host-gw";
+  readonly type: "vxlan" | "host-gw" | "udp";
   /** FLANNEL_MTU. */
   readonly mtu: number;
   /** Before the lease: the device, if any, so its MAC can go into the lease. */
