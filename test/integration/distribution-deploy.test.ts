@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
@@ -328,6 +328,7 @@ describe("Containerfile", () => {
       ["/src/dist/standalone/agents", "/weft/agents"],
       ["/src/scripts/install", "/weft/install"],
       ["/src/conf/10-flannel.conflist", "/weft/10-flannel.conflist"],
+      ["/src/deploy/iptables-mode", "/weft/iptables-mode"],
     ]);
     // The agent's rules go in through iptables-restore, or nft with EnableNFTables.
     const installed = final.find((l) => l.op === "RUN" && l.args.includes("apt-get install"))?.args.split(/\s+/);
@@ -337,7 +338,7 @@ describe("Containerfile", () => {
   it("keeps the build context to sources", () => {
     const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n");
     for (const dir of ["node_modules", "dist", "bin", "gen", "build"]) expect(ignored).toContain(dir);
-    for (const needed of ["package.json", "scripts", "lib", "plugins", "ipam", "agent", "conf"]) expect(ignored).not.toContain(needed);
+    for (const needed of ["package.json", "scripts", "lib", "plugins", "ipam", "agent", "conf", "deploy"]) expect(ignored).not.toContain(needed);
   });
 
   describe("the image's programs, on the layout its COPY and link lines make", () => {
@@ -352,6 +353,7 @@ describe("Containerfile", () => {
         "/src/dist/standalone/agents": join(tmp.dir, "standalone/agents"),
         "/src/scripts/install": join(ROOT, "scripts/install"),
         "/src/conf/10-flannel.conflist": join(ROOT, "conf/10-flannel.conflist"),
+        "/src/deploy/iptables-mode": join(ROOT, "deploy/iptables-mode"),
       };
       for (const l of lines.filter((l) => l.stage === last)) {
         if (l.op === "COPY") {
@@ -359,13 +361,17 @@ describe("Containerfile", () => {
           mkdirSync(dirname(join(image, to!)), { recursive: true });
           copyFileSync(sources[from!]!, join(image, to!));
         } else if (l.op === "RUN" && l.args.startsWith("ln ")) {
-          const [, option, target, name] = l.args.split(/\s+/);
-          expect(option).toBe("-s");
-          symlinkSync(target!, join(image, name!));
+          for (const command of l.args.split("&&")) {
+            const [ln, option, target, name] = command.trim().split(/\s+/);
+            expect([ln, option]).toEqual(["ln", "-s"]);
+            mkdirSync(dirname(join(image, name!)), { recursive: true });
+            symlinkSync(target!.startsWith("/") ? join(image, target!) : target!, join(image, name!));
+          }
         }
       }
       // COPY keeps the source's mode: the executable and the script are 0755 in the build stage.
       for (const path of ["weft/weft", "weft/install"]) chmodSync(join(image, path), 0o755);
+      expect(statSync(join(image, "weft/iptables-mode")).mode & 0o111).toBe(0o111);
     }, 120_000);
     afterAll(() => tmp.remove());
 
@@ -382,6 +388,55 @@ describe("Containerfile", () => {
         readFileSync(join(ROOT, "conf/10-flannel.conflist"), "utf8"),
       );
     });
+
+    const iptablesModes = all(rootUser(), command("iptables-legacy", "iptables"), command("iptables-nft", "iptables"));
+    it.skipIf(iptablesModes.skip)(
+      iptablesModes.title(
+        "gives the agent the node's iptables: the mode of the kubelet's hint chain, else the mode holding more rules, else nft; decided once",
+      ),
+      () => {
+        // The image's PATH (Debian's) puts /usr/local/sbin first.
+        const sbin = join(image, "usr/local/sbin");
+        const names = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"];
+        expect(readdirSync(sbin).sort()).toEqual([...names].sort());
+        const cases: { what: string; node: string[][]; mode: "legacy" | "nft" }[] = [
+          { what: "nothing anywhere", node: [], mode: "nft" },
+          { what: "the kubelet's hint in legacy", node: [["iptables-legacy", "-t", "mangle", "-N", "KUBE-IPTABLES-HINT"]], mode: "legacy" },
+          {
+            what: "the kubelet's canary in nft, more rules in legacy",
+            node: [
+              ["ip6tables-nft", "-t", "mangle", "-N", "KUBE-KUBELET-CANARY"],
+              ["iptables-legacy", "-A", "INPUT", "-j", "ACCEPT"],
+              ["iptables-legacy", "-A", "FORWARD", "-j", "ACCEPT"],
+            ],
+            mode: "nft",
+          },
+          { what: "no hint, more rules in legacy", node: [["iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-j", "RETURN"]], mode: "legacy" },
+        ];
+        for (const c of cases) {
+          const ns = createNetns("weft-ipt-");
+          try {
+            for (const cmd of c.node) ns.exec(cmd[0]!, cmd.slice(1));
+            const state = join(tmp.dir, `iptables-mode-${ns.name}`);
+            const env = { PATH: `${sbin}:/usr/sbin:/usr/bin:/sbin:/bin`, WEFT_IPTABLES_MODE_FILE: state };
+            const version = ns.exec("iptables", ["--version"], { env });
+            expect(version, c.what).toContain(c.mode === "legacy" ? "(legacy)" : "(nf_tables)");
+            expect(readFileSync(state, "utf8")).toBe(`${c.mode}\n`);
+            // A rule through the wrapper's restore lands in the node's mode, and its save reads it back.
+            ns.exec("ip6tables-restore", ["--noflush"], { env, input: "*nat\n:WEFT-TEST - [0:0]\nCOMMIT\n" });
+            expect(ns.exec(`ip6tables-${c.mode}-save`, ["-t", "nat"]), c.what).toContain(":WEFT-TEST");
+            expect(ns.exec("ip6tables-save", ["-t", "nat"], { env })).toContain(":WEFT-TEST");
+            // Decided once: rules the other mode gains later do not move the agent.
+            const other = c.mode === "legacy" ? "nft" : "legacy";
+            ns.exec(`iptables-${other}`, ["-t", "mangle", "-N", "KUBE-IPTABLES-HINT"]);
+            expect(ns.exec("iptables", ["--version"], { env })).toBe(version);
+          } finally {
+            removeNetns(ns);
+          }
+        }
+      },
+      60_000,
+    );
 
     const needs = all(rootUser(), command("curl"), command("openssl"), command("iptables"));
     it.skipIf(needs.skip)(
