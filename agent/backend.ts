@@ -27,8 +27,12 @@ export interface Backend {
   backendData(): { v4?: unknown; v6?: unknown };
   /** After the lease: what the backend needs of the node's own subnets (the VTEP's address). */
   configure(own: LeaseSubnets): Promise<void>;
-  /** One other node's lease, created or changed (`lease`) or gone (undefined). */
-  applyPeer(key: string, lease: Lease | undefined): Promise<void>;
+  /**
+   * One other node's lease, created or changed (`lease`) or gone (undefined). With `kernel: false`
+   * only the backend's table changes, for a full pass to bring the kernel in line afterwards (the
+   * start-up: a restarted agent changes nothing that is already right).
+   */
+  applyPeer(key: string, lease: Lease | undefined, options?: { kernel: boolean }): Promise<void>;
   /** Programs one peer's entries again, after a notification said one went or changed. */
   repair(key: string): Promise<void>;
   /** Leases programmed now. */

@@ -148,8 +148,13 @@ export class Agent {
     const own = await this.retrying("acquire a lease", () => this.keeper!.acquire(this.leaseAttrs(), leases));
     await this.useOwnLease(own);
 
+    // Every lease into the backend's table, then one full pass: a restarted agent whose kernel is
+    // already right changes nothing; a new one adds what is missing and drops what no lease wants.
     const { leases: now, revision } = await this.retrying("list the leases", () => this.registry!.list());
-    for (const stored of now) await this.applyPut(stored, revision);
+    for (const stored of now) await this.applyPut(stored, revision, { kernel: false });
+    const repairs = await this.backend.resync();
+    this.metrics.resyncs++;
+    this.log.info(`programmed the other nodes' leases: ${repairs} routes, neighbours and fdb entries added or removed`);
     this.setUpDone = true;
     this.log.info(`ready: ${this.backend.peerCount} other nodes programmed at etcd revision ${revision}`);
     this.startWatch(revision + 1);
@@ -394,21 +399,29 @@ export class Agent {
     this.metrics.peers = this.backend!.peerCount;
   }
 
-  private async applyPut(stored: StoredLease, revision: number): Promise<void> {
+  private async applyPut(stored: StoredLease, revision: number, options = { kernel: true }): Promise<void> {
     const own = this.keeper!.own!;
     if (stored.key === own.key) {
-      if (!this.keeper!.isOwnValue(stored.lease.attrs)) {
-        this.log.warn(
-          `this node's lease ${stored.key} was changed by someone else (now ${stored.lease.attrs.publicIP}): writing this node's value back`,
+      const mine = this.keeper!.attrs!;
+      if (this.keeper!.isOwnValue(stored.lease.attrs)) {
+        // This node's own write.
+      } else if (stored.lease.attrs.publicIP !== mine.publicIP || stored.lease.attrs.publicIPv6 !== mine.publicIPv6) {
+        this.log.error(
+          `this node's subnet ${stored.key} now names another node (${stored.lease.attrs.publicIP}): leaving it to that node and acquiring another`,
         );
-        await this.keeper!.update(this.keeper!.attrs!);
+        const before = this.keeper!.own!;
+        const now = await this.retrying("acquire a lease", () => this.keeper!.acquire(mine));
+        if (now.key !== before.key) await this.useOwnLease(now);
+      } else {
+        this.log.warn(`this node's lease ${stored.key} was changed by someone else: writing this node's value back`);
+        await this.keeper!.update(mine);
       }
       this.applied(revision);
       return;
     }
     if (this.setUpDone) this.metrics.leaseEvents++;
     this.peers.set(stored.key, stored);
-    await this.backend!.applyPeer(stored.key, stored.lease);
+    await this.backend!.applyPeer(stored.key, stored.lease, options);
     this.applied(revision);
   }
 

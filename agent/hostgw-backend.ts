@@ -49,7 +49,7 @@ export class HostGwBackend implements Backend {
     return desiredRoutes([{ subnet: formatCidr(subnet), publicIP }], formatCidr(own))[0];
   }
 
-  async applyPeer(key: string, lease: Lease | undefined): Promise<void> {
+  async applyPeer(key: string, lease: Lease | undefined, options = { kernel: true }): Promise<void> {
     this.refused.delete(key);
     for (const family of [4, 6] as const) {
       const table = this.routes[family];
@@ -66,14 +66,18 @@ export class HostGwBackend implements Backend {
       if (old && (!next || old.dst !== next.dst)) {
         table.delete(key);
         if (this.keyByDst.get(old.dst) === key) this.keyByDst.delete(old.dst);
-        await delRoute(this.nl, { dst: old.dst, gw: old.gw, index: this.external.index });
-        this.counter.kernelChanges++;
+        if (options.kernel) {
+          await delRoute(this.nl, { dst: old.dst, gw: old.gw, index: this.external.index });
+          this.counter.kernelChanges++;
+        }
       }
       if (next) {
         table.set(key, next);
         this.keyByDst.set(next.dst, key);
-        await replaceRoute(this.nl, { dst: next.dst, gw: next.gw, index: this.external.index });
-        this.counter.kernelChanges++;
+        if (options.kernel) {
+          await replaceRoute(this.nl, { dst: next.dst, gw: next.gw, index: this.external.index });
+          this.counter.kernelChanges++;
+        }
       }
     }
   }

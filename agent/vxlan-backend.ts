@@ -117,7 +117,7 @@ export class VxlanDevice {
   }
 
   /** One peer: its entries replaced in place, or removed when `peer` is undefined (or no longer usable). */
-  async set(key: string, peer: VxlanPeer | undefined): Promise<void> {
+  async set(key: string, peer: VxlanPeer | undefined, kernel = true): Promise<void> {
     const old = this.programmed.get(key);
     const entries = peer && this.ownSubnet ? desiredEntries([peer], formatCidr(this.ownSubnet)) : undefined;
     let next: Programmed | undefined = entries && entries.routes.length > 0 ? { peer: peer!, entries } : undefined;
@@ -137,6 +137,7 @@ export class VxlanDevice {
         keys.add(key);
       }
     }
+    if (!kernel) return;
     if (old) await this.removeStale(old, next);
     if (next) await this.program(next);
   }
@@ -319,8 +320,8 @@ export class VxlanBackend implements Backend {
     }
   }
 
-  async applyPeer(key: string, lease: Lease | undefined): Promise<void> {
-    for (const d of this.devices) await d.set(key, lease && vxlanPeer(lease, d.family, this.o.warn, key));
+  async applyPeer(key: string, lease: Lease | undefined, options = { kernel: true }): Promise<void> {
+    for (const d of this.devices) await d.set(key, lease && vxlanPeer(lease, d.family, this.o.warn, key), options.kernel);
   }
 
   async repair(key: string): Promise<void> {
