@@ -27,6 +27,8 @@ import { VxlanBackend } from "./vxlan-backend.js";
 /** How long the agent waits between attempts while etcd does not answer: doubling from 1 s to 10 s. */
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10_000;
+/** How long a stop waits for the change under way. */
+const STOP_WAIT_MS = 2000;
 /** subnet.env is a few hundred bytes; a larger file there is not one the agent wrote. */
 const SUBNET_ENV_MAX_BYTES = 64 * 1024;
 
@@ -546,7 +548,9 @@ export class Agent {
     this.watch?.close();
     this.stopKernelWatch?.();
     this.keeper?.stop();
-    await this.queue;
+    // A change under way finishes (it is one netlink request or etcd call); a retry loop waiting
+    // for etcd is not waited out.
+    await Promise.race([this.queue, sleep(STOP_WAIT_MS)]);
     this.client?.close();
     this.nl?.close();
     await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
