@@ -438,10 +438,17 @@ describe("Containerfile", () => {
       60_000,
     );
 
-    const needs = all(rootUser(), command("curl"), command("openssl"), command("iptables"));
+    const needs = all(
+      rootUser(),
+      command("curl"),
+      command("openssl"),
+      command("iptables"),
+      command("etcd", "etcd-server"),
+      command("etcdctl", "etcd-client"),
+    );
     it.skipIf(needs.skip)(
       needs.title(
-        "runs the agent with the manifest's command, arguments and environment: the flags are taken, it waits on the unreachable etcd (live, not ready), and SIGTERM ends it with 0",
+        "runs the agent with the manifest's command, arguments and environment: live and not ready while etcd is unreachable, ready on the Secret's TLS once it answers, and SIGTERM ends it with 0, leaving the network",
       ),
       async () => {
         const pod = daemonSet(FULL).spec.template.spec;
@@ -460,53 +467,35 @@ describe("Containerfile", () => {
         const secretVolume = pod.volumes.find((v) => v.secret)!;
         const secretDir = mounts.get(agent.volumeMounts!.find((m) => m.name === secretVolume.name)!.mountPath)!;
         const items = Object.fromEntries(secretVolume.secret!.items!.map((i) => [i.key, join(secretDir, i.path)]));
-        const openssl = (...args: string[]) => run("openssl", args, { cwd: secretDir });
-        await openssl(
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:P-256",
-          "-nodes",
-          "-subj",
-          "/CN=etcd-ca",
-          "-days",
-          "1",
-          "-keyout",
-          "ca.key",
-          "-out",
-          items["ca.crt"]!,
-        );
-        await openssl(
-          "req",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:P-256",
-          "-nodes",
-          "-subj",
-          "/CN=weft",
-          "-keyout",
-          items["tls.key"]!,
-          "-out",
-          "tls.csr",
-        );
-        await openssl(
-          "x509",
-          "-req",
-          "-in",
-          "tls.csr",
-          "-CA",
-          items["ca.crt"]!,
-          "-CAkey",
-          "ca.key",
-          "-CAcreateserial",
-          "-days",
-          "1",
-          "-out",
-          items["tls.crt"]!,
-        );
+        // The cluster's etcd CA, a server certificate for etcd and the client certificate the Secret holds.
+        const pki = join(tmp.dir, "pki");
+        mkdirSync(pki, { recursive: true });
+        const openssl = (...args: string[]) => run("openssl", args, { cwd: pki });
+        const newKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        await openssl("req", "-x509", ...newKey, "-subj", "/CN=etcd-ca", "-days", "1", "-keyout", "ca.key", "-out", items["ca.crt"]!);
+        const sign = async (name: string, key: string, cert: string, extension: string) => {
+          await openssl("req", ...newKey, "-subj", `/CN=${name}`, "-keyout", key, "-out", `${name}.csr`);
+          writeFileSync(join(pki, `${name}.ext`), `${extension}\n`);
+          await openssl(
+            "x509",
+            "-req",
+            "-in",
+            `${name}.csr`,
+            "-CA",
+            items["ca.crt"]!,
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            cert,
+            "-extfile",
+            `${name}.ext`,
+          );
+        };
+        await sign("etcd", join(pki, "server.key"), join(pki, "server.crt"), "subjectAltName=IP:127.0.0.1");
+        await sign("weft", items["tls.key"]!, items["tls.crt"]!, "extendedKeyUsage=clientAuth");
         // Container paths to the test's: a path on a mount is the same path under the mount's directory.
         const onHost = (value: string) => {
           for (const [mountPath, dir] of mounts) {
@@ -514,21 +503,32 @@ describe("Containerfile", () => {
           }
           return value;
         };
-        // Nothing listens on port 2 in the test's namespace: etcd is unreachable.
+        const endpoint = "https://127.0.0.1:2379";
+        // The image's PATH (Debian's: /usr/local/sbin first, where its iptables in the node's mode is).
+        const imagePath = `${join(image, "usr/local/sbin")}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+        const iptablesMode = join(tmp.dir, "agent-iptables-mode");
         const env = {
-          ...environment(agent, { endpoints: "https://127.0.0.1:2" }),
-          PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+          ...environment(agent, { endpoints: endpoint }),
+          PATH: imagePath,
           WEFT_CACHE_DIR: join(tmp.dir, "cache"),
+          WEFT_IPTABLES_MODE_FILE: iptablesMode,
         };
         const args = (agent.args ?? []).map(onHost);
         const envOnHost = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, onHost(v)]));
         const executable = join(image, agent.command![0]!);
         const parsed = parseFlags(agent.args ?? [], env);
+        const subnetEnv = onHost(parsed.subnetFile);
 
         // A node: an interface with the default route, from which the agent takes its public address.
         const ns = createNetns("weft-deploy-");
         let child: ReturnType<typeof spawn> | undefined;
+        let etcd: ReturnType<typeof spawn> | undefined;
         let stderr = "";
+        const etcdctl = (...a: string[]) =>
+          ns.exec("etcdctl", ["--endpoints", endpoint, "--cacert", items["ca.crt"]!, "--cert", items["tls.crt"]!, "--key", items["tls.key"]!, ...a], {
+            env: { PATH: "/usr/bin:/bin", ETCDCTL_API: "3" },
+            timeout: 10_000,
+          });
         try {
           ns.exec("ip", ["link", "add", "eth0", "type", "veth", "peer", "name", "eth1"]);
           ns.exec("ip", ["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
@@ -543,33 +543,72 @@ describe("Containerfile", () => {
           );
           child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
           const exited = new Promise<number | null>((resolve) => child!.on("exit", (code) => resolve(code)));
-          const probe = (p: Probe) => `http://${p.httpGet!.host ?? "192.0.2.10"}:${parsed.healthzPort}${p.httpGet!.path}`;
+          const failed = exited.then((code) => Promise.reject(new Error(`the agent exited with ${code}: ${stderr}`)));
+          const kubelet = (p: Probe) => httpGet(ns, `http://${p.httpGet!.host ?? "192.0.2.10"}:${parsed.healthzPort}${p.httpGet!.path}`);
           const live = await Promise.race([
-            waitUntil(`the agent's ${agent.livenessProbe!.httpGet!.path}`, 30_000, () => httpGet(ns, probe(agent.livenessProbe!))),
-            exited.then((code) => Promise.reject(new Error(`the agent exited with ${code}: ${stderr}`))),
+            waitUntil(`the agent's ${agent.livenessProbe!.httpGet!.path}`, 30_000, () => kubelet(agent.livenessProbe!)),
+            failed,
           ]);
           expect(live.status).toBe(200);
-          // Readiness waits on etcd, and says so; the kubelet would keep the pod unready, not restart it.
-          const ready = httpGet(ns, probe(agent.readinessProbe!));
-          expect(ready?.status).toBe(503);
-          expect(ready?.body).toMatch(/etcd is unreachable/);
-          expect(stderr).toMatch(/etcd/i);
+          // Readiness waits on etcd, and says so; the kubelet keeps the pod unready instead of restarting it.
+          await waitUntil("the agent to try etcd", 10_000, () => (stderr.includes("etcd is unreachable") ? true : undefined));
+          const waiting = kubelet(agent.readinessProbe!);
+          expect(waiting?.status).toBe(503);
+          expect(waiting?.body).toMatch(/etcd is unreachable/);
           expect(stderr).not.toMatch(/unknown flag|expected |needs a value|takes no arguments/);
-          expect(child.exitCode).toBeNull();
-          expect(readdirSync(mounts.get("/run/flannel")!)).toEqual([]);
+          expect(existsSync(subnetEnv)).toBe(false);
+
+          // etcd answers, on TLS with client certificates only, and holds the network config.
+          etcd = spawn(
+            "ip",
+            [
+              ...["netns", "exec", ns.name, "etcd", "--name", "m1", "--data-dir", join(tmp.dir, "etcd")],
+              ...["--listen-client-urls", endpoint, "--advertise-client-urls", endpoint],
+              ...["--cert-file", join(pki, "server.crt"), "--key-file", join(pki, "server.key")],
+              ...["--client-cert-auth", "--trusted-ca-file", items["ca.crt"]!],
+              ...["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"],
+              ...["--initial-cluster", "m1=http://127.0.0.1:2380"],
+            ],
+            { stdio: "ignore" },
+          );
+          // endpoint health reports on stderr; a failure throws.
+          await waitUntil("etcd to answer", 20_000, () => {
+            etcdctl("endpoint", "health");
+            return true;
+          });
+          etcdctl("put", `${parsed.etcdPrefix}/config`, '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+          const ready = await Promise.race([
+            waitUntil(`the agent's ${agent.readinessProbe!.httpGet!.path}`, 60_000, () =>
+              kubelet(agent.readinessProbe!)?.status === 200 ? true : undefined,
+            ),
+            failed,
+          ]);
+          expect(ready).toBe(true);
+          const written = readFileSync(subnetEnv, "utf8");
+          expect(written).toMatch(/^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d+\.1\/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n$/);
+          const lease = etcdctl("get", "--prefix", `${parsed.etcdPrefix}/subnets/`);
+          expect(lease).toContain('"PublicIP":"192.0.2.10"');
+          expect(ns.ipJson<{ ifname: string }[]>("link", "show", "flannel.1").map((l) => l.ifname)).toEqual(["flannel.1"]);
+          // --ip-masq's rules went in through the image's iptables, in the mode it chose for this node.
+          const mode = readFileSync(iptablesMode, "utf8").trim();
+          expect(ns.exec(`iptables-${mode}-save`, ["-t", "nat"])).toContain("FLANNEL-POSTRTG");
+
           child.kill("SIGTERM");
           const code = await Promise.race([
             exited,
             new Promise((resolve) => setTimeout(() => resolve("still running"), pod.terminationGracePeriodSeconds! * 1000)),
           ]);
           expect(code, stderr).toBe(0);
+          // The data path stays for the pods while the agent is away.
+          expect(readFileSync(subnetEnv, "utf8")).toBe(written);
+          expect(ns.ipJson<{ ifname: string }[]>("link", "show", "flannel.1")).toHaveLength(1);
         } finally {
-          if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+          for (const proc of [child, etcd]) if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
           removeNetns(ns);
         }
         expect(existsSync(`/run/netns/${ns.name}`)).toBe(false);
       },
-      90_000,
+      120_000,
     );
   });
 });
