@@ -432,6 +432,17 @@ export class AgentLab {
     if (out.trim() !== "1") throw new Error(`agent lab: no lease ${subnet} to delete (etcdctl del said ${out.trim()})`);
   }
 
+  /** The etcd leases granted and not revoked or expired (hex ids, as etcdctl lists them). */
+  async etcdLeaseIds(): Promise<string[]> {
+    const out = await this.etcd.etcdctl(["lease", "list"]);
+    return out
+      .split("\n")
+      .slice(1)
+      .map((line) => line.trim())
+      .filter(Boolean)
+      .sort();
+  }
+
   /** etcd's current revision. */
   async revision(): Promise<number> {
     const out = await this.etcd.etcdctl(["get", "--prefix", `${PREFIX}/`, "--limit=1", "-w", "json"]);
