@@ -134,6 +134,14 @@ function httpGet(ns: TestNetns, url: string): { status: number; body: string } |
   return out.status === 0 && status > 0 ? { status, body: out.stdout.slice(0, out.stdout.lastIndexOf("\n")) } : undefined;
 }
 
+/** A Kubernetes memory quantity (128Mi, 1Gi, 500M) in bytes. */
+function bytesOf(quantity: string): number {
+  const [, amount, unit] = /^(\d+)(Ki|Mi|Gi|k|M|G)?$/.exec(quantity) ?? [];
+  if (amount === undefined) throw new Error(`cannot read the quantity ${quantity}`);
+  const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, k: 1e3, M: 1e6, G: 1e9 };
+  return Number(amount) * (unit ? units[unit]! : 1);
+}
+
 interface Instruction {
   op: string;
   args: string;
@@ -584,6 +592,11 @@ describe("Containerfile", () => {
             failed,
           ]);
           expect(ready).toBe(true);
+          // The memory the manifest requests covers what the agent holds once ready.
+          const metrics = httpGet(ns, `http://127.0.0.1:${parsed.healthzPort}/metrics`)?.body ?? "";
+          const resident = Number(/^process_resident_memory_bytes (\d+)$/m.exec(metrics)?.[1]);
+          expect(resident).toBeGreaterThan(0);
+          expect(resident).toBeLessThan(bytesOf(agent.resources!.requests!.memory!));
           const written = readFileSync(subnetEnv, "utf8");
           expect(written).toMatch(/^FLANNEL_NETWORK=10\.244\.0\.0\/16\nFLANNEL_SUBNET=10\.244\.\d+\.1\/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n$/);
           const lease = etcdctl("get", "--prefix", `${parsed.etcdPrefix}/subnets/`);
