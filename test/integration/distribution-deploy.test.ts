@@ -397,6 +397,16 @@ describe("Containerfile", () => {
       );
     });
 
+    it("installs the agent onto a node too when told where, from the image's agents list", async () => {
+      const host = join(tmp.dir, "host-agent");
+      const env = { WEFT_BIN_DIR: join(host, "opt/cni/bin"), WEFT_AGENT_DIR: join(host, "usr/local/bin"), WEFT_NO_CONF: "1" };
+      const cache = { WEFT_CACHE_DIR: join(tmp.dir, "cache") };
+      const { stdout } = await run(join(image, "weft/install"), [], { env: { PATH: "/usr/bin:/bin", ...cache, ...env } });
+      expect(stdout).toContain(`installed the node agent flanneld into ${env.WEFT_AGENT_DIR}`);
+      expect(readdirSync(env.WEFT_AGENT_DIR)).toEqual([...AGENTS]);
+      expect(readdirSync(env.WEFT_BIN_DIR).sort()).toEqual([...TYPES].sort());
+    });
+
     const iptablesModes = all(rootUser(), command("iptables-legacy", "iptables"), command("iptables-nft", "iptables"));
     it.skipIf(iptablesModes.skip)(
       iptablesModes.title(
