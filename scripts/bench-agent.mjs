@@ -5,7 +5,8 @@
 //
 //   node scripts/bench-agent.mjs [--sizes 1000,5000] [--churn-rate 100] [--churn-seconds 60]
 //     [--idle-seconds 15] [--concurrency 32] [--json build/bench-agent.json] [--flanneld bin/flanneld]
-//     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--no-join] [--timeout-seconds 300]
+//     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--changes CSV] [--no-join]
+//     [--timeout-seconds 300]
 import { spawn } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";

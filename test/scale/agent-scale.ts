@@ -2,7 +2,8 @@
 //
 //   node build/bench-agent/agent-scale.cjs [--sizes 1000,5000] [--churn-rate 100] [--churn-seconds 60]
 //     [--idle-seconds 15] [--concurrency 32] [--json build/bench-agent.json] [--flanneld bin/flanneld]
-//     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--no-join] [--timeout-seconds 300]
+//     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--changes CSV] [--no-join]
+//     [--timeout-seconds 300]
 //
 // A one-member etcd lab and one node namespace running bin/flanneld (vxlan), then, from a second node
 // namespace on the same underlay (as other nodes write), leases of fake peers: the first size written
@@ -14,7 +15,7 @@
 // by entry with the leases in etcd. Everything it makes is removed at the end, also on failure or Ctrl-C.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -41,6 +42,8 @@ export interface ScaleOptions {
   routeResync?: number;
   /** Where the agents' logs are copied to at the end. */
   logsDir?: string;
+  /** A CSV of every churn change's times. */
+  changesFile?: string;
   /** A second agent joins the cluster at the end (default true). */
   join: boolean;
   /** The bound of each wait for an agent: ready, converged, churn drained (default 300). */
@@ -484,12 +487,26 @@ class Inner {
       metricsWatchRevisionLagMs: stats(changes.map(metricLag)),
       etcdAckMs: stats(changes.map((ch) => (ch.ackedMs ?? NaN) - ch.issuedMs)),
       watchFloorMs: stats(changes.map((ch) => (ch.watchedMs ?? NaN) - ch.issuedMs)),
+      // From the bench's own watch getting the event to the kernel holding it: the agent's share of
+      // the lag (its watch is told at about the same time, by the same etcd).
+      agentShareMs: stats(changes.map((ch) => (this.appliedMs.get(ch) ?? NaN) - (ch.watchedMs ?? NaN))),
       unapplied: unapplied.length,
       unappliedExamples: unapplied.slice(0, 5).map((ch) => ({ kind: ch.kind, key: ch.key, before: ch.before, after: ch.after })),
       drainMs: round(drainedMs - sentMs),
       ...Inner.usage(before, after),
     };
     log(JSON.stringify(phase));
+    if (c.changesFile) {
+      // Times in ms from the churn's start; the agent's watch_revision samples after, to place its stalls.
+      const at = (v: number | undefined) => (v === undefined ? "" : round(v - started, 2));
+      const rows = changes.map((ch) =>
+        [ch.seq - firstSeq, ch.kind, ch.key, ch.revision ?? "", at(ch.issuedMs), at(ch.ackedMs), at(ch.watchedMs), at(this.appliedMs.get(ch))].join(
+          ",",
+        ),
+      );
+      const polled = samples.map((x) => `sample,,,${x.revision},${at(x.atMs)},,,`);
+      writeFileSync(c.changesFile, `seq,kind,key,revision,sentMs,etcdAnsweredMs,watchedMs,kernelMs\n${[...rows, ...polled].join("\n")}\n`);
+    }
     return phase;
   }
 }
@@ -561,6 +578,7 @@ async function outer(): Promise<void> {
     ...(arg("cpu-prof") ? { cpuProfDir: resolve(arg("cpu-prof")!) } : {}),
     ...(arg("route-resync") ? { routeResync: numberArg("route-resync", 10) } : {}),
     ...(arg("logs") ? { logsDir: resolve(arg("logs")!) } : {}),
+    ...(arg("changes") ? { changesFile: resolve(arg("changes")!) } : {}),
     join: !process.argv.includes("--no-join"),
     timeoutSeconds: numberArg("timeout-seconds", 300),
   };
@@ -611,6 +629,7 @@ async function outer(): Promise<void> {
       `bench-agent: sizes ${options.sizes.join(", ")}, churn ${options.churnRate}/s for ${options.churnSeconds} s, agent ${options.flanneld}`,
     );
     const started = Date.now();
+    const loadBefore = loadavg();
     const spawned = spawn(
       "ip",
       [
@@ -635,6 +654,8 @@ async function outer(): Promise<void> {
       machine: machine(),
       options: { ...options, network: NETWORK, backend: "vxlan", etcdMembers: 1 },
       wallSeconds: round((Date.now() - started) / 1000),
+      // Other work on the machine competes for its cores: the load average before and after the run.
+      loadAverage1m: { before: round(loadBefore[0]!, 2), after: round(loadavg()[0]!, 2) },
       ...measured,
     };
     report(results);
@@ -679,6 +700,7 @@ interface Measured {
     metricsWatchRevisionLagMs: Stats;
     etcdAckMs: Stats;
     watchFloorMs: Stats;
+    agentShareMs: Stats;
     scheduleSlipMs: Stats;
   };
   join?: Phase;
@@ -703,7 +725,7 @@ function machine() {
   };
 }
 
-function report(r: { machine: ReturnType<typeof machine>; wallSeconds: number } & Measured): void {
+function report(r: { machine: ReturnType<typeof machine>; wallSeconds: number; loadAverage1m: { before: number; after: number } } & Measured): void {
   const row = (...cells: (string | number | undefined)[]) => console.log(`| ${cells.map((v) => (v === undefined ? "" : String(v))).join(" | ")} |`);
   const entries = (t: TableCounts | undefined) => (t ? `${t.routes}/${t.neighbours}/${t.fdb}` : "");
   const phaseRow = (p: Phase) =>
@@ -720,7 +742,9 @@ function report(r: { machine: ReturnType<typeof machine>; wallSeconds: number } 
       `${p.etcdCpuSeconds} / ${p.benchCpuSeconds}`,
     );
   console.log(`\nmachine: ${r.machine.cpu}, ${r.machine.cores} cores, Node.js ${r.machine.node}, kernel ${r.machine.kernel}, ${r.machine.etcd}`);
-  console.log(`agent ready (empty cluster) in ${r.start.readyMs} ms; whole run ${r.wallSeconds} s\n`);
+  console.log(
+    `agent ready (empty cluster) in ${r.start.readyMs} ms; whole run ${r.wallSeconds} s; load average (1 min) ${r.loadAverage1m.before} before, ${r.loadAverage1m.after} after\n`,
+  );
   row(
     "phase",
     "writes (join: ready) ms",
@@ -747,6 +771,7 @@ function report(r: { machine: ReturnType<typeof machine>; wallSeconds: number } 
     for (const [kind, st] of Object.entries(c.kernelLagByKindMs)) console.log(`    ${kind}: ${s(st)}`);
     console.log(`  lag, sent -> weft_agent_watch_revision reached it (polled every ${METRICS_POLL_MS} ms): ${s(c.metricsWatchRevisionLagMs)}`);
     console.log(`  floor: sent -> etcd answered: ${s(c.etcdAckMs)}; sent -> the bench's own watch got it: ${s(c.watchFloorMs)}`);
+    console.log(`  the agent's share: the bench's watch got it -> the kernel holds it: ${s(c.agentShareMs)}`);
     console.log(
       `  not applied after the drain: ${c.unapplied}; failed writes: ${String(c.failedWrites)}; skipped (peer busy): ${String(c.skippedBusy)}`,
     );
