@@ -137,7 +137,7 @@ export class Agent {
 
     const previous = this.readPreviousSubnets();
     const { leases } = await this.retrying("list the leases", () => this.registry!.list());
-    this.backend = this.createBackend(leases, previous);
+    this.backend = this.createBackend(leases);
     await this.backend.setUp();
 
     this.keeper = new LeaseKeeper({
@@ -146,6 +146,7 @@ export class Agent {
       log: this.log,
       previous,
       renewMarginMinutes: flags.subnetLeaseRenewMarginMinutes,
+      ownsLease: (stored) => this.ownsByVtep(stored),
     });
     const own = await this.retrying("acquire a lease", () => this.keeper!.acquire(this.leaseAttrs(), leases));
     await this.useOwnLease(own);
@@ -246,17 +247,18 @@ export class Agent {
   }
 
   /** The backend; a vxlan device created anew takes the MAC this node's lease already announces. */
-  private createBackend(leases: readonly StoredLease[], previous: LeaseSubnets | undefined): Backend {
+  private createBackend(leases: readonly StoredLease[]): Backend {
     const config = this.config!;
     const external = this.external!;
     const warn = (m: string) => this.log.warn(m);
     if (config.backend.type === "host-gw") return new HostGwBackend(this.nl!, config, external, this.metrics, warn);
     if (config.backend.type !== "vxlan") throw new Error(`backend ${config.backend.type} is not available`);
     const previousMac: { 4?: string; 6?: string } = {};
+    // The MAC this node's lease announces, for a device made anew (after a reboot).
     const mine = leases.find(
       (l) =>
         (external.extAddr !== undefined && l.lease.attrs.publicIP === external.extAddr) ||
-        (previous?.ipv4 !== undefined && l.lease.subnets.ipv4 !== undefined && formatCidr(l.lease.subnets.ipv4) === formatCidr(previous.ipv4)),
+        (external.extV6Addr !== undefined && l.lease.attrs.publicIPv6 === external.extV6Addr),
     );
     for (const [family, data] of [
       [4, mine?.lease.attrs.backendData],
@@ -279,6 +281,17 @@ export class Agent {
       previousMac,
       warn,
     });
+  }
+
+  /** A lease naming the VTEP MAC of the device this node kept is this node's, whatever address it names. */
+  private ownsByVtep(stored: StoredLease): boolean {
+    const backend = this.backend;
+    if (!(backend instanceof VxlanBackend) || stored.lease.attrs.backendType !== "vxlan") return false;
+    try {
+      return backend.keptVtepMac(parseVxlanBackendData(stored.lease.attrs.backendData, stored.key).vtepMAC);
+    } catch {
+      return false;
+    }
   }
 
   /** This node's lease value: its public addresses and the backend's data. */

@@ -33,6 +33,12 @@ export interface LeaseKeeperOptions {
   /** The subnets of the subnet.env the previous run left. */
   previous?: LeaseSubnets;
   renewMarginMinutes: number;
+  /**
+   * Whether a lease on the previous subnet is this node's although it names another address: the
+   * node was renumbered while the agent was stopped (vxlan: the lease names the VTEP MAC of a device
+   * this node kept). Such a lease is taken over, as one with this node's address is.
+   */
+  ownsLease?: (stored: StoredLease) => boolean;
   /** The etcd lease's TTL (default flanneld's 24 h; tests make it short to see renewals). */
   ttlSeconds?: number;
   random?: (n: number) => number;
@@ -73,15 +79,16 @@ export class LeaseKeeper {
     const value = formatLeaseValue(attrs);
     for (let attempt = 1; ; attempt++) {
       const leases = known && attempt === 1 ? known : (await this.o.registry.list()).leases;
+      const seen = leases.map((l) => this.asSeen(l, attrs));
       const choice = chooseSubnet({
         config: this.o.config,
-        leases: leases.map((l) => l.lease),
+        leases: seen.map((l) => l.lease),
         publicIP: attrs.publicIP === "0.0.0.0" ? undefined : attrs.publicIP,
         publicIPv6: attrs.publicIPv6 ?? undefined,
         previous: this.o.previous,
         random: this.o.random,
       });
-      const stored = (lease: Lease | undefined) => leases.find((l) => l.lease === lease);
+      const stored = (lease: Lease | undefined) => leases[seen.findIndex((l) => l.lease === lease)];
       if (choice.reason !== "own-lease" && choice.staleOwnLease) {
         const stale = stored(choice.staleOwnLease)!;
         this.o.log.info(`deleting this node's lease ${stale.key}: it does not fit the network config any more`);
@@ -103,6 +110,15 @@ export class LeaseKeeper {
       if (attempt >= RACE_ATTEMPTS) this.o.log.warn(`lost ${attempt} races for a subnet in a row: many nodes are starting at once, still trying`);
       await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 1000) * Math.random()));
     }
+  }
+
+  /** A lease as the choice sees it: one this node proves its own carries this node's addresses. */
+  private asSeen(stored: StoredLease, attrs: LeaseAttrs): StoredLease {
+    const { previous, ownsLease } = this.o;
+    if (!previous || !ownsLease || stored.lease.attrs.publicIP === attrs.publicIP) return stored;
+    if (describeSubnets(stored.lease.subnets) !== describeSubnets(previous) || !ownsLease(stored)) return stored;
+    this.o.log.info(`${stored.key} names ${stored.lease.attrs.publicIP} but this node's VTEP: this node was renumbered, taking it over`);
+    return { ...stored, lease: { ...stored.lease, attrs: { ...stored.lease.attrs, publicIP: attrs.publicIP, publicIPv6: attrs.publicIPv6 } } };
   }
 
   private acquired(lease: AcquiredLease): AcquiredLease {

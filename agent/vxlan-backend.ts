@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { formatCidr, type IpFamily, type ParsedCidr } from "../lib/ip/ip.js";
 import { addAddress, delAddress, listAddresses } from "../lib/netlink/addr.js";
-import { ensureVxlan, type Link } from "../lib/netlink/link.js";
+import { ensureVxlan, linkByName, type Link } from "../lib/netlink/link.js";
 import { delFdbEntry, delNeighbour, setFdbEntry, setNeighbour } from "../lib/netlink/neigh.js";
 import { delRoute, replaceRoute, routeTo } from "../lib/netlink/route.js";
 import type { Rtnl } from "../lib/netlink/rtnl.js";
@@ -71,8 +71,20 @@ export class VxlanDevice {
     return this.config.mtu ?? this.external.mtu - OVERHEAD[this.family];
   }
 
+  /** The MAC of the device this node had before the agent started (a restart keeps the device). */
+  keptMac?: string;
+
   /** The device as flanneld makes it; an existing one with the same parameters is kept, with its MAC. */
   async ensure(): Promise<Link> {
+    if (this.index === 0) {
+      // The first time: a device left by the previous run keeps its MAC even if it must be made
+      // anew (a new local address), so the node's lease and the other nodes' entries stay right.
+      const existing = await linkByName(this.nl, this.name);
+      if (existing?.kind === "vxlan") {
+        this.keptMac = existing.mac;
+        this.preferredMac ??= existing.mac;
+      }
+    }
     const { link, created } = await ensureVxlan(this.nl, {
       name: this.name,
       vni: this.config.vni,
@@ -134,12 +146,21 @@ export class VxlanDevice {
       for (const f of next.entries.fdb) {
         let keys = this.keysByMac.get(f.mac);
         if (!keys) this.keysByMac.set(f.mac, (keys = new Set()));
+        // The lease written last owns the MAC's fdb entry: at the end of the set.
+        keys.delete(key);
         keys.add(key);
       }
     }
     if (!kernel) return;
     if (old) await this.removeStale(old, next);
-    if (next) await this.program(next);
+    if (next) await this.program(next, key);
+  }
+
+  /** The lease whose endpoint a VTEP MAC's fdb entry points to: of those naming the MAC, the one written last. */
+  private macOwner(mac: string): string | undefined {
+    let owner: string | undefined;
+    for (const key of this.keysByMac.get(mac) ?? []) owner = key;
+    return owner;
   }
 
   /** Whether the kernel reaches `address` directly on the external interface (no gateway). */
@@ -168,12 +189,13 @@ export class VxlanDevice {
       }
     }
     for (const f of old.entries.fdb) {
-      const others = this.keysByMac.get(f.mac);
-      if (others && others.size > 0) {
+      const owner = this.macOwner(f.mac);
+      if (owner !== undefined) {
         // Another lease names this MAC: its endpoint is the one to keep.
-        const other = this.programmed.get([...others][0]!);
-        if (other && !next?.entries.fdb.some((x) => x.mac === f.mac))
-          await this.program({ peer: other.peer, entries: { ...NO_ENTRIES, fdb: other.entries.fdb } });
+        const other = this.programmed.get(owner);
+        if (other && !next?.entries.fdb.some((x) => x.mac === f.mac)) {
+          await this.program({ peer: other.peer, entries: { ...NO_ENTRIES, fdb: other.entries.fdb } }, owner);
+        }
         continue;
       }
       this.keysByMac.delete(f.mac);
@@ -183,21 +205,22 @@ export class VxlanDevice {
   }
 
   /** Neighbour and fdb entry before the route that needs them; each replaced in place. */
-  private async program({ entries, direct }: Programmed): Promise<void> {
+  private async program({ entries, direct }: Programmed, key: string): Promise<void> {
     if (direct) {
       await replaceRoute(this.nl, { dst: direct.dst, gw: direct.gw, index: this.external.index });
       this.counter.kernelChanges++;
     }
     for (const n of entries.neighbours) await setNeighbour(this.nl, { index: this.index, ip: n.ip, mac: n.mac });
-    for (const f of entries.fdb) await setFdbEntry(this.nl, { index: this.index, mac: f.mac, dst: f.dst });
+    const fdb = entries.fdb.filter((f) => this.macOwner(f.mac) === key);
+    for (const f of fdb) await setFdbEntry(this.nl, { index: this.index, mac: f.mac, dst: f.dst });
     for (const r of entries.routes) await replaceRoute(this.nl, { dst: r.dst, gw: r.gw, index: this.index, onlink: true });
-    this.counter.kernelChanges += entries.neighbours.length + entries.fdb.length + entries.routes.length;
+    this.counter.kernelChanges += entries.neighbours.length + fdb.length + entries.routes.length;
   }
 
   /** Programs one peer's entries again (a notification said one went or changed). */
   async repair(key: string): Promise<void> {
     const p = this.programmed.get(key);
-    if (p) await this.program(p);
+    if (p) await this.program(p, key);
   }
 
   /** The device ensured (recreated if it went), its address, then every entry compared with the kernel. */
@@ -205,13 +228,15 @@ export class VxlanDevice {
     await this.ensure();
     if (this.ownSubnet) await this.address(this.ownSubnet);
     const want: VxlanEntries = { routes: [], neighbours: [], fdb: [] };
-    const fdb = new Map<string, { mac: string; dst: string }>();
     for (const p of this.programmed.values()) {
       want.routes.push(...p.entries.routes);
       want.neighbours.push(...p.entries.neighbours);
-      for (const f of p.entries.fdb) fdb.set(f.mac, f);
     }
-    want.fdb = [...fdb.values()];
+    for (const mac of this.keysByMac.keys()) {
+      const owner = this.macOwner(mac);
+      const entry = owner === undefined ? undefined : this.programmed.get(owner)?.entries.fdb.find((f) => f.mac === mac);
+      if (entry) want.fdb.push(entry);
+    }
     const { add, remove } = await reconcileVxlan(this.nl, this.index, want, this.family);
     let count = [add, remove].reduce((n, e) => n + e.routes.length + e.neighbours.length + e.fdb.length, 0);
     if (this.config.directRouting) {
@@ -239,9 +264,8 @@ export class VxlanDevice {
       }
       case "fdb": {
         if (notice.index !== this.index) return undefined;
-        const keys = this.keysByMac.get(notice.mac);
-        if (!keys || keys.size === 0) return undefined;
-        const key = [...keys][0]!;
+        const key = this.macOwner(notice.mac);
+        if (key === undefined) return undefined;
         const want = this.programmed.get(key)?.entries.fdb.find((f) => f.mac === notice.mac);
         return notice.deleted || (notice.dst !== undefined && notice.dst !== want?.dst) ? { peer: key } : undefined;
       }
@@ -344,6 +368,11 @@ export class VxlanBackend implements Backend {
 
   get peerCount(): number {
     return Math.max(0, ...this.devices.map((d) => d.peerCount));
+  }
+
+  /** Whether `mac` is the MAC of a VTEP this node kept from before the agent started. */
+  keptVtepMac(mac: string): boolean {
+    return this.devices.some((d) => d.keptMac !== undefined && d.keptMac === mac.toLowerCase());
   }
 
   /** The devices' names and MACs, for the log. */
