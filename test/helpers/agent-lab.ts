@@ -267,14 +267,22 @@ export class AgentNode {
     return `--- agent log of ${this.name} (${this.running ? "running" : `exited ${this.child?.exitCode ?? this.child?.signalCode ?? "-"}`}), last ${lines} lines:\n${tail(this.log(), lines)}`;
   }
 
-  /** An HTTP GET on the agent's health port, from inside the node: status (0 when nothing answered) and body. */
+  /**
+   * An HTTP GET on the agent's health port, from inside the node (bash's /dev/tcp: a socket must be
+   * made in the node's namespace): status (0 when nothing answered) and body.
+   */
   async http(path: string): Promise<{ status: number; body: string }> {
-    const marker = "\n@@status ";
-    const url = `http://127.0.0.1:${HEALTHZ_PORT}${path}`;
-    const { stdout: out } = await run("ip", ["netns", "exec", this.netns.name, "curl", "-s", "--max-time", "2", "-w", `${marker}%{http_code}`, url]);
-    const at = out.lastIndexOf(marker);
-    if (at < 0) return { status: 0, body: "" };
-    return { status: Number(out.slice(at + marker.length).trim()) || 0, body: out.slice(0, at) };
+    const request = `exec 3<>/dev/tcp/127.0.0.1/${HEALTHZ_PORT} && printf 'GET ${path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && cat <&3`;
+    let stdout = "";
+    let status: RegExpExecArray | null = null;
+    // Once more when nothing answered: on a loaded machine a connect can lose a race with the timeout.
+    for (let attempt = 0; attempt < 2 && !status; attempt++) {
+      ({ stdout } = await run("ip", ["netns", "exec", this.netns.name, "timeout", "5", "bash", "-c", request]));
+      status = /^HTTP\/1\.[01] (\d{3})/.exec(stdout);
+    }
+    if (!status) return { status: 0, body: "" };
+    const at = stdout.indexOf("\r\n\r\n");
+    return { status: Number(status[1]), body: at < 0 ? "" : stdout.slice(at + 4) };
   }
 
   async readyz(): Promise<number> {

@@ -9,7 +9,7 @@ import { all, command, rootUser } from "../helpers/prerequisites.js";
 // pods on every node added through the libcni driver and weft's plugins reading the subnet.env the
 // agent wrote. Once with vxlan, once with host-gw.
 
-const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), command("curl"), cniDriverPrerequisite());
+const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), cniDriverPrerequisite());
 
 const LAB_WAIT_MS = 90_000;
 const CONVERGE_MS = 20_000;
