@@ -350,9 +350,12 @@ describe("Containerfile", () => {
   });
 
   describe("the image's programs, on the layout its COPY and link lines make", () => {
-    const tmp = tempDir("weft-image-");
-    const image = join(tmp.dir, "image");
+    // Made when a test of this block runs (not when a filter skips them all, which skips afterAll too).
+    let tmp: { dir: string; remove: () => void };
+    let image: string;
     beforeAll(async () => {
+      tmp = tempDir("weft-image-");
+      image = join(tmp.dir, "image");
       await buildStandalone(join(tmp.dir, "standalone"));
       // Build-stage paths (/src/...) are this checkout, the standalone build standing in for dist/.
       const sources: Record<string, string> = {
@@ -381,7 +384,7 @@ describe("Containerfile", () => {
       for (const path of ["weft/weft", "weft/install"]) chmodSync(join(image, path), 0o755);
       expect(statSync(join(image, "weft/iptables-mode")).mode & 0o111).toBe(0o111);
     }, 120_000);
-    afterAll(() => tmp.remove());
+    afterAll(() => tmp?.remove());
 
     it.each([FULL, PLUGINS_ONLY])("installs the CNI plugins onto %s's mounts with its environment alone", async (file) => {
       const host = join(tmp.dir, `host-${basename(file)}`);
