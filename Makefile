@@ -2,6 +2,8 @@
 PREFIX  ?= /opt/cni
 BINDIR  ?= $(PREFIX)/bin
 CONFDIR ?= /etc/cni/net.d
+# The node agent (flanneld) is a daemon, not a CNI plugin: it goes here, never into BINDIR.
+AGENTDIR ?= /usr/local/bin
 
 # The project's Node.js (scripts/project-node, run by scripts/setup), first on PATH for every recipe
 # and its headers for native builds; without it, the system's.
@@ -28,7 +30,7 @@ build: node_modules
 # executable (make standalone; no Node.js needed); FROM=DIR installs that directory's build instead.
 # FORCE_CONF=1 replaces an existing conflist; NO_VERIFY=1 skips running VERSION through each name.
 FORM ?= script
-INSTALL_ARGS = --bin-dir $(DESTDIR)$(BINDIR) --conf-dir $(DESTDIR)$(CONFDIR) \
+INSTALL_ARGS = --bin-dir $(DESTDIR)$(BINDIR) --conf-dir $(DESTDIR)$(CONFDIR) --agent-dir $(DESTDIR)$(AGENTDIR) \
   $(if $(filter 1,$(FORCE_CONF)),--force-conf) $(if $(filter 1,$(NO_VERIFY)),--no-verify)
 
 install: $(if $(FROM),,$(if $(filter standalone,$(FORM)),standalone,build))

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Builds weft's standalone executable: the multi-call bundle (scripts/multicall-main.ts) as a Node.js
 // single executable application, i.e. a copy of this node binary with the bundle injected
-// (postject), left as <out>/weft plus the five CNI type names as hard links to it. Needs
+// (postject), left as <out>/weft plus every program's name (the CNI plugins and flanneld) as hard links to it. Needs
 // `node scripts/build.mjs` first (gen/validators.js, build/native/weft.node).
 //   node scripts/standalone.mjs [--out DIR] [--no-code-cache] [--no-strip] [--script-only]
-//     --out DIR        where weft and its five names go (default dist/standalone)
+//     --out DIR        where weft and its names go (default dist/standalone)
 //     --no-code-cache  leave V8's code cache of the main script (the loader) out of the blob
 //     --no-strip       keep the node binary's symbols and debug info (13 MB of Node 20's 99 MB)
 //     --script-only    only the multi-call bundle, <out>/weft.cjs: the script form, no SEA
