@@ -284,6 +284,11 @@ describe("make install", () => {
       expect(statSync(join(bin, t)).mode & 0o777).toBe(0o755);
     }
     expect(readFileSync(conflist, "utf8")).toBe(defaultConflist());
+    // The node agent: into AGENTDIR, never beside the CNI plugins.
+    const agentDir = join(dest, "usr/local/bin");
+    expect(stdout).toContain(`installed the node agent ${AGENTS.join(" ")} into ${agentDir}`);
+    expect(readdirSync(agentDir).sort()).toEqual([...AGENTS].sort());
+    for (const a of AGENTS) expect(readFileSync(join(agentDir, a)).equals(readFileSync(join(ROOT, "bin", a))), a).toBe(true);
 
     const mine = '{"name":"operator-edited"}\n';
     writeFileSync(conflist, mine);
