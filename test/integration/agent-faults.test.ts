@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { createAgentLab, NETWORK, type AgentLab, type AgentNode, type Lease, type Pod } from "../helpers/agent-lab.js";
-import { cniDriverPrerequisite } from "../helpers/cni-driver.js";
+import { cniDriver, cniDriverPrerequisite } from "../helpers/cni-driver.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -44,6 +44,7 @@ describe.skipIf(needs.skip)(needs.title("faults in a 3-node vxlan lab"), () => {
   const theLab = () => lab ?? expect.unreachable("the lab was not made");
 
   beforeAll(async () => {
+    cniDriver(); // built here, within the hook's bound, not in the first test that adds a pod
     lab = await createAgentLab({ nodes: 3, backend: "vxlan", routeResync: ROUTE_RESYNC_S });
     for (const node of lab.nodes) pods.push(await lab.addPod(node, `web-${node.name}`));
     await lab.waitConverged(CLUSTER_WAIT_MS);

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { createAgentLab, NETWORK, type AgentLab, type Pod } from "../helpers/agent-lab.js";
-import { cniDriverPrerequisite } from "../helpers/cni-driver.js";
+import { cniDriver, cniDriverPrerequisite } from "../helpers/cni-driver.js";
 import { processesMentioning } from "../helpers/etcd-lab.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
 
@@ -33,6 +33,7 @@ describe.skipIf(needs.skip)(needs.title("the cluster lab, vxlan: 4 nodes running
   const theLab = () => lab ?? expect.unreachable("the lab was not made");
 
   beforeAll(async () => {
+    cniDriver(); // built here, within the hook's bound, not in the first test that adds a pod
     lab = await createAgentLab({ nodes: 4, backend: "vxlan" });
   }, LAB_WAIT_MS);
 
@@ -132,6 +133,7 @@ describe.skipIf(needs.skip)(needs.title("the cluster lab, host-gw: 3 nodes runni
   const theLab = () => lab ?? expect.unreachable("the lab was not made");
 
   beforeAll(async () => {
+    cniDriver(); // built here, within the hook's bound, not in the first test that adds a pod
     lab = await createAgentLab({ nodes: 3, backend: "host-gw" });
   }, LAB_WAIT_MS);
 
