@@ -129,6 +129,8 @@ export class AgentNode {
     this.netns.exec("iptables", ["-w", "-I", "OUTPUT", "-p", "tcp", "--dport", "2379", "-j", "REJECT", "--reject-with", "tcp-reset"]);
     this.partitioned = true;
     this.netns.exec("ss", ["-K", "-t", "dport", "=", ":2379"]);
+    const left = this.netns.exec("ss", ["-H", "-t", "state", "established", "dport", "=", ":2379"]).trim();
+    if (left) throw new Error(`agent lab: ss -K left connections to etcd open (a kernel without CONFIG_INET_DIAG_DESTROY?):\n${left}`);
   }
 
   healPartition(): void {
