@@ -4,6 +4,7 @@ import { createAgentLab, NETWORK, type AgentLab, type Pod } from "../helpers/age
 import { cniDriver, cniDriverPrerequisite } from "../helpers/cni-driver.js";
 import { processesMentioning } from "../helpers/etcd-lab.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
+import { waitUntil } from "../helpers/wait.js";
 
 // The cluster lab: a 3-member etcd on an underlay (MTU 1500), nodes each running weft's agent,
 // pods on every node added through the libcni driver and weft's plugins reading the subnet.env the
@@ -173,4 +174,27 @@ describe.skipIf(needs.skip)(needs.title("the cluster lab, host-gw: 3 nodes runni
     expect(tooBig.received).toBe(0);
     expect(tooBig.output).toMatch(/message too long, mtu=1500/);
   });
+
+  it("a node joins and its pod is reached from every node; its lease deleted, every other node drops its route, and gets it back with the lease", async () => {
+    const l = theLab();
+    const joined = l.addNode("n3");
+    await joined.waitReady();
+    const pod = await l.addPod(joined, "web-n3");
+    pods.push(pod);
+    await l.waitConverged(CONVERGE_MS);
+    expect(await l.pingAcross(pods)).toEqual([]);
+
+    const lease = (await l.leaseOf(joined))!;
+    const others = l.nodes.filter((n) => n !== joined);
+    joined.partitionFromEtcd();
+    await l.deleteLease(lease.subnet);
+    await waitUntil("the other nodes without the deleted lease's route", 5_000, () =>
+      others.every((n) => !n.hostGwRoutes().some((r) => r.startsWith(`${lease.subnet} `))) ? true : undefined,
+    );
+    joined.healPartition();
+    const back = await waitUntil("the lease back", CONVERGE_MS, async () => await l.leaseOf(joined));
+    expect(back.subnet).toBe(lease.subnet);
+    await l.waitConverged(CONVERGE_MS);
+    expect(await l.pingAcross(pods)).toEqual([]);
+  }, 90_000);
 });
