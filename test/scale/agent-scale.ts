@@ -505,6 +505,7 @@ class Inner {
         ),
       );
       const polled = samples.map((x) => `sample,,,${x.revision},${at(x.atMs)},,,`);
+      mkdirSync(dirname(c.changesFile), { recursive: true });
       writeFileSync(c.changesFile, `seq,kind,key,revision,sentMs,etcdAnsweredMs,watchedMs,kernelMs\n${[...rows, ...polled].join("\n")}\n`);
     }
     return phase;
