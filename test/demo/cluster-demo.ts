@@ -33,7 +33,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 async function main(): Promise<void> {
   say("starting a 3-member etcd (Debian's etcd-server) on an underlay bridge (MTU 1500), and 3 nodes running weft's flanneld...");
   lab = await createAgentLab({ nodes: 3, backend: "vxlan" });
-  say(`etcd: ${lab.etcd.endpoints.join(" ")}`);
+  say(`etcd: ${lab.etcd.endpoints.join(" ")} (lab ${lab.etcd.id}: namespaces weftlab-${lab.etcd.id}-*)`);
   say(`network config: ${(await lab.etcd.etcdctl(["get", `${PREFIX}/config`, "--print-value-only"])).trim()}`);
   const leases = await lab.waitConverged(30_000);
 

@@ -1,4 +1,6 @@
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { createAgentLab, NETWORK, type AgentLab, type Pod } from "../helpers/agent-lab.js";
 import { cniDriver, cniDriverPrerequisite } from "../helpers/cni-driver.js";
@@ -197,4 +199,27 @@ describe.skipIf(needs.skip)(needs.title("the cluster lab, host-gw: 3 nodes runni
     await l.waitConverged(CONVERGE_MS);
     expect(await l.pingAcross(pods)).toEqual([]);
   }, 90_000);
+});
+
+describe.skipIf(needs.skip)(needs.title("make demo (scripts/demo): the cluster demo runs to the end and removes its lab"), () => {
+  it("prints each node's lease, subnet.env, flannel.1 and routes, pings every pod pair across nodes, and removes everything", async () => {
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      execFile("bash", ["scripts/demo"], { cwd: root, timeout: 120_000, killSignal: "SIGTERM", encoding: "utf8" }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, output: stdout + stderr }),
+      );
+    });
+    expect(code, output).toBe(0);
+    expect(output.match(/^== node n\d /gm)).toHaveLength(3);
+    expect(output.match(/^ {2}lease \/coreos\.com\/network\/subnets\/10\.244\.\d+\.0-24$/gm)).toHaveLength(3);
+    expect(output.match(/FLANNEL_MTU=1450/g)).toHaveLength(3);
+    expect(output.match(/vxlan id 1 local \S+ dev eth0 .*dstport 8472 nolearning/g)).toHaveLength(3);
+    expect(output.match(/: 2\/2 replies$/gm)).toHaveLength(6);
+    expect(output).toContain("a 1450-byte packet with DF set: crosses; 1451 bytes: refused");
+    expect(output).toMatch(/^removed: /m);
+    const id = /\(lab ([0-9a-f]{8}):/.exec(output)?.[1];
+    expect(id, "the demo names its lab").toBeDefined();
+    expect(readdirSync("/run/netns").filter((ns) => ns.startsWith(`weftlab-${id}-`))).toEqual([]);
+    expect(processesMentioning(`weftlab-${id}-`)).toEqual([]);
+  }, 150_000);
 });
