@@ -21,18 +21,18 @@ const OPTION_PREFIX = "DOCKER_OPT_";
 
 export const DOCKER_OPTS_USAGE = `Usage: flanneld docker-opts [-f FLANNEL-ENV-FILE] [-d DOCKER-ENV-FILE] [-i] [-c] [-m] [-k COMBINED-KEY]
 
-Generate Docker daemon options based on flannel env file (as flannel's mk-docker-opts.sh)
-OPTIONS:
-	-f, --subnet-file	Path to flannel env file. Defaults to $FLANNELD_SUBNET_FILE, else ${DEFAULT_SUBNET_FILE}
-	-d	Path to Docker env file to write to. Defaults to ${DEFAULT_DOCKER_ENV_FILE}
-	-i	Output each Docker option as individual var. e.g. DOCKER_OPT_MTU="--mtu=1450"
-	-c	Output combined Docker options into DOCKER_OPTS var (both -i and -c when neither is given)
-	-k	Set the combined options key to this value (default DOCKER_OPTS)
-	-m	Do not output --ip-masq (useful for older Docker version)
-	-h, --help	This text
-The combined value starts with the variable's value in the environment, and DOCKER_OPT_* variables of the
-environment are written with the others, as the script does. Unlike the script, a missing or malformed
-subnet.env is an error, FLANNEL_SUBNET and FLANNEL_MTU are required, and the file is replaced atomically.
+Writes the Docker daemon's network options for this node from flanneld's subnet.env, as flannel's
+mk-docker-opts.sh does.
+  -f FILE, --subnet-file FILE   the subnet.env to read ($FLANNELD_SUBNET_FILE, else ${DEFAULT_SUBNET_FILE})
+  -d FILE   the env file to write (${DEFAULT_DOCKER_ENV_FILE}), replaced whole
+  -i        one variable per option: DOCKER_OPT_BIP, DOCKER_OPT_IPMASQ, DOCKER_OPT_MTU
+  -c        all options in one variable (-i and -c both when neither is given)
+  -k NAME   the one variable's name (${DEFAULT_KEY})
+  -m        no --ip-masq option (for a Docker too old to know it)
+  -h, --help   this text
+As with the script, the combined value starts with that variable's value in the environment, and the
+environment's DOCKER_OPT_* variables are written too. Unlike it, a missing or malformed subnet.env is an
+error (FLANNEL_SUBNET and FLANNEL_MTU are required) and leaves the env file as it was.
 `;
 
 export type Environment = Readonly<Record<string, string | undefined>>;
