@@ -8,7 +8,7 @@ import { waitUntil } from "../helpers/wait.js";
 // by a plain route via the peer's public address, as flanneld does; the VTEP stays for peers
 // behind a router. Here every node shares the underlay, so every peer is direct.
 
-const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), command("curl"), cniDriverPrerequisite());
+const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), cniDriverPrerequisite());
 
 describe.skipIf(needs.skip)(needs.title("vxlan with DirectRouting on one L2 segment"), () => {
   let lab: AgentLab | undefined;

@@ -8,7 +8,7 @@ import { all, command, rootUser } from "../helpers/prerequisites.js";
 // are stranded and the other nodes send the new subnet's traffic to the old address. weft's agent
 // knows its lease by the VTEP it kept and takes it over with the new address.
 
-const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), command("curl"), cniDriverPrerequisite());
+const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), cniDriverPrerequisite());
 
 describe.skipIf(needs.skip)(needs.title("a node renumbered while its agent was stopped"), () => {
   let lab: AgentLab | undefined;
