@@ -21,6 +21,17 @@ export interface WeftSyscalls {
    * queued (empty when the time ran out), null when woken; rejects ENOBUFS when the kernel dropped some.
    */
   netlinkReceive: (fd: number, wake: number, timeoutMs: number) => Promise<Buffer | null>;
+  /**
+   * A TUN device (bare IP packets, no packet information) attached to a new non-blocking fd, made
+   * in the calling thread's network namespace; `name` may hold "%d" for the kernel to number it.
+   */
+  tunOpen: (name: string) => { fd: number; name: string };
+  /**
+   * Waits on a libuv worker thread, at most timeoutMs, for packets on a TUN fd: those queued, about
+   * maxBytes, each behind its length (2 bytes, little endian); empty when the time ran out, null when
+   * woken (wakeFd). Rejects when the fd cannot be read (EBADFD: the device was deleted).
+   */
+  tunReceive: (fd: number, wake: number, timeoutMs: number, maxBytes: number) => Promise<Buffer | null>;
 }
 
 export const LOCK_SH = 1;

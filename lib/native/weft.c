@@ -18,6 +18,14 @@
 //                            worker thread, as a promise of the replies' bytes: the kernel carries out
 //                            some requests inside the send itself, slowly (deleting a veth pair waits
 //                            out RCU grace periods), and the event loop stays free meanwhile
+//   tunOpen(name)            opens /dev/net/tun non-blocking and attaches a TUN device (IFF_TUN,
+//                            IFF_NO_PI: bare IP packets) of that name ("flannel%d": the kernel picks
+//                            the number) in the calling thread's network namespace: { fd, name }
+//   tunReceive(fd, wake, timeoutMs, maxBytes)  on a libuv worker thread, waits (at most timeoutMs)
+//                            for packets on a TUN fd and resolves with those queued, about maxBytes
+//                            (one packet more at most), each behind its length (2 bytes, little
+//                            endian); empty when the time ran out, null when woken. One call reads a
+//                            batch: a packet costs no round trip of its own between the threads
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -25,11 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <node_api.h>
 #include <uv.h>
@@ -379,6 +391,140 @@ static napi_value NetlinkReceive(napi_env env, napi_callback_info info) {
   return queue_job(env, "weft.netlinkReceive", receive_execute, receive_complete, job, &job->deferred, &job->work);
 }
 
+static napi_value TunOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  size_t length = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_string_utf8(env, argv[0], ifr.ifr_name, IFNAMSIZ, &length) != napi_ok || length == 0 || length >= IFNAMSIZ - 1) {
+    napi_throw_type_error(env, NULL, "expected a device name of 1 to 14 characters");
+    return NULL;
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "open /dev/net/tun");
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, "ioctl TUNSETIFF");
+  }
+  napi_value result, fd_value, name_value;
+  napi_create_object(env, &result);
+  napi_create_int32(env, fd, &fd_value);
+  napi_create_string_utf8(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ), &name_value);
+  napi_set_named_property(env, result, "fd", fd_value);
+  napi_set_named_property(env, result, "name", name_value);
+  return result;
+}
+
+/** The largest IPv4 packet: a TUN read of it is never cut short. */
+#define TUN_PACKET_MAX 65535
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int wake_fd;
+  int timeout_ms;
+  size_t max_bytes;
+  int woken;
+  char *data;
+  size_t length;
+  int err;
+} tun_job;
+
+static void tun_receive_execute(napi_env env, void *data) {
+  (void)env;
+  tun_job *job = data;
+  struct pollfd fds[2] = {{.fd = job->fd, .events = POLLIN}, {.fd = job->wake_fd, .events = POLLIN}};
+  int rc;
+  do {
+    rc = poll(fds, 2, job->timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    job->err = errno;
+    return;
+  }
+  if (fds[1].revents) {
+    job->woken = 1;
+    return;
+  }
+  if (rc == 0) return;
+  // Packets are read straight into the batch, each behind its length, until max_bytes are reached:
+  // the room for one largest packet beyond it means a read is never cut short.
+  job->data = malloc(job->max_bytes + 2 + TUN_PACKET_MAX);
+  if (!job->data) {
+    job->err = ENOMEM;
+    return;
+  }
+  while (job->length < job->max_bytes) {
+    char *slot = job->data + job->length;
+    ssize_t n;
+    do {
+      n = read(job->fd, slot + 2, TUN_PACKET_MAX);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      // Nothing more queued ends the batch; an error with nothing read is the caller's to see
+      // (EBADFD: the device was deleted under the fd).
+      if (errno != EAGAIN && errno != EWOULDBLOCK && job->length == 0) job->err = errno;
+      break;
+    }
+    slot[0] = (char)(n & 0xff);
+    slot[1] = (char)((n >> 8) & 0xff);
+    job->length += 2 + (size_t)n;
+  }
+  if (job->length > 0) {
+    char *shrunk = realloc(job->data, job->length);
+    if (shrunk) job->data = shrunk;
+  }
+}
+
+static void free_batch(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void tun_receive_complete(napi_env env, napi_status status, void *data) {
+  tun_job *job = data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value value;
+    if (job->woken) {
+      napi_get_null(env, &value);
+    } else if (job->length == 0) {
+      napi_create_buffer(env, 0, NULL, &value);
+    } else if (napi_create_external_buffer(env, job->length, job->data, free_batch, NULL, &value) == napi_ok) {
+      job->data = NULL;  // the buffer owns it now
+    } else {
+      napi_create_buffer_copy(env, job->length, job->data, NULL, &value);
+    }
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    reject_errno(env, job->deferred, job->err ? job->err : ECANCELED, "read");
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->data);
+  free(job);
+}
+
+static napi_value TunReceive(napi_env env, napi_callback_info info) {
+  int32_t a[4];
+  if (!int_args(env, info, a, 4)) return NULL;
+  if (a[3] < 1 || a[3] > (64 << 20)) {
+    napi_throw_range_error(env, NULL, "maxBytes must be between 1 and 64 MiB");
+    return NULL;
+  }
+  tun_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "read");
+  job->fd = a[0];
+  job->wake_fd = a[1];
+  job->timeout_ms = a[2];
+  job->max_bytes = (size_t)a[3];
+  return queue_job(env, "weft.tunReceive", tun_receive_execute, tun_receive_complete, job, &job->deferred, &job->work);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"setns", NULL, Setns, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -390,6 +536,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"netlinkJoin", NULL, NetlinkJoin, NULL, NULL, NULL, napi_enumerable, NULL},
     {"wakeFd", NULL, WakeFd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkReceive", NULL, NetlinkReceive, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tunOpen", NULL, TunOpen, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tunReceive", NULL, TunReceive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
