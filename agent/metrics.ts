@@ -15,6 +15,8 @@ export class AgentMetrics {
   lastEventAppliedSeconds = 0;
   watchRevision = 0;
   etcdReachable = 1;
+  /** Further metrics, each a function giving Prometheus text: the udp backend's carrier counters. */
+  readonly sections: (() => string)[] = [];
 
   /** The process's own figures are read when asked, from /proc. */
   format(): string {
@@ -40,7 +42,7 @@ export class AgentMetrics {
     const usage = process.cpuUsage();
     metric("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.", (usage.user + usage.system) / 1e6);
     metric("process_open_fds", "gauge", "Number of open file descriptors.", openFds());
-    return `${lines.join("\n")}\n`;
+    return `${lines.join("\n")}\n${this.sections.map((section) => section()).join("")}`;
   }
 }
 
