@@ -8,12 +8,14 @@
 //     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--changes CSV] [--no-join]
 //     [--timeout-seconds 300]
 import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const outfile = join(root, "build/bench-agent/agent-scale.cjs");
+// A file per run: the tests' tiny run may bundle while `make bench` runs.
+const outfile = join(root, `build/bench-agent/agent-scale-${process.pid}.cjs`);
 await esbuild.build({
   entryPoints: [join(root, "test/scale/agent-scale.ts")],
   bundle: true,
@@ -26,4 +28,7 @@ await esbuild.build({
 const child = spawn(process.execPath, [outfile, ...process.argv.slice(2)], { stdio: "inherit" });
 // Passed on (the child's cleanup is idempotent, so a Ctrl-C it got from the terminal too does no harm).
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 130 : 1)));
+child.on("exit", (code, signal) => {
+  rmSync(outfile, { force: true });
+  process.exit(code ?? (signal ? 130 : 1));
+});

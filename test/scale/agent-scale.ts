@@ -1,6 +1,6 @@
 // The node agent at scale: `make bench` (scripts/bench-agent.mjs bundles and runs this file; root).
 //
-//   node build/bench-agent/agent-scale.cjs [--sizes 1000,5000] [--churn-rate 100] [--churn-seconds 60]
+//   node build/bench-agent/agent-scale-<pid>.cjs [--sizes 1000,5000] [--churn-rate 100] [--churn-seconds 60]
 //     [--idle-seconds 15] [--concurrency 32] [--json build/bench-agent.json] [--flanneld bin/flanneld]
 //     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--changes CSV] [--no-join]
 //     [--timeout-seconds 300]
