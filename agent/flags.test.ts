@@ -33,7 +33,7 @@ describe("parseFlags", () => {
       iptablesForwardRules: true,
       healthzIP: "0.0.0.0",
       healthzPort: 0,
-      routeResyncSeconds: 10,
+      routeResyncSeconds: 60,
       cleanup: false,
       verbosity: 0,
       version: false,

@@ -156,7 +156,7 @@ export function defaultFlags(): AgentFlags {
     iptablesForwardRules: true,
     healthzIP: "0.0.0.0",
     healthzPort: 0,
-    routeResyncSeconds: 10,
+    routeResyncSeconds: 60,
     cleanup: false,
     verbosity: 0,
     version: false,

@@ -15,7 +15,7 @@ const USAGE = `Usage: flanneld [flags]   (weft's flanneld, etcd mode)
   --ip-masq   --iptables-resync=5   --iptables-forward-rules=true
   --subnet-file=/run/flannel/subnet.env   --subnet-lease-renew-margin=60 (minutes)
   --healthz-ip=0.0.0.0   --healthz-port=0 (0: no health server)
-  --route-resync=10 (weft: seconds between full comparisons of routes, neighbours and fdb entries with the leases)
+  --route-resync=60 (weft: seconds between full comparisons of routes, neighbours and fdb entries with the leases)
   --cleanup (weft: remove the agent's iptables and nftables rules, then exit)
   --version   -v=LEVEL
 Each flag is also read from FLANNELD_<FLAG> (dashes as underscores, upper case).

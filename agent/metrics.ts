@@ -27,7 +27,12 @@ export class AgentMetrics {
     metric("weft_agent_etcd_requests_total", "counter", "etcd requests made (unary calls and lease renewals).", this.etcdRequests);
     metric("weft_agent_lease_events_total", "counter", "Watch events about other nodes' leases handled.", this.leaseEvents);
     metric("weft_agent_peers", "gauge", "Other nodes' leases programmed into the kernel.", this.peers);
-    metric("weft_agent_kernel_changes_total", "counter", "Routes, neighbours and fdb entries added, replaced or deleted.", this.kernelChanges);
+    metric(
+      "weft_agent_kernel_changes_total",
+      "counter",
+      "Requests to add, replace or delete a route, neighbour or fdb entry (a replace may change nothing).",
+      this.kernelChanges,
+    );
     metric("weft_agent_resyncs_total", "counter", "Full passes comparing the kernel with the leases.", this.resyncs);
     metric("weft_agent_resync_repairs_total", "counter", "Kernel entries a full pass found missing, changed or stale.", this.resyncRepairs);
     metric(
