@@ -93,8 +93,7 @@ export class UdpBackend implements Backend {
     let changes = 0;
     if (this.carrier.device === undefined || !(await this.deviceStillThere())) {
       if (this.index !== 0) this.o.warn(`the device ${DEVICE_PATTERN} (ifindex ${this.index}) went: making it again`);
-      await this.carrier.closeTun();
-      const name = this.carrier.openTun(DEVICE_PATTERN);
+      const name = await this.carrier.openTun(DEVICE_PATTERN);
       const link = await this.linkNamed(name);
       this.index = link.index;
       changes++;
@@ -164,14 +163,15 @@ export class UdpBackend implements Backend {
     const subnet = lease?.subnets.ipv4;
     const publicIP = lease?.attrs.publicIP;
     const type = lease?.attrs.backendType;
-    if (!lease || !subnet || !publicIP || publicIP === "0.0.0.0" || (type !== undefined && type !== "" && type !== "udp")) {
+    const address = publicIP === undefined ? undefined : ipv4ToInt(publicIP);
+    if (!lease || !subnet || !address || (type !== undefined && type !== "" && type !== "udp")) {
       this.table.set(key, undefined);
       return;
     }
     this.table.set(key, {
       network: networkInt(subnet),
       length: subnet.prefixLength,
-      endpoint: { address: publicIP, port: this.o.config.port },
+      endpoint: { address, port: this.o.config.port },
     });
   }
 

@@ -1,6 +1,5 @@
-import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { closeSync, writeSync } from "node:fs";
-import { weftSyscalls } from "../lib/native/syscalls.js";
+import { CARRIER_FROM_SOCKET, CARRIER_HEADER, weftSyscalls } from "../lib/native/syscalls.js";
 import {
   checkInbound,
   decrementTtl,
@@ -11,17 +10,13 @@ import {
   type PeerTable,
 } from "./udp-packets.js";
 
-/** How long one wait for packets on the TUN may hold its worker thread (a stop wakes it at once). */
+/** How long one wait for packets may hold its worker thread (a stop wakes it at once). */
 const READ_SLICE_MS = 1000;
-/** About this many bytes of packets are read from the TUN per batch. */
+/** About this many bytes of packets and datagrams are read per batch. */
 const BATCH_BYTES = 256 * 1024;
-/** Bytes waiting in the socket's send queue (its kernel buffer full) beyond which packets are dropped. */
-const SEND_QUEUE_MAX_BYTES = 1024 * 1024;
-/** At most one warning about the same problem per this long. */
-const WARN_EVERY_MS = 10_000;
 
 /** Why a datagram was not written to flannel0: the checks, or the TUN refusing it. */
-export type InboundDropReason = InboundDrop | "no-device" | "tun-full" | "tun-write-failed";
+export type InboundDropReason = InboundDrop | "tun-full";
 
 const INBOUND_REASONS: readonly InboundDropReason[] = [
   "unknown-sender",
@@ -32,11 +27,9 @@ const INBOUND_REASONS: readonly InboundDropReason[] = [
   "too-large",
   "not-local",
   "ttl-expired",
-  "no-device",
   "tun-full",
-  "tun-write-failed",
 ];
-const OUTBOUND_REASONS: readonly OutboundDrop[] = ["not-ipv4", "no-route", "ttl-expired", "send-queue-full", "send-failed"];
+const OUTBOUND_REASONS: readonly OutboundDrop[] = ["not-ipv4", "no-route", "ttl-expired", "send-queue-full"];
 
 /** What the carrier did, for /metrics. */
 export class UdpCounters {
@@ -46,12 +39,12 @@ export class UdpCounters {
   readonly inboundDrops = new Map<InboundDropReason, number>(INBOUND_REASONS.map((r) => [r, 0]));
   readonly outboundDrops = new Map<OutboundDrop, number>(OUTBOUND_REASONS.map((r) => [r, 0]));
 
-  dropIn(reason: InboundDropReason): void {
-    this.inboundDrops.set(reason, this.inboundDrops.get(reason)! + 1);
+  dropIn(reason: InboundDropReason, n = 1): void {
+    this.inboundDrops.set(reason, this.inboundDrops.get(reason)! + n);
   }
 
-  dropOut(reason: OutboundDrop): void {
-    this.outboundDrops.set(reason, this.outboundDrops.get(reason)! + 1);
+  dropOut(reason: OutboundDrop, n = 1): void {
+    this.outboundDrops.set(reason, this.outboundDrops.get(reason)! + n);
   }
 
   /** Prometheus text format. */
@@ -74,123 +67,185 @@ export class UdpCounters {
   }
 }
 
-/** This node's subnet and flannel0's address, as integers: what arrives must be for the subnet. */
+/** This node's subnet, as integers: what arrives must be for it. */
 export interface OwnSubnet {
   network: number;
   mask: number;
 }
 
-interface OpenTun {
-  fd: number;
+interface Loop {
   wake: number;
-  name: string;
   stopped: boolean;
-  /** Set when reading failed: the device went (deleted by hand). */
-  lost: boolean;
-  loop: Promise<void>;
+  done: Promise<void>;
 }
 
-export interface UdpCarrierOptions {
-  table: PeerTable;
-  counters: UdpCounters;
-  /** Runs fn (synchronous) in the network namespace the device and the socket belong to. */
-  inNamespace: <T>(fn: () => T) => T;
-  warn: (message: string) => void;
-}
+/** Records (CARRIER_HEADER bytes each, then the packet) gathered for one native call. */
+class RecordBatch {
+  private buffer = Buffer.allocUnsafe(0);
+  length = 0;
+  count = 0;
+  bytes = 0;
 
-/** Answers the socket's address lookups at once: it is only ever given addresses, and a bind must happen inside inNamespace. */
-function literalLookup(address: string, _family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
-  callback(null, address, 4);
+  reset(capacity: number): void {
+    if (this.buffer.length < capacity) this.buffer = Buffer.allocUnsafe(capacity);
+    this.length = 0;
+    this.count = 0;
+    this.bytes = 0;
+  }
+
+  /** A packet with the destination's address and port (network order) in its header. */
+  add(packet: Buffer, address = 0, port = 0): void {
+    const at = this.length;
+    this.buffer.writeUInt16LE(packet.length, at);
+    this.buffer.writeUInt16BE(port, at + 2);
+    this.buffer.writeUInt32BE(address, at + 4);
+    packet.copy(this.buffer, at + CARRIER_HEADER);
+    this.length += CARRIER_HEADER + packet.length;
+    this.count++;
+    this.bytes += packet.length;
+  }
+
+  get records(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
 }
 
 /**
  * flanneld's udp proxy: packets read from the TUN device go, one UDP datagram each, to the node
  * whose subnet holds their destination; datagrams from the nodes are checked and written to the
- * TUN. The TUN is read in batches on a libuv worker thread (tunReceive), so the event loop never
- * blocks on it; the next batch is asked for only once one is handled, so a slow carrier leaves
- * packets in the kernel's bounded queue (dropped there) instead of in memory. The TUN fd is
- * non-blocking: a write it cannot take now is a drop. A socket whose kernel buffer is full
- * queues at most SEND_QUEUE_MAX_BYTES in user space; beyond, packets are dropped.
+ * TUN. Both are read in batches by one native call on a libuv worker thread (carrierReceive), so
+ * the event loop never blocks on them and a packet costs no thread round trip of its own; the batch's
+ * datagrams go out in one sendmmsg and its packets into the TUN in one call, both non-blocking. The
+ * next batch is read only once one is handled, so a carrier that cannot keep up leaves what it cannot
+ * take in the kernel's bounded queues (the TUN's, the socket's), where it is dropped: memory does not
+ * grow. A full socket buffer or TUN is a counted drop.
  */
 export class UdpCarrier {
-  private tun?: OpenTun;
-  private socket?: Socket;
-  private boundTo?: string;
+  private tun?: { fd: number; name: string; lost: boolean };
+  private udp?: { fd: number; boundTo: string };
+  private loop?: Loop;
   own?: OwnSubnet;
   /** The longest packet written to the TUN: its MTU. */
   mtu = 0;
-  private readonly warnedAt = new Map<string, number>();
+  private readonly sends = new RecordBatch();
+  private readonly writes = new RecordBatch();
 
-  constructor(private readonly o: UdpCarrierOptions) {}
+  constructor(
+    private readonly o: {
+      table: PeerTable;
+      counters: UdpCounters;
+      /** Runs fn (synchronous) in the network namespace the device and the socket belong to. */
+      inNamespace: <T>(fn: () => T) => T;
+      warn: (message: string) => void;
+    },
+  ) {}
 
   /** The TUN device's name while one is open and readable. */
   get device(): string | undefined {
     return this.tun && !this.tun.lost ? this.tun.name : undefined;
   }
 
-  /** Opens a TUN device (`pattern`, e.g. "flannel%d") and starts carrying what it gives; returns its name. */
-  openTun(pattern: string): string {
-    if (this.tun) throw new Error(`the TUN device ${this.tun.name} is open already`);
-    const { tunOpen, wakeFd } = weftSyscalls();
-    const { fd, name } = this.o.inNamespace(() => tunOpen(pattern));
-    let wake: number;
-    try {
-      wake = wakeFd();
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    const tun: OpenTun = { fd, wake, name, stopped: false, lost: false, loop: Promise.resolve() };
-    tun.loop = this.read(tun);
-    this.tun = tun;
+  /** The address:port the socket is bound to, if any. */
+  get boundAddress(): string | undefined {
+    return this.udp?.boundTo;
+  }
+
+  /** Opens a TUN device (`pattern`, e.g. "flannel%d"), closing one open before; returns its name. */
+  async openTun(pattern: string): Promise<string> {
+    await this.stopLoop();
+    this.closeTunFd();
+    const { fd, name } = this.o.inNamespace(() => weftSyscalls().tunOpen(pattern));
+    this.tun = { fd, name, lost: false };
+    this.startLoop();
     return name;
   }
 
-  private async read(tun: OpenTun): Promise<void> {
-    const { tunReceive } = weftSyscalls();
+  /** The carrier's socket on address:port (flanneld binds the external interface's address); one bound before is closed. */
+  async bind(address: string, port: number): Promise<void> {
+    await this.stopLoop();
+    if (this.udp) closeSync(this.udp.fd);
+    this.udp = undefined;
     try {
-      while (!tun.stopped) {
+      const fd = this.o.inNamespace(() => weftSyscalls().udpOpen(address, port));
+      this.udp = { fd, boundTo: `${address}:${port}` };
+    } catch (err) {
+      throw new Error(`the udp backend cannot listen on ${address}:${port}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.startLoop();
+    }
+  }
+
+  private startLoop(): void {
+    const { tun, udp } = this;
+    if (this.loop || !tun || tun.lost || !udp) return;
+    const loop: Loop = { wake: weftSyscalls().wakeFd(), stopped: false, done: Promise.resolve() };
+    loop.done = this.run(loop, tun, udp.fd);
+    this.loop = loop;
+  }
+
+  private async stopLoop(): Promise<void> {
+    const loop = this.loop;
+    if (!loop) return;
+    this.loop = undefined;
+    loop.stopped = true;
+    const one = Buffer.alloc(8);
+    one.writeBigUInt64LE(1n);
+    writeSync(loop.wake, one);
+    await loop.done;
+  }
+
+  private async run(loop: Loop, tun: { fd: number; name: string; lost: boolean }, udpFd: number): Promise<void> {
+    const { carrierReceive } = weftSyscalls();
+    try {
+      while (!loop.stopped) {
         let batch: Buffer | null;
         try {
-          batch = await tunReceive(tun.fd, tun.wake, READ_SLICE_MS, BATCH_BYTES);
+          batch = await carrierReceive(tun.fd, udpFd, loop.wake, READ_SLICE_MS, BATCH_BYTES);
         } catch (err) {
-          if (!tun.stopped) {
+          if (!loop.stopped) {
             tun.lost = true;
             this.o.warn(`reading ${tun.name} failed (${(err as Error).message}): the device went; it is made again at the next full pass`);
           }
           break;
         }
         if (batch === null) break;
-        for (let offset = 0; offset + 2 <= batch.length;) {
-          const length = batch.readUInt16LE(offset);
-          this.forward(batch.subarray(offset + 2, offset + 2 + length));
-          offset += 2 + length;
-        }
+        this.carry(batch, tun.fd, udpFd);
       }
     } finally {
-      closeSync(tun.fd);
-      closeSync(tun.wake);
+      closeSync(loop.wake);
+      if (this.loop === loop) this.loop = undefined;
     }
   }
 
-  /** Stops reading and closes the TUN fd (a device that is not persistent goes with it). */
-  async closeTun(): Promise<void> {
-    const tun = this.tun;
-    if (!tun) return;
-    this.tun = undefined;
-    tun.stopped = true;
-    const wake = Buffer.alloc(8);
-    wake.writeBigUInt64LE(1n);
-    try {
-      writeSync(tun.wake, wake);
-    } catch {
-      // The loop already ended and closed it.
+  /** One batch: each packet from the TUN routed, each datagram checked; then one send and one TUN write. */
+  private carry(batch: Buffer, tunFd: number, udpFd: number): void {
+    this.sends.reset(batch.length);
+    this.writes.reset(batch.length);
+    for (let offset = 0; offset + CARRIER_HEADER <= batch.length;) {
+      const length = batch.readUInt16LE(offset);
+      const packet = batch.subarray(offset + CARRIER_HEADER, offset + CARRIER_HEADER + length);
+      if (batch[offset + 2] === CARRIER_FROM_SOCKET) this.inbound(packet, batch.readUInt32BE(offset + 4));
+      else this.outbound(packet, tunFd);
+      offset += CARRIER_HEADER + length;
     }
-    await tun.loop;
+    const { counters } = this.o;
+    const { udpSendBatch, tunWriteBatch } = weftSyscalls();
+    if (this.sends.count > 0) {
+      const sent = udpSendBatch(udpFd, this.sends.records);
+      counters.packets.out += sent;
+      counters.bytes.out += sent === this.sends.count ? this.sends.bytes : Math.round((this.sends.bytes * sent) / this.sends.count);
+      if (sent < this.sends.count) counters.dropOut("send-queue-full", this.sends.count - sent);
+    }
+    if (this.writes.count > 0) {
+      const written = tunWriteBatch(tunFd, this.writes.records);
+      counters.packets.in += written;
+      counters.bytes.in += written === this.writes.count ? this.writes.bytes : Math.round((this.writes.bytes * written) / this.writes.count);
+      if (written < this.writes.count) counters.dropIn("tun-full", this.writes.count - written);
+    }
   }
 
-  /** One packet from the TUN to the node owning its destination. */
-  private forward(packet: Buffer): void {
+  /** A packet from the TUN, to the node owning its destination. */
+  private outbound(packet: Buffer, tunFd: number): void {
     const { counters } = this.o;
     const destination = outboundDestination(packet);
     if (destination === undefined) return counters.dropOut("not-ipv4");
@@ -198,102 +253,40 @@ export class UdpCarrier {
     if (!peer) {
       counters.dropOut("no-route");
       const reply = netUnreachable(packet);
-      if (reply) this.writeTun(reply);
+      if (reply) {
+        const one = new RecordBatch();
+        one.reset(CARRIER_HEADER + reply.length);
+        one.add(reply);
+        weftSyscalls().tunWriteBatch(tunFd, one.records);
+      }
       return;
     }
     if (!decrementTtl(packet)) return counters.dropOut("ttl-expired");
-    const socket = this.socket;
-    if (!socket || socket.getSendQueueSize() > SEND_QUEUE_MAX_BYTES) return counters.dropOut("send-queue-full");
-    socket.send(packet, peer.port, peer.address, this.onSent);
-    counters.packets.out++;
-    counters.bytes.out += packet.length;
+    this.sends.add(packet, peer.address, peer.port);
   }
 
-  private readonly onSent = (err: Error | null): void => {
-    if (!err) return;
-    this.o.counters.dropOut("send-failed");
-    this.warnOnce("send", `sending a packet failed: ${err.message}`);
-  };
-
-  /** One datagram from the network into the TUN, if it passes the checks. */
-  private readonly onMessage = (packet: Buffer, from: RemoteInfo): void => {
+  /** A datagram from `source` (an integer address), into the TUN if it passes the checks. */
+  private inbound(packet: Buffer, source: number): void {
     const { counters } = this.o;
-    if (!this.o.table.isSender(from.address)) return counters.dropIn("unknown-sender");
+    if (!this.o.table.isSender(source)) return counters.dropIn("unknown-sender");
     const own = this.own;
     if (!own) return counters.dropIn("not-local");
     const refused = checkInbound(packet, this.mtu, own.network, own.mask);
     if (refused) return counters.dropIn(refused);
     decrementTtl(packet);
-    if (this.writeTun(packet)) {
-      counters.packets.in++;
-      counters.bytes.in += packet.length;
-    }
-  };
-
-  /** false (counted) when the TUN cannot take the packet now. */
-  private writeTun(packet: Buffer): boolean {
-    const tun = this.tun;
-    if (!tun || tun.lost) {
-      this.o.counters.dropIn("no-device");
-      return false;
-    }
-    try {
-      writeSync(tun.fd, packet);
-      return true;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EAGAIN" || code === "EWOULDBLOCK" || code === "ENOBUFS") {
-        this.o.counters.dropIn("tun-full");
-      } else {
-        this.o.counters.dropIn("tun-write-failed");
-        this.warnOnce("tun-write", `writing to ${tun.name} failed: ${(err as Error).message}`);
-      }
-      return false;
-    }
+    this.writes.add(packet);
   }
 
-  private warnOnce(topic: string, message: string): void {
-    const now = Date.now();
-    if (now - (this.warnedAt.get(topic) ?? -Infinity) < WARN_EVERY_MS) return;
-    this.warnedAt.set(topic, now);
-    this.o.warn(message);
+  private closeTunFd(): void {
+    if (this.tun) closeSync(this.tun.fd);
+    this.tun = undefined;
   }
 
-  /** The address:port the socket is bound to, if any. */
-  get boundAddress(): string | undefined {
-    return this.boundTo;
-  }
-
-  /** The carrier's UDP socket on address:port (the external interface's address, as flanneld binds); an earlier one is closed. */
-  async bind(address: string, port: number): Promise<void> {
-    this.closeSocket();
-    const socket = createSocket({ type: "udp4", lookup: literalLookup });
-    socket.on("message", this.onMessage);
-    const bound = new Promise<void>((resolve, reject) => {
-      socket.once("listening", resolve);
-      socket.once("error", reject);
-    });
-    // With the lookup answering at once, the socket is made and bound inside the namespace.
-    this.o.inNamespace(() => socket.bind({ address, port, exclusive: true }));
-    try {
-      await bound;
-    } catch (err) {
-      socket.close();
-      throw new Error(`the udp backend cannot listen on ${address}:${port}: ${(err as Error).message}`, { cause: err });
-    }
-    socket.on("error", (err) => this.warnOnce("socket", `the udp backend's socket: ${err.message}`));
-    this.socket = socket;
-    this.boundTo = `${address}:${port}`;
-  }
-
-  private closeSocket(): void {
-    this.socket?.close();
-    this.socket = undefined;
-    this.boundTo = undefined;
-  }
-
+  /** Stops carrying and closes the socket and the TUN fd (a device that is not persistent goes with it). */
   async close(): Promise<void> {
-    this.closeSocket();
-    await this.closeTun();
+    await this.stopLoop();
+    this.closeTunFd();
+    if (this.udp) closeSync(this.udp.fd);
+    this.udp = undefined;
   }
 }

@@ -30,9 +30,9 @@ export function prefixMask(length: number): number {
   return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
 }
 
-/** Where a peer's packets go: its public address and the carrier's port. */
+/** Where a peer's packets go: its public address (an integer) and the carrier's port. */
 export interface CarrierEndpoint {
-  address: string;
+  address: number;
   port: number;
 }
 
@@ -44,11 +44,11 @@ export interface CarrierEndpoint {
 export class PeerTable {
   private readonly bySubnet = new Map<number, CarrierEndpoint>();
   private readonly keyBySubnet = new Map<number, string>();
-  private readonly byKey = new Map<string, { slot: number; length: number; address: string }>();
+  private readonly byKey = new Map<string, { slot: number; length: number; address: number }>();
   /** Subnet lengths in use, with how many subnets have each. */
   private readonly lengths = new Map<number, number>();
   /** Public addresses in use, with how many leases name each: the senders a datagram may come from. */
-  private readonly senders = new Map<string, number>();
+  private readonly senders = new Map<number, number>();
 
   /** One lease's subnet ("10.244.3.0/24" as network and length) and endpoint, or (undefined) none. */
   set(key: string, entry: { network: number; length: number; endpoint: CarrierEndpoint } | undefined): void {
@@ -81,8 +81,8 @@ export class PeerTable {
     return undefined;
   }
 
-  /** Whether `address` is the public address of a node in the table. */
-  isSender(address: string): boolean {
+  /** Whether `address` (an integer) is the public address of a node in the table. */
+  isSender(address: number): boolean {
     return this.senders.has(address);
   }
 

@@ -33,7 +33,8 @@ async function bundleFixture(): Promise<string> {
   return bundle;
 }
 
-const LOADED = "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive,tunOpen,tunReceive";
+const LOADED =
+  "loaded setns,flock,flockAsync,pollFd,netlinkSocket,netlinkRequest,netlinkJoin,wakeFd,netlinkReceive,tunOpen,udpOpen,carrierReceive,udpSendBatch,tunWriteBatch";
 
 /** <cache>/<sha256 of weft's addon>/weft.node: a library whose constructor creates marker. */
 function plantAddon(cache: string, marker: string): void {

@@ -26,13 +26,25 @@ export interface WeftSyscalls {
    * in the calling thread's network namespace; `name` may hold "%d" for the kernel to number it.
    */
   tunOpen: (name: string) => { fd: number; name: string };
+  /** A non-blocking IPv4 UDP socket bound to address:port in the calling thread's namespace, 4 MiB buffers. */
+  udpOpen: (address: string, port: number) => number;
   /**
-   * Waits on a libuv worker thread, at most timeoutMs, for packets on a TUN fd: those queued, about
-   * maxBytes, each behind its length (2 bytes, little endian); empty when the time ran out, null when
-   * woken (wakeFd). Rejects when the fd cannot be read (EBADFD: the device was deleted).
+   * Waits on a libuv worker thread, at most timeoutMs, for packets on the TUN fd or datagrams on the
+   * UDP socket, then reads both in turn, about maxBytes: each behind CARRIER_HEADER bytes (u16 length
+   * little endian, u8 kind: CARRIER_FROM_TUN or CARRIER_FROM_SOCKET, u8 0, the datagram's source
+   * address in network order). Empty when the time ran out, null when woken; rejects when the TUN
+   * cannot be read (EBADFD: the device was deleted).
    */
-  tunReceive: (fd: number, wake: number, timeoutMs: number, maxBytes: number) => Promise<Buffer | null>;
+  carrierReceive: (tunFd: number, udpFd: number, wake: number, timeoutMs: number, maxBytes: number) => Promise<Buffer | null>;
+  /** Sends records (u16 length little endian, u16 port and u32 address in network order, the bytes) without blocking: how many went. */
+  udpSendBatch: (fd: number, records: Buffer) => number;
+  /** Writes records (the same header) to a TUN fd without blocking, a packet each: how many it took. */
+  tunWriteBatch: (fd: number, records: Buffer) => number;
 }
+
+export const CARRIER_HEADER = 8;
+export const CARRIER_FROM_TUN = 0;
+export const CARRIER_FROM_SOCKET = 1;
 
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;

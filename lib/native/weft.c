@@ -21,11 +21,21 @@
 //   tunOpen(name)            opens /dev/net/tun non-blocking and attaches a TUN device (IFF_TUN,
 //                            IFF_NO_PI: bare IP packets) of that name ("flannel%d": the kernel picks
 //                            the number) in the calling thread's network namespace: { fd, name }
-//   tunReceive(fd, wake, timeoutMs, maxBytes)  on a libuv worker thread, waits (at most timeoutMs)
-//                            for packets on a TUN fd and resolves with those queued, about maxBytes
-//                            (one packet more at most), each behind its length (2 bytes, little
-//                            endian); empty when the time ran out, null when woken. One call reads a
-//                            batch: a packet costs no round trip of its own between the threads
+//   udpOpen(address, port)   a non-blocking IPv4 UDP socket bound to address:port in the calling
+//                            thread's namespace, its buffers 4 MiB (forced, as root may): its fd
+//   carrierReceive(tunFd, udpFd, wake, timeoutMs, maxBytes)  on a libuv worker thread, waits (at most
+//                            timeoutMs) until the TUN or the socket has something, then reads both in
+//                            turn until neither has more or about maxBytes are read; each packet or
+//                            datagram behind an 8-byte header: u16 length (little endian), u8 kind (0
+//                            from the TUN, 1 from the socket), u8 0, the datagram's source address (4
+//                            bytes, network order; 0 for the TUN). Empty when the time ran out, null
+//                            when woken; rejects when the TUN cannot be read (EBADFD: deleted). One
+//                            worker thread carries both directions, as flanneld's proxy polls both
+//   udpSendBatch(fd, batch)  sends records (u16 length little endian, u16 port and u32 address in
+//                            network order, the bytes) with sendmmsg, on the calling thread without
+//                            blocking: how many went (the rest found the socket's buffer full)
+//   tunWriteBatch(fd, batch) writes records (the same header, port and address unused) to a TUN fd
+//                            without blocking, one packet each: how many it took
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +50,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
@@ -419,13 +431,44 @@ static napi_value TunOpen(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/** The largest IPv4 packet: a TUN read of it is never cut short. */
-#define TUN_PACKET_MAX 65535
+static napi_value UdpOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  char address[64];
+  size_t length = 0;
+  int32_t port;
+  struct sockaddr_in local = {.sin_family = AF_INET};
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], address, sizeof address, &length) != napi_ok || napi_get_value_int32(env, argv[1], &port) != napi_ok ||
+      port < 0 || port > 65535 || inet_pton(AF_INET, address, &local.sin_addr) != 1) {
+    napi_throw_type_error(env, NULL, "expected an IPv4 address and a port");
+    return NULL;
+  }
+  local.sin_port = htons((uint16_t)port);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  int size = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, "bind");
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+#define CARRIER_HEADER 8
+/** The largest UDP payload over IPv4, and more than any TUN packet: a read into this much is never cut short. */
+#define CARRIER_READ_MAX 65535
 
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  int fd;
+  int tun_fd;
+  int udp_fd;
   int wake_fd;
   int timeout_ms;
   size_t max_bytes;
@@ -433,70 +476,85 @@ typedef struct {
   char *data;
   size_t length;
   int err;
-} tun_job;
+} carrier_job;
 
-static void tun_receive_execute(napi_env env, void *data) {
+static void put_header(char *at, size_t length, uint8_t kind, const void *address) {
+  at[0] = (char)(length & 0xff);
+  at[1] = (char)((length >> 8) & 0xff);
+  at[2] = (char)kind;
+  at[3] = 0;
+  if (address) memcpy(at + 4, address, 4);
+  else memset(at + 4, 0, 4);
+}
+
+static void carrier_receive_execute(napi_env env, void *data) {
   (void)env;
-  tun_job *job = data;
-  struct pollfd fds[2] = {{.fd = job->fd, .events = POLLIN}, {.fd = job->wake_fd, .events = POLLIN}};
+  carrier_job *job = data;
+  struct pollfd fds[3] = {{.fd = job->tun_fd, .events = POLLIN}, {.fd = job->udp_fd, .events = POLLIN}, {.fd = job->wake_fd, .events = POLLIN}};
   int rc;
   do {
-    rc = poll(fds, 2, job->timeout_ms);
+    rc = poll(fds, 3, job->timeout_ms);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) {
     job->err = errno;
     return;
   }
-  if (fds[1].revents) {
+  if (fds[2].revents) {
     job->woken = 1;
     return;
   }
   if (rc == 0) return;
-  // Packets are read straight into the batch, each behind its length, until max_bytes are reached:
-  // the room for one largest packet beyond it means a read is never cut short.
-  job->data = malloc(job->max_bytes + 2 + TUN_PACKET_MAX);
+  job->data = malloc(job->max_bytes + CARRIER_HEADER + CARRIER_READ_MAX);
   if (!job->data) {
     job->err = ENOMEM;
     return;
   }
-  while (job->length < job->max_bytes) {
-    char *slot = job->data + job->length;
-    ssize_t n;
-    do {
-      n = read(job->fd, slot + 2, TUN_PACKET_MAX);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      // Nothing more queued ends the batch; an error with nothing read is the caller's to see
-      // (EBADFD: the device was deleted under the fd).
-      if (errno != EAGAIN && errno != EWOULDBLOCK && job->length == 0) job->err = errno;
-      break;
+  int tun_done = 0, udp_done = 0;
+  while (job->length < job->max_bytes && !(tun_done && udp_done)) {
+    if (!tun_done) {
+      char *slot = job->data + job->length;
+      ssize_t n;
+      do {
+        n = read(job->tun_fd, slot + CARRIER_HEADER, CARRIER_READ_MAX);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        tun_done = 1;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          job->err = errno;
+          return;
+        }
+      } else {
+        put_header(slot, (size_t)n, 0, NULL);
+        job->length += CARRIER_HEADER + (size_t)n;
+      }
     }
-    slot[0] = (char)(n & 0xff);
-    slot[1] = (char)((n >> 8) & 0xff);
-    job->length += 2 + (size_t)n;
-  }
-  if (job->length > 0) {
-    char *shrunk = realloc(job->data, job->length);
-    if (shrunk) job->data = shrunk;
+    if (!udp_done && job->length < job->max_bytes) {
+      char *slot = job->data + job->length;
+      struct sockaddr_in from;
+      socklen_t from_length = sizeof from;
+      ssize_t n;
+      do {
+        n = recvfrom(job->udp_fd, slot + CARRIER_HEADER, CARRIER_READ_MAX, 0, (struct sockaddr *)&from, &from_length);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        // EAGAIN: nothing more; anything else (an ICMP error queued on the socket) only ends this batch.
+        udp_done = 1;
+      } else {
+        put_header(slot, (size_t)n, 1, &from.sin_addr);
+        job->length += CARRIER_HEADER + (size_t)n;
+      }
+    }
   }
 }
 
-static void free_batch(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  free(data);
-}
-
-static void tun_receive_complete(napi_env env, napi_status status, void *data) {
-  tun_job *job = data;
+static void carrier_receive_complete(napi_env env, napi_status status, void *data) {
+  carrier_job *job = data;
   if (status == napi_ok && job->err == 0) {
     napi_value value;
     if (job->woken) {
       napi_get_null(env, &value);
     } else if (job->length == 0) {
       napi_create_buffer(env, 0, NULL, &value);
-    } else if (napi_create_external_buffer(env, job->length, job->data, free_batch, NULL, &value) == napi_ok) {
-      job->data = NULL;  // the buffer owns it now
     } else {
       napi_create_buffer_copy(env, job->length, job->data, NULL, &value);
     }
@@ -509,20 +567,120 @@ static void tun_receive_complete(napi_env env, napi_status status, void *data) {
   free(job);
 }
 
-static napi_value TunReceive(napi_env env, napi_callback_info info) {
-  int32_t a[4];
-  if (!int_args(env, info, a, 4)) return NULL;
-  if (a[3] < 1 || a[3] > (64 << 20)) {
+static napi_value CarrierReceive(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  size_t argc = 5;
+  int32_t a[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
+    napi_throw_type_error(env, NULL, "expected integer arguments");
+    return NULL;
+  }
+  for (int i = 0; i < 5; i++) {
+    if (napi_get_value_int32(env, argv[i], &a[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "expected integer arguments");
+      return NULL;
+    }
+  }
+  if (a[4] < 1 || a[4] > (64 << 20)) {
     napi_throw_range_error(env, NULL, "maxBytes must be between 1 and 64 MiB");
     return NULL;
   }
-  tun_job *job = calloc(1, sizeof *job);
+  carrier_job *job = calloc(1, sizeof *job);
   if (!job) return throw_errno(env, ENOMEM, "read");
-  job->fd = a[0];
-  job->wake_fd = a[1];
-  job->timeout_ms = a[2];
-  job->max_bytes = (size_t)a[3];
-  return queue_job(env, "weft.tunReceive", tun_receive_execute, tun_receive_complete, job, &job->deferred, &job->work);
+  job->tun_fd = a[0];
+  job->udp_fd = a[1];
+  job->wake_fd = a[2];
+  job->timeout_ms = a[3];
+  job->max_bytes = (size_t)a[4];
+  return queue_job(env, "weft.carrierReceive", carrier_receive_execute, carrier_receive_complete, job, &job->deferred, &job->work);
+}
+
+/** The fd and the records' bytes of a batch call. */
+static int batch_args(napi_env env, napi_callback_info info, int32_t *fd, char **bytes, size_t *length) {
+  napi_value argv[2];
+  size_t argc = 2;
+  bool is_buffer = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_int32(env, argv[0], fd) != napi_ok ||
+      napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[1], (void **)bytes, length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an fd and a buffer of records");
+    return 0;
+  }
+  return 1;
+}
+
+#define SEND_CHUNK 64
+
+static napi_value UdpSendBatch(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  char *bytes;
+  size_t length;
+  if (!batch_args(env, info, &fd, &bytes, &length)) return NULL;
+  struct mmsghdr msgs[SEND_CHUNK];
+  struct iovec iovs[SEND_CHUNK];
+  struct sockaddr_in to[SEND_CHUNK];
+  int32_t sent = 0;
+  size_t offset = 0;
+  while (offset + CARRIER_HEADER <= length) {
+    unsigned count = 0;
+    while (count < SEND_CHUNK && offset + CARRIER_HEADER <= length) {
+      const unsigned char *h = (const unsigned char *)bytes + offset;
+      size_t n = (size_t)h[0] | ((size_t)h[1] << 8);
+      if (offset + CARRIER_HEADER + n > length) break;
+      memset(&to[count], 0, sizeof to[count]);
+      to[count].sin_family = AF_INET;
+      memcpy(&to[count].sin_port, h + 2, 2);
+      memcpy(&to[count].sin_addr, h + 4, 4);
+      iovs[count].iov_base = bytes + offset + CARRIER_HEADER;
+      iovs[count].iov_len = n;
+      memset(&msgs[count], 0, sizeof msgs[count]);
+      msgs[count].msg_hdr.msg_name = &to[count];
+      msgs[count].msg_hdr.msg_namelen = sizeof to[count];
+      msgs[count].msg_hdr.msg_iov = &iovs[count];
+      msgs[count].msg_hdr.msg_iovlen = 1;
+      count++;
+      offset += CARRIER_HEADER + n;
+    }
+    if (count == 0) break;
+    unsigned done = 0;
+    while (done < count) {
+      int rc = sendmmsg(fd, msgs + done, count - done, MSG_DONTWAIT);
+      if (rc < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) goto out;
+        // One datagram refused (no route to its node): skipped, the others still go.
+        done++;
+        continue;
+      }
+      done += (unsigned)rc;
+      sent += rc;
+    }
+  }
+out:;
+  napi_value result;
+  napi_create_int32(env, sent, &result);
+  return result;
+}
+
+static napi_value TunWriteBatch(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  char *bytes;
+  size_t length;
+  if (!batch_args(env, info, &fd, &bytes, &length)) return NULL;
+  int32_t written = 0;
+  for (size_t offset = 0; offset + CARRIER_HEADER <= length;) {
+    const unsigned char *h = (const unsigned char *)bytes + offset;
+    size_t n = (size_t)h[0] | ((size_t)h[1] << 8);
+    if (offset + CARRIER_HEADER + n > length) break;
+    ssize_t rc;
+    do {
+      rc = write(fd, bytes + offset + CARRIER_HEADER, n);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == (ssize_t)n) written++;
+    offset += CARRIER_HEADER + n;
+  }
+  napi_value result;
+  napi_create_int32(env, written, &result);
+  return result;
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -537,7 +695,10 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"wakeFd", NULL, WakeFd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netlinkReceive", NULL, NetlinkReceive, NULL, NULL, NULL, napi_enumerable, NULL},
     {"tunOpen", NULL, TunOpen, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"tunReceive", NULL, TunReceive, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpOpen", NULL, UdpOpen, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"carrierReceive", NULL, CarrierReceive, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"udpSendBatch", NULL, UdpSendBatch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tunWriteBatch", NULL, TunWriteBatch, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

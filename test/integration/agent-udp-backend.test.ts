@@ -122,16 +122,17 @@ function socketIn(netns: Netns, address: string): Promise<Socket> {
 }
 
 describe("the TUN device through weft's native layer", () => {
-  it("opens a TUN without packet information, numbered by the kernel; a read waits without holding the event loop, ends when woken", async () => {
+  it("opens a TUN without packet information, numbered by the kernel, and a UDP socket; a read of both waits without holding the event loop, ends when woken", async () => {
     const ns = pool.create("weft-udp-");
     const netns = Netns.open(ns.path);
     cleanups.push(() => netns.close());
-    const { tunOpen, tunReceive, wakeFd } = weftSyscalls();
+    const { tunOpen, udpOpen, carrierReceive, udpSendBatch, tunWriteBatch, wakeFd } = weftSyscalls();
     const first = netns.run(() => tunOpen("wtun%d"));
     const second = netns.run(() => tunOpen("wtun%d"));
+    const udp = netns.run(() => udpOpen("127.0.0.1", 18285));
     const wake = wakeFd();
     cleanups.push(() => {
-      for (const fd of [first.fd, second.fd, wake]) {
+      for (const fd of [first.fd, second.fd, udp, wake]) {
         try {
           closeSync(fd);
         } catch {
@@ -142,45 +143,71 @@ describe("the TUN device through weft's native layer", () => {
     expect([first.name, second.name]).toEqual(["wtun0", "wtun1"]);
     const [info] = ns.ipJson<{ flags: string[]; link_type: string }[]>("-d", "link", "show", "wtun0");
     expect(info!.link_type).toBe("none");
+    expect(ns.exec("ss", ["-Huln"])).toContain("127.0.0.1:18285");
     ns.exec("ip", ["addr", "add", "10.9.0.1/32", "dev", "wtun0"]);
     // No IPv6 on it: the kernel's own router solicitations would be read too.
     ns.exec("sysctl", ["-q", "-w", "net.ipv6.conf.wtun0.disable_ipv6=1"]);
     ns.exec("ip", ["link", "set", "wtun0", "up"]);
     ns.exec("ip", ["route", "add", "10.9.1.0/24", "dev", "wtun0"]);
+    const records = (batch: Buffer) => {
+      const out: { kind: number; source: string; bytes: Buffer }[] = [];
+      for (let off = 0; off < batch.length;) {
+        const n = batch.readUInt16LE(off);
+        out.push({ kind: batch[off + 2]!, source: [...batch.subarray(off + 4, off + 8)].join("."), bytes: batch.subarray(off + 8, off + 8 + n) });
+        off += 8 + n;
+      }
+      return out;
+    };
     // Nothing queued: empty after the time, and timers ran meanwhile.
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
     const t0 = Date.now();
-    expect((await tunReceive(first.fd, wake, 300, 65536))!.length).toBe(0);
+    expect((await carrierReceive(first.fd, udp, wake, 300, 65536))!.length).toBe(0);
     clearInterval(timer);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(ticks).toBeGreaterThan(10);
-    // Three UDP datagrams routed into the device come out as one batch of bare IPv4 packets.
-    ns.exec("bash", ["-c", "for i in 1 2 3; do echo hello$i > /dev/udp/10.9.1.7/9; done"]);
-    const batch = (await tunReceive(first.fd, wake, 2000, 65536))!;
-    const packets: Buffer[] = [];
-    for (let off = 0; off < batch.length;) {
-      const n = batch.readUInt16LE(off);
-      packets.push(batch.subarray(off + 2, off + 2 + n));
-      off += 2 + n;
-    }
+    // Three UDP datagrams routed into the device come out as bare IPv4 packets (kind 0), one sent
+    // to the socket as a datagram with its source (kind 1): one batch.
+    ns.exec("bash", ["-c", "for i in 1 2 3; do echo hello$i > /dev/udp/10.9.1.7/9; done; echo there > /dev/udp/127.0.0.1/18285"]);
+    const got = records((await carrierReceive(first.fd, udp, wake, 2000, 65536))!);
+    const packets = got.filter((r) => r.kind === 0);
     expect(packets.length).toBe(3);
-    for (const [i, p] of packets.entries()) {
+    for (const [i, { bytes: p, source }] of packets.entries()) {
+      expect(source).toBe("0.0.0.0");
       expect(p[0]! >> 4).toBe(4);
       expect(p.readUInt16BE(2)).toBe(p.length);
       expect(p.subarray(16, 20)).toEqual(Buffer.from([10, 9, 1, 7]));
       expect(p.subarray(28).toString()).toBe(`hello${i + 1}\n`);
     }
+    expect(got.filter((r) => r.kind === 1).map((r) => [r.source, r.bytes.toString()])).toEqual([["127.0.0.1", "there\n"]]);
+    // Sent as a batch: each record to its address and port (here the socket itself), and into the TUN.
+    const record = (bytes: Buffer, port: number, address: number[]) => {
+      const h = Buffer.alloc(8);
+      h.writeUInt16LE(bytes.length, 0);
+      h.writeUInt16BE(port, 2);
+      Buffer.from(address).copy(h, 4);
+      return Buffer.concat([h, bytes]);
+    };
+    const two = Buffer.concat([record(Buffer.from("one"), 18285, [127, 0, 0, 1]), record(Buffer.from("two"), 18285, [127, 0, 0, 1])]);
+    expect(udpSendBatch(udp, two)).toBe(2);
+    const back = records((await carrierReceive(first.fd, udp, wake, 2000, 65536))!);
+    expect(back.map((r) => r.bytes.toString())).toEqual(["one", "two"]);
+    const rx = () => ns.ipJson<{ stats64: { rx: { packets: number } } }[]>("-s", "link", "show", "wtun0")[0]!.stats64.rx.packets;
+    const before = rx();
+    expect(tunWriteBatch(first.fd, Buffer.concat([record(packets[0]!.bytes, 0, [0, 0, 0, 0]), record(packets[1]!.bytes, 0, [0, 0, 0, 0])]))).toBe(2);
+    expect(rx() - before).toBe(2);
     // Woken: null at once.
-    const pending = tunReceive(first.fd, wake, 10_000, 65536);
+    const pending = carrierReceive(first.fd, udp, wake, 10_000, 65536);
     const w = Buffer.alloc(8);
     w.writeBigUInt64LE(1n);
     writeSync(wake, w);
     expect(await pending).toBeNull();
-    // Refusals: a bad name, a bad size.
+    // Refusals: a bad name, a bad size, a bad address.
     expect(() => netns.run(() => tunOpen(""))).toThrow(/device name/);
     expect(() => netns.run(() => tunOpen("x".repeat(15)))).toThrow(/device name/);
-    expect(() => tunReceive(first.fd, wake, 10, 0)).toThrow(/maxBytes/);
+    expect(() => carrierReceive(first.fd, udp, wake, 10, 0)).toThrow(/maxBytes/);
+    expect(() => netns.run(() => udpOpen("10.9.0", 1))).toThrow(/IPv4 address/);
+    expect(() => netns.run(() => udpOpen("127.0.0.1", 18285))).toThrow(/EADDRINUSE|address already in use/i);
   });
 });
 
@@ -312,7 +339,7 @@ describe("the udp backend", () => {
     const expected = new Map<string, number>();
     for (const [reason] of kinds) expected.set(reason, (expected.get(reason) ?? 0) + rounds);
     for (const [reason, n] of expected) expect(drops.get(reason as never), reason).toBeGreaterThanOrEqual(n * 0.95);
-    expect(drops.get("tun-write-failed")).toBe(0);
+    expect(drops.get("tun-full")).toBe(0);
     // flannel0 received exactly the packets the carrier wrote: the ping's replies, nothing of the flood.
     const written = a.backend.counters.packets.in - inBefore;
     expect(written).toBeGreaterThanOrEqual(40);
