@@ -22,6 +22,7 @@ import { parseNetworkConfig, type NetworkConfig } from "./network-config.js";
 import { formatSubnetEnv, previousSubnets } from "./subnet-env.js";
 import { SubnetRegistry, type LeaseEvent, type StoredLease } from "./subnet-registry.js";
 import { iptablesTrafficRules, nftablesTrafficRules, type TrafficRules, type TrafficRulesSpec } from "./traffic-rules.js";
+import { UdpBackend } from "./udp-backend.js";
 import { VxlanBackend } from "./vxlan-backend.js";
 
 /** How long the agent waits between attempts while etcd does not answer: doubling from 1 s to 10 s. */
@@ -124,9 +125,6 @@ export class Agent {
     this.registry = new SubnetRegistry(this.client, flags.etcdPrefix, this.metrics);
     this.config = await this.waitForConfig();
     for (const w of this.config.warnings) this.log.warn(`network config: ${w}`);
-    if (this.config.backend.type === "udp") {
-      throw new Error("the udp backend is not available in weft's agent yet: set Backend.Type to vxlan or host-gw in the network config");
-    }
 
     this.nl = await Rtnl.open();
     this.external = await this.chooseExternal();
@@ -252,7 +250,13 @@ export class Agent {
     const external = this.external!;
     const warn = (m: string) => this.log.warn(m);
     if (config.backend.type === "host-gw") return new HostGwBackend(this.nl!, config, external, this.metrics, warn);
-    if (config.backend.type !== "vxlan") throw new Error(`backend ${config.backend.type} is not available`);
+    if (config.backend.type === "udp") {
+      if (!config.ipv4) throw new Error("the udp backend carries IPv4 only, as flanneld's: the network config needs Network");
+      if (config.ipv6) warn("the udp backend carries IPv4 only, as flanneld's: IPv6Network is not routed");
+      const udp = new UdpBackend({ nl: this.nl!, config: config.backend, external, network: config.ipv4.network, counter: this.metrics, warn });
+      this.metrics.sections.push(() => udp.counters.format());
+      return udp;
+    }
     const previousMac: { 4?: string; 6?: string } = {};
     // The MAC this node's lease announces, for a device made anew (after a reboot).
     const mine = leases.find(
@@ -301,7 +305,8 @@ export class Agent {
     return {
       publicIP: ext.extAddr ?? "0.0.0.0",
       publicIPv6: ext.extV6Addr ?? null,
-      backendType: this.backend!.type,
+      // flanneld's udp backend leaves BackendType empty (omitted).
+      ...(this.backend!.type === "udp" ? {} : { backendType: this.backend!.type }),
       ...(this.config!.ipv4 ? { backendData: data.v4 } : {}),
       ...(this.config!.ipv6 ? { backendV6Data: data.v6 } : {}),
     };
@@ -560,6 +565,7 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     this.watch?.close();
     this.stopKernelWatch?.();
+    if (this.backend instanceof UdpBackend) await this.backend.close();
     this.keeper?.stop();
     // A change under way finishes (it is one netlink request or etcd call); a retry loop waiting
     // for etcd is not waited out.

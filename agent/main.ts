@@ -57,7 +57,7 @@ async function main(): Promise<number> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${signal}: stopping; the device, routes, fdb entries, rules and lease stay in place`);
+    log.info(`${signal}: stopping; the device (but udp's flannel0, which goes with the process), routes, fdb entries, rules and lease stay in place`);
     void agent.stop().then(() => process.exit(0));
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
