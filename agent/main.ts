@@ -1,5 +1,6 @@
 import { agentNetworkConfig } from "../gen/validators.js";
 import { Agent } from "./daemon.js";
+import { runDockerOpts } from "./docker-opts.js";
 import { parseFlags, type AgentFlags } from "./flags.js";
 import { stderrLogger } from "./log.js";
 import { iptablesTrafficRules, nftablesTrafficRules } from "./traffic-rules.js";
@@ -7,6 +8,7 @@ import { iptablesTrafficRules, nftablesTrafficRules } from "./traffic-rules.js";
 declare const WEFT_VERSION: string;
 
 const USAGE = `Usage: flanneld [flags]   (weft's flanneld, etcd mode)
+       flanneld docker-opts [-f FILE] [-d FILE] [-i] [-c] [-m] [-k KEY]   Docker's options from subnet.env, as mk-docker-opts.sh (-h for more)
 
   --etcd-endpoints=http://127.0.0.1:4001,http://127.0.0.1:2379   etcd endpoints
   --etcd-prefix=/coreos.com/network   --etcd-keyfile --etcd-certfile --etcd-cafile --etcd-username --etcd-password
@@ -29,6 +31,8 @@ async function cleanupTrafficRules(): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  // mk-docker-opts.sh's job: before flanneld's flags, which it does not take.
+  if (process.argv[2] === "docker-opts") return runDockerOpts(process.argv.slice(3), process.env);
   let flags: AgentFlags;
   try {
     flags = parseFlags(process.argv.slice(2), process.env);
