@@ -52,14 +52,17 @@ interface Result {
   /** Packets the udp carriers dropped (weft_agent_udp_dropped_total) and the kernel dropped at a full UDP socket buffer, both nodes. */
   carrierDrops: number;
   socketBufferDrops: number;
+  /** Packets flannel0's queue dropped while the carrier was busy (the kernel's bound on what waits for it). */
+  tunQueueDrops: number;
   load: number;
 }
 
-async function sample(lab: AgentLab): Promise<{ cpu: number; rss: number; drops: number; bufferDrops: number }> {
+async function sample(lab: AgentLab): Promise<{ cpu: number; rss: number; drops: number; bufferDrops: number; tunDrops: number }> {
   let cpu = 0;
   let rss = 0;
   let drops = 0;
   let bufferDrops = 0;
+  let tunDrops = 0;
   for (const node of lab.nodes) {
     const m = await node.metrics();
     cpu += m.get("process_cpu_seconds_total") ?? 0;
@@ -68,8 +71,12 @@ async function sample(lab: AgentLab): Promise<{ cpu: number; rss: number; drops:
     // -s: nstat's history file is shared by every namespace; it is left alone.
     const nstat = await run("ip", ["netns", "exec", node.netns.name, "nstat", "-asz", "UdpRcvbufErrors"], 5000);
     bufferDrops += Number(/UdpRcvbufErrors\s+(\d+)/.exec(nstat)?.[1] ?? 0);
+    if (node.hasLink("flannel0")) {
+      const [link] = node.netns.ipJson<{ stats64: { tx: { dropped: number } } }[]>("-s", "link", "show", "flannel0");
+      tunDrops += link?.stats64.tx.dropped ?? 0;
+    }
   }
-  return { cpu, rss, drops, bufferDrops };
+  return { cpu, rss, drops, bufferDrops, tunDrops };
 }
 
 async function measure(backend: string, args: Args): Promise<Result> {
@@ -108,6 +115,7 @@ async function measure(backend: string, args: Args): Promise<Result> {
         agentRssMb: after.rss / 1e6,
         carrierDrops: after.drops - before.drops,
         socketBufferDrops: after.bufferDrops - before.bufferDrops,
+        tunQueueDrops: after.tunDrops - before.tunDrops,
         load: loadavg()[0]!,
       };
     } finally {
@@ -126,11 +134,11 @@ async function main(): Promise<void> {
     results.push(await measure(backend, args));
   }
   const lines = [
-    "| backend | MTU | TCP throughput (Gbit/s) | retransmits | ping RTT (ms) | agents' CPU (cores) | agents' CPU per Gbit/s | agent RSS (MB) | carrier drops | socket buffer drops | load (1 min) |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| backend | MTU | TCP throughput (Gbit/s) | retransmits | ping RTT (ms) | agents' CPU (cores) | agents' CPU per Gbit/s | agent RSS (MB) | carrier drops | socket buffer drops | flannel0 queue drops | load (1 min) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...results.map(
       (r) =>
-        `| ${r.backend} | ${r.mtu} | ${r.gbits.toFixed(2)} | ${r.retransmits} | ${r.rttMs.toFixed(3)} | ${r.agentCpu.toFixed(2)} | ${r.agentCpuPerGbit.toFixed(2)} | ${r.agentRssMb.toFixed(0)} | ${r.carrierDrops} | ${r.socketBufferDrops} | ${r.load.toFixed(2)} |`,
+        `| ${r.backend} | ${r.mtu} | ${r.gbits.toFixed(2)} | ${r.retransmits} | ${r.rttMs.toFixed(3)} | ${r.agentCpu.toFixed(2)} | ${r.agentCpuPerGbit.toFixed(2)} | ${r.agentRssMb.toFixed(0)} | ${r.carrierDrops} | ${r.socketBufferDrops} | ${r.tunQueueDrops} | ${r.load.toFixed(2)} |`,
     ),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
