@@ -10,7 +10,7 @@ import { waitUntil } from "../helpers/wait.js";
 // The udp backend in the cluster lab: weft's agent on three nodes with {"Backend":{"Type":"udp"}},
 // pods through weft's plugins pinging across flannel0 and the agents' carriers; the DF bound at
 // 1472; an agent restarted under ping; garbage and a flood at an agent's port while a ping runs; a
-// node leaving (last: it is destructive).
+// node renumbered; a node leaving (the destructive ones last).
 
 const needs = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"), cniDriverPrerequisite());
 
@@ -238,6 +238,22 @@ describe.skipIf(needs.skip)(needs.title("the udp backend in a 3-node lab"), () =
     expect(rssPeak - rssBefore).toBeLessThan(64 * 1024 * 1024);
     expect(received).toBeGreaterThanOrEqual(transmitted * 0.8);
     expect(await target.readyz()).toBe(200);
+    expect(await lab.pingAcross(pods)).toEqual([]);
+  });
+
+  it("a node renumbered under its agent: its lease and its carrier's socket move to the new address, the others follow, pods ping again", async () => {
+    const lab = theLab();
+    const node = lab.node(1);
+    const subnet = node.subnet();
+    const renumbered = node.address.replace(/\.\d+$/, ".150");
+    node.changeAddress(renumbered);
+    await waitUntil("the node's lease with its new address", 30_000, async () =>
+      (await lab.leases()).some((l) => l.subnet === subnet && l.publicIp === renumbered) ? true : undefined,
+    );
+    await waitUntil("the carrier bound to the new address", 15_000, () =>
+      node.netns.exec("ss", ["-Huln", `sport = :${PORT}`]).includes(`${renumbered}:${PORT}`) ? true : undefined,
+    );
+    await waitUntil("the pods pinging across again", 15_000, async () => ((await lab.pingAcross(pods, 1)).length === 0 ? true : undefined), 500);
     expect(await lab.pingAcross(pods)).toEqual([]);
   });
 
