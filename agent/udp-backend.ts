@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { formatCidr, formatIp, type ParsedCidr } from "../lib/ip/ip.js";
 import { addAddress, delAddress, listAddresses } from "../lib/netlink/addr.js";
 import { linkByIndex, linkByName, setLinkMtu, setLinkUp } from "../lib/netlink/link.js";
@@ -58,6 +59,17 @@ export class UdpBackend implements Backend {
       inNamespace: (fn) => (netns ? netns.run(fn) : fn()),
       warn: o.warn,
     });
+    this.counters.deviceQueueDrops = () => {
+      const name = this.carrier.device;
+      // The agent runs in the node's namespace, whose sysfs this is; a backend made for another
+      // namespace (tests) reads nothing.
+      if (!name || o.netns) return 0;
+      try {
+        return Number(readFileSync(`/sys/class/net/${name}/statistics/tx_dropped`, "utf8").trim()) || 0;
+      } catch {
+        return 0;
+      }
+    };
   }
 
   get mtu(): number {

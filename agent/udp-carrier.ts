@@ -38,6 +38,11 @@ export class UdpCounters {
   readonly bytes = { out: 0, in: 0 };
   readonly inboundDrops = new Map<InboundDropReason, number>(INBOUND_REASONS.map((r) => [r, 0]));
   readonly outboundDrops = new Map<OutboundDrop, number>(OUTBOUND_REASONS.map((r) => [r, 0]));
+  /**
+   * Packets the kernel dropped from the TUN device's own queue while the carrier was busy (its
+   * tx_dropped, read when asked; it starts again from 0 when the device is made again).
+   */
+  deviceQueueDrops: () => number = () => 0;
 
   dropIn(reason: InboundDropReason, n = 1): void {
     this.inboundDrops.set(reason, this.inboundDrops.get(reason)! + n);
@@ -61,6 +66,7 @@ export class UdpCounters {
       "# HELP weft_agent_udp_dropped_total Packets the udp backend dropped, by direction and reason.",
       "# TYPE weft_agent_udp_dropped_total counter",
       ...[...this.outboundDrops].map(([reason, n]) => `weft_agent_udp_dropped_total{direction="out",reason="${reason}"} ${n}`),
+      `weft_agent_udp_dropped_total{direction="out",reason="device-queue-full"} ${this.deviceQueueDrops()}`,
       ...[...this.inboundDrops].map(([reason, n]) => `weft_agent_udp_dropped_total{direction="in",reason="${reason}"} ${n}`),
     ];
     return `${lines.join("\n")}\n`;

@@ -118,6 +118,9 @@ describe.skipIf(needs.skip)(needs.title("the udp backend in a 3-node lab"), () =
     }
     expect(await lab.pingAcross(pods)).toEqual([]);
     const m = await lab.node(0).metrics();
+    // flannel0's own queue drops, read from the kernel, beside the carrier's counters.
+    const [link] = lab.node(0).netns.ipJson<{ stats64: { tx: { dropped: number } } }[]>("-s", "link", "show", "flannel0");
+    expect(dropped(m, "out", "device-queue-full")).toBe(link!.stats64.tx.dropped);
     expect(m.get('weft_agent_udp_packets_total{direction="out"}')).toBeGreaterThanOrEqual(4);
     expect(m.get('weft_agent_udp_packets_total{direction="in"}')).toBeGreaterThanOrEqual(4);
   });
