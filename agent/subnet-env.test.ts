@@ -112,4 +112,19 @@ describe("previousSubnets", () => {
     expect(shown("FLANNEL_SUBNET=10.244.9.1/24\t# tab\n")).toEqual(["10.244.9.0/24", undefined]);
     expect(shown("FLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_SUBNET=10.244.2.1/24\n")).toEqual(["10.244.2.0/24", undefined]);
   });
+
+  it("reads export after leading whitespace, and only as a prefix", () => {
+    expect(shown("  export FLANNEL_SUBNET=10.244.6.1/24\n\texport\tFLANNEL_IPV6_SUBNET=fd00:6::1/64\n")).toEqual(["10.244.6.0/24", "fd00:6::/64"]);
+    expect(shown("FLANNEL_SUBNET=export 10.244.6.1/24\n")).toEqual([undefined, undefined]);
+    expect(shown("exportFLANNEL_SUBNET=10.244.6.1/24\n")).toEqual([undefined, undefined]);
+  });
+
+  it("unquotes only quotes: a value starting and ending with the same other character is kept whole", () => {
+    expect(shown("FLANNEL_SUBNET=10.244.8.1/21\nFLANNEL_IPV6_SUBNET=fd00:8::1/64\n")).toEqual(["10.244.8.0/21", "fd00:8::/64"]);
+    expect(shown("FLANNEL_SUBNET=''\n")).toEqual([undefined, undefined]);
+  });
+
+  it("drops a comment after any run of whitespace", () => {
+    expect(shown("FLANNEL_SUBNET=10.244.7.1/24   # three spaces\nFLANNEL_IPV6_SUBNET=fd00:7::1/64 \t #\n")).toEqual(["10.244.7.0/24", "fd00:7::/64"]);
+  });
 });

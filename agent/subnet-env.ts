@@ -36,16 +36,18 @@ export function formatSubnetEnv(content: SubnetEnvContent): string {
 
 /**
  * One dotenv line's key and value as godotenv reads them (an `export` prefix, quotes, a comment after
- * whitespace); a comment line yields a key starting with "#", which nothing asks for.
+ * whitespace); a comment line yields a key starting with "#", which nothing asks for. Keys and values
+ * are trimmed, so the prefix is `export` and one whitespace; a lone quote becomes an empty value,
+ * no CIDR either.
  */
 function dotenvLine(line: string): [string, string] | undefined {
-  const text = line.trim().replace(/^export\s+/, "");
+  const text = line.trim().replace(/^export\s/, "");
   const eq = text.indexOf("=");
   if (eq < 0) return undefined;
   let value = text.slice(eq + 1).trim();
   const quote = value[0];
-  if ((quote === '"' || quote === "'") && value.length >= 2 && value.endsWith(quote)) value = value.slice(1, -1);
-  else value = value.replace(/\s+#.*$/, "");
+  if ((quote === '"' || quote === "'") && value.endsWith(quote)) value = value.slice(1, -1);
+  else value = value.replace(/\s+#.*/, "");
   return [text.slice(0, eq).trim(), value];
 }
 
