@@ -1,6 +1,7 @@
 import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import type { CompiledValidator } from "../lib/cni/config.js";
+import { CniError } from "../lib/errors/cni.js";
 import { formatCidr, parseCidr, type ParsedCidr } from "../lib/ip/ip.js";
 import {
   chooseSubnet,
@@ -27,6 +28,16 @@ const v4 = (s: string): LeaseSubnets => ({ ipv4: cidr(s) });
 const lease = (subnet: string, publicIP: string): Lease => ({ subnets: v4(subnet), attrs: { publicIP, publicIPv6: null, backendType: "host-gw" } });
 const shown = (s: LeaseSubnets) => [s.ipv4 && formatCidr(s.ipv4), s.ipv6 && formatCidr(s.ipv6)].filter(Boolean).join(" ");
 const first = () => 0;
+/** The error chooseSubnet throws, checked to be a CniError (a bare `toThrow(message)` also passes when undefined is thrown). */
+const refusal = (choose: () => unknown): string => {
+  try {
+    choose();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CniError);
+    return `${(err as CniError).code} ${(err as CniError).message}`;
+  }
+  return "accepted";
+};
 
 describe("keys", () => {
   it("are flanneld's: path.Join of the prefix, subnets and the subnet", () => {
@@ -47,6 +58,9 @@ describe("keys", () => {
     expect(joinKey("/", "..")).toBe("/");
     expect(joinKey("..", "a")).toBe("../a");
     expect(joinKey("")).toBe(".");
+    expect(joinKey("", "subnets")).toBe("subnets");
+    expect(joinKey("../..", "a")).toBe("../../a");
+    expect(joinKey("a/../..", "b")).toBe("../b");
   });
 
   it("parse back, and anything else under the prefix is not a lease", () => {
@@ -64,6 +78,7 @@ describe("keys", () => {
     expect(parsed("/coreos.com/network/subnets/300.244.1.0-24")).toBeUndefined();
     expect(parsed("/coreos.com/network/subnets/10.244.1.0-24&fc00::-129")).toBeUndefined();
     expect(parsed("/other/subnets/10.244.1.0-24")).toBeUndefined();
+    expect(parsed("/coreos.com/network/subnetz/10.244.1.0-24")).toBeUndefined();
   });
 });
 
@@ -259,20 +274,20 @@ describe("chooseSubnet", () => {
 
   it("says how many subnets the network holds and which are taken when none is free", () => {
     const leases = [lease("10.0.0.4/30", "10.0.0.101"), lease("10.0.0.8/30", "10.0.0.102"), lease("10.0.0.12/30", "10.0.0.103")];
-    expect(() => chooseSubnet({ config: small, leases, publicIP: "10.0.0.104" })).toThrow(
+    expect(refusal(() => chooseSubnet({ config: small, leases, publicIP: "10.0.0.104" }))).toContain(
       "no free subnet in Network 10.0.0.0/28: it holds 3 subnets of /30 from 10.0.0.4 to 10.0.0.12, all taken by 3 leases " +
         "(10.0.0.4-10.0.0.15); widen the network or SubnetMin/SubnetMax, or delete the leases of nodes that are gone",
     );
     const sparse: Lease[] = [];
     for (let i = 1; i <= 255; i += 2) sparse.push(lease(`10.244.${i}.0/24`, `10.1.0.${i}`));
     for (let i = 2; i <= 255; i += 2) sparse.push(lease(`10.244.${i}.0/25`, `10.2.0.${i}`), lease(`10.244.${i}.128/25`, `10.3.0.${i}`));
-    expect(() => chooseSubnet({ config: net16, leases: sparse, publicIP: "10.0.0.250" })).toThrow(
+    expect(refusal(() => chooseSubnet({ config: net16, leases: sparse, publicIP: "10.0.0.250" }))).toContain(
       "no free subnet in Network 10.244.0.0/16: it holds 255 subnets of /24 from 10.244.1.0 to 10.244.255.0, all taken by 382 leases " +
         "(10.244.1.0-10.244.255.255); widen the network or SubnetMin/SubnetMax, or delete the leases of nodes that are gone",
     );
     const gappy = [lease("10.0.0.4/30", "10.0.0.101"), lease("10.0.0.12/30", "10.0.0.103")];
     const bounded = config({ Network: "10.0.0.0/28", SubnetMax: "10.0.0.4", Backend: { Type: "host-gw" } });
-    expect(() => chooseSubnet({ config: bounded, leases: gappy, publicIP: "10.0.0.104" })).toThrow(
+    expect(refusal(() => chooseSubnet({ config: bounded, leases: gappy, publicIP: "10.0.0.104" }))).toContain(
       "no free subnet in Network 10.0.0.0/28: it holds 1 subnets of /30 from 10.0.0.4 to 10.0.0.4, all taken by 1 leases (10.0.0.4-10.0.0.7);",
     );
   });
@@ -295,6 +310,9 @@ describe("edges", () => {
     expect(parsed("10.244.1.1-32")).toBe("10.244.1.1/32");
     expect(parsed("0.0.0.0-8")).toBe("0.0.0.0/8");
     expect(parsed("10.244.1.0-24&fc00::1-128")).toBe("10.244.1.0/24 fc00::1/128");
+    expect(parsed("10.244.1.128-25")).toBe("10.244.1.128/25");
+    // Only 0.0.0.0-0 is the placeholder of an IPv6-only lease; another address with length 0 is what the key says.
+    expect(parsed("10.0.0.0-0")).toBe("10.0.0.0/0");
     for (const bad of [
       "0.0.0.0-0",
       "x10.244.1.0-24",
@@ -303,6 +321,8 @@ describe("edges", () => {
       "10.244.1.0-24&fg00::-64",
       "10.244.1-24",
       "10.244.1.0-24&10.0.0.0-8",
+      "10.244.1.0-24&fc00-64",
+      "10.244.1.0-24&1:2:3-64",
     ]) {
       expect(parsed(bad)).toBeUndefined();
     }
@@ -332,6 +352,10 @@ describe("edges", () => {
       );
     }
     expect(() => parseVxlanBackendData([], "k")).toThrow("lease k: BackendData [] is not a vxlan backend's object");
+    expect(() => parseVxlanBackendData("x", "k")).toThrow(`lease k: BackendData "x" is not a vxlan backend's object`);
+    expect(() => parseVxlanBackendData({ VNI: 1, VtepMAC: [mac] }, "k")).toThrow(`lease k: BackendData.VtepMAC ["${mac}"] is not a MAC address`);
+    // Other fields are ignored, as Go's decoder does.
+    expect(parseVxlanBackendData({ VNI: 1, VtepMAC: mac, Other: 2 }, "k")).toEqual({ vni: 1, vtepMAC: mac });
   });
 
   const net16 = config({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } });
@@ -349,6 +373,25 @@ describe("edges", () => {
       },
     });
     expect(offered).toEqual([1]);
+    // A lease inside a larger one, a lease of the other family, single addresses at a subnet's first and last address.
+    const pick = (leases: Lease[]) => shown(chooseSubnet({ config: net16, leases, random: first }).subnets);
+    expect(pick([lease("10.244.0.0/20", "a"), lease("10.244.1.0/24", "b")])).toBe("10.244.16.0/24");
+    const v6Lease: Lease = { subnets: { ipv6: cidr("fd00::/64") }, attrs: { publicIP: "0.0.0.0", publicIPv6: "fd00::9" } };
+    expect(pick([v6Lease, lease("10.244.1.0/24", "a")])).toBe("10.244.2.0/24");
+    expect(pick([lease("10.244.1.0/32", "a")])).toBe("10.244.2.0/24");
+    expect(pick([lease("10.244.1.255/32", "a")])).toBe("10.244.2.0/24");
+  });
+
+  it("of an IPv6-only network: a free subnet picked, its exhaustion named IPv6Network", () => {
+    const v6 = config({ EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/62", Backend: { Type: "host-gw" } });
+    const v6Lease = (subnet: string, publicIPv6: string): Lease => ({ subnets: { ipv6: cidr(subnet) }, attrs: { publicIP: "0.0.0.0", publicIPv6 } });
+    const choice = chooseSubnet({ config: v6, leases: [v6Lease("fd00:0:0:1::/64", "fd01::1")], random: first });
+    expect(choice).toEqual({ reason: "free", subnets: { ipv6: cidr("fd00:0:0:2::/64") } });
+    const full = [v6Lease("fd00:0:0:1::/64", "fd01::1"), v6Lease("fd00:0:0:2::/64", "fd01::2"), v6Lease("fd00:0:0:3::/64", "fd01::3")];
+    expect(refusal(() => chooseSubnet({ config: v6, leases: [...full, lease("10.244.1.0/24", "10.0.0.1")] }))).toBe(
+      "102 no free subnet in IPv6Network fd00::/62: it holds 3 subnets of /64 from fd00:0:0:1:: to fd00:0:0:3::, all taken by 3 leases " +
+        "(fd00:0:0:1::-fd00::3:ffff:ffff:ffff:ffff); widen the network or SubnetMin/SubnetMax, or delete the leases of nodes that are gone",
+    );
   });
 
   it("of the previous subnet: a lease right beside it does not take it, one of another family does not either", () => {
@@ -358,6 +401,23 @@ describe("edges", () => {
     expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.255.0/24") }).reason).toBe("previous");
     expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.1.0/24") }).reason).toBe("previous");
     expect(chooseSubnet({ config: net16, leases: [], previous: v4("10.244.1.128/24"), random: first }).reason).toBe("free");
+    // A single leased address at its first or last address takes it.
+    for (const taken of ["10.244.9.0/32", "10.244.9.255/32"]) {
+      expect(chooseSubnet({ config: net16, leases: [lease(taken, "a")], previous: v4("10.244.9.0/24"), random: first }).reason).toBe("free");
+    }
+  });
+
+  it("of a dual-stack previous subnet: taken in either family, it is not reused", () => {
+    const dual = config({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:10:244::/56", Backend: { Type: "vxlan" } });
+    const taken: Lease = {
+      subnets: { ipv4: cidr("10.244.1.0/24"), ipv6: cidr("fd00:10:244:1::/64") },
+      attrs: { publicIP: "10.0.0.1", publicIPv6: "fd00::1", backendType: "vxlan" },
+    };
+    const reason = (ipv4: string, ipv6: string) =>
+      chooseSubnet({ config: dual, leases: [taken], previous: { ipv4: cidr(ipv4), ipv6: cidr(ipv6) }, random: first }).reason;
+    expect(reason("10.244.5.0/24", "fd00:10:244:5::/64")).toBe("previous");
+    expect(reason("10.244.5.0/24", "fd00:10:244:1::/64")).toBe("free");
+    expect(reason("10.244.1.0/24", "fd00:10:244:5::/64")).toBe("free");
   });
 
   it("of the own lease: found by address only, and kept out of the taken ones when stale", () => {
@@ -379,14 +439,33 @@ describe("edges", () => {
     });
     const filled = [...leases];
     for (let i = 2; i <= 22; i += 2) filled.push(lease(`10.244.${i}.0/24`, `b${i}`));
-    expect(() => chooseSubnet({ config: bounded, leases: filled })).toThrow(
+    expect(refusal(() => chooseSubnet({ config: bounded, leases: filled }))).toContain(
       "no free subnet in Network 10.244.0.0/16: it holds 23 subnets of /24 from 10.244.1.0 to 10.244.23.0, all taken by 23 leases (10.244.1.0-10.244.23.255);",
     );
     const quarters: Lease[] = [];
     for (let i = 1; i <= 23; i++) quarters.push(lease(`10.244.${i}.0/26`, `q${i}`));
     const shownRanges = Array.from({ length: 10 }, (_, k) => `10.244.${k + 1}.0-10.244.${k + 1}.63`).join(", ");
-    expect(() => chooseSubnet({ config: bounded, leases: quarters })).toThrow(
+    expect(refusal(() => chooseSubnet({ config: bounded, leases: quarters }))).toContain(
       `no free subnet in Network 10.244.0.0/16: it holds 23 subnets of /24 from 10.244.1.0 to 10.244.23.0, all taken by 23 leases (${shownRanges} and 13 more ranges);`,
+    );
+    const ten = config({ Network: "10.244.0.0/16", SubnetMin: "10.244.1.0", SubnetMax: "10.244.10.0", Backend: { Type: "host-gw" } });
+    expect(refusal(() => chooseSubnet({ config: ten, leases: quarters.slice(0, 10) }))).toContain(
+      `no free subnet in Network 10.244.0.0/16: it holds 10 subnets of /24 from 10.244.1.0 to 10.244.10.0, all taken by 10 leases (${shownRanges});`,
+    );
+  });
+
+  it("of the exhaustion message: leases counted and ranges shown when they touch the pool, at its first and last address", () => {
+    const pool = config({ Network: "10.244.0.0/16", SubnetMin: "10.244.2.0", SubnetMax: "10.244.4.0", Backend: { Type: "host-gw" } });
+    const leases = [
+      lease("10.244.0.0/24", "before"),
+      lease("10.244.2.0/32", "at the first address"),
+      lease("10.244.3.0/24", "inside"),
+      lease("10.244.4.255/32", "at the last address"),
+      lease("10.244.5.0/32", "right after"),
+    ];
+    expect(refusal(() => chooseSubnet({ config: pool, leases }))).toContain(
+      "it holds 3 subnets of /24 from 10.244.2.0 to 10.244.4.0, all taken by 3 leases " +
+        "(10.244.2.0-10.244.2.0, 10.244.3.0-10.244.3.255, 10.244.4.255-10.244.5.0);",
     );
   });
 

@@ -213,7 +213,8 @@ function takenIntervals(leases: readonly Lease[], family: IpFamily): Interval[] 
     .map((l) => (family === 4 ? l.subnets.ipv4 : l.subnets.ipv6))
     .filter((s): s is ParsedCidr => s !== undefined)
     .map(intervalOf)
-    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    // Number() keeps the difference's sign, all the comparator needs.
+    .sort((a, b) => Number(a.start - b.start));
   const merged: Interval[] = [];
   for (const interval of sorted) {
     const last = merged[merged.length - 1];
@@ -309,11 +310,8 @@ export function chooseSubnet(input: SubnetChoiceInput): SubnetChoice {
   const { config, leases } = input;
   const random = input.random ?? defaultRandom;
   let staleOwnLease: Lease | undefined;
-  const own = leases.find((l) =>
-    config.ipv4
-      ? input.publicIP !== undefined && l.attrs.publicIP === input.publicIP
-      : input.publicIPv6 !== undefined && l.attrs.publicIPv6 === input.publicIPv6,
-  );
+  // A lease's PublicIP is always a string and its PublicIPv6 a string or null: an address not given matches none.
+  const own = leases.find((l) => (config.ipv4 ? l.attrs.publicIP === input.publicIP : l.attrs.publicIPv6 === input.publicIPv6));
   if (own) {
     if (fitsConfig(config, own.subnets)) return { reason: "own-lease", subnets: own.subnets, lease: own };
     staleOwnLease = own;
