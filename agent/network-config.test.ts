@@ -31,7 +31,7 @@ describe("parseNetworkConfig", () => {
     const config = parse({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } });
     expect(shown(config.ipv4)).toBe("10.244.1.0..10.244.255.0/24 of 10.244.0.0/16");
     expect(config.ipv6).toBeUndefined();
-    expect(config.backend).toEqual({ type: "vxlan", vni: 1, port: 8472, gbp: false, learning: false, directRouting: false });
+    expect(config.backend).toStrictEqual({ type: "vxlan", vni: 1, port: 8472, gbp: false, learning: false, directRouting: false });
     expect(config.enableNFTables).toBe(false);
     expect(config.warnings).toEqual([]);
     expect(subnetCount(config.ipv4!)).toBe(255n);
@@ -92,6 +92,20 @@ describe("parseNetworkConfig", () => {
     ]);
   });
 
+  it("gives flanneld's defaults with a validator that fills in none", () => {
+    const config = parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } }), () => true, KEY);
+    expect(config).toEqual(parse({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } }));
+    expect(config.ipv4).toBeDefined();
+    expect(config.ipv6).toBeUndefined();
+    expect(config.enableNFTables).toBe(false);
+  });
+
+  it("lists every ignored key in its warning", () => {
+    expect(
+      parse({ Network: "10.244.0.0/16", Networks: [], IPv6Networks: [], Colour: "blue", Size: 1, Backend: { Type: "host-gw" } }).warnings,
+    ).toEqual(["Networks, IPv6Networks ignored: only the Kubernetes subnet manager reads them", "unknown keys ignored: Colour, Size"]);
+  });
+
   it("warns about keys the chosen backend does not read", () => {
     expect(parse({ Network: "10.244.0.0/16", Backend: { Type: "host-gw", VNI: 1, DirectRouting: true } }).warnings).toEqual([
       "Backend keys ignored by the host-gw backend: VNI, DirectRouting",
@@ -118,6 +132,15 @@ describe("parseNetworkConfig", () => {
     expect(
       parse({ EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/48", IPv6SubnetLen: 80, Backend: { Type: "vxlan" } }).ipv6?.subnetLength,
     ).toBe(80);
+    const bounded = parse({
+      EnableIPv4: false,
+      EnableIPv6: true,
+      IPv6Network: "fd00::/48",
+      IPv6SubnetMin: "fd00:0:0:10::",
+      IPv6SubnetMax: "fd00:0:0:20::",
+      Backend: { Type: "vxlan" },
+    });
+    expect(shown(bounded.ipv6)).toBe("fd00:0:0:10::..fd00:0:0:20::/64 of fd00::/48");
   });
 
   it("warns about an IPv6Network without EnableIPv6", () => {
@@ -131,6 +154,8 @@ describe("parseNetworkConfig", () => {
       ['{"Network": "10.244.0.0/16",', "not valid JSON"],
       ["[1]", "it must be a JSON object"],
       ["null", "it must be a JSON object"],
+      ['"x"', "it must be a JSON object"],
+      ["5", "it must be a JSON object"],
       [
         { Backend: { Type: "vxlan" } },
         `Network is missing: give the cluster's IPv4 network, e.g. "Network": "10.244.0.0/16" (or set "EnableIPv4": false for IPv6 only)`,
@@ -165,6 +190,9 @@ describe("parseNetworkConfig", () => {
       [{ Network: "10.244.0.0/16", Backend: { Type: "wireguard" } }, 'Backend.Type "wireguard" is not a backend weft runs: use vxlan, host-gw, udp'],
       [{ Network: "10.244.0.0/16", Backend: {} }, "Backend.Type is required"],
       [{ Network: "10.244.0.0/16", Backend: null }, "Backend must be object (got null)"],
+      [{ Network: "10.244.0.0/16", Backend: "vxlan" }, 'Backend must be object (got "vxlan")'],
+      [{ Network: "10.244.0.0/16", Backend: ["vxlan"] }, 'Backend must be object (got ["vxlan"])'],
+      [{ Network: "10.244.0.0/16", SubnetLen: "24", Backend: { Type: "wireguard" } }, 'SubnetLen must be integer (got "24")'],
       [{ Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 16777216 } }, "Backend.VNI must be <= 16777215 (got 16777216)"],
       [{ Network: "10.244.0.0/16", Backend: { Type: "vxlan", Port: "8472" } }, 'Backend.Port must be integer (got "8472")'],
       [{ Network: "10.244.0.0/16", EnableIPv4: false, Backend: { Type: "vxlan" } }, "EnableIPv4 and EnableIPv6 are both false: enable at least one"],

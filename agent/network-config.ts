@@ -119,7 +119,7 @@ function subnetPool(source: string, config: Record<string, unknown>, family: IpF
       `${keys.network} ${formatCidr(network)} is too small: the smallest network is a /${smallest} (four subnets of four addresses; the first is never leased)`,
     );
   } else {
-    subnetLength = prefix <= keys.defaultLength - 2 ? keys.defaultLength : prefix + 2;
+    subnetLength = Math.max(keys.defaultLength, prefix + 2);
   }
 
   const size = 1n << BigInt(keys.bits - subnetLength);
@@ -204,16 +204,15 @@ export function parseNetworkConfig(text: string, validate: CompiledValidator, so
   const ignored = unknown.filter((k) => !KUBERNETES_ONLY.includes(k));
   if (kubernetesOnly.length > 0) warnings.push(`${kubernetesOnly.join(", ")} ignored: only the Kubernetes subnet manager reads them`);
   if (ignored.length > 0) warnings.push(`unknown keys ignored: ${ignored.join(", ")}`);
-  let unknownBackendKeys: string[] = [];
-  if (typeof config.Backend === "object" && config.Backend !== null && !Array.isArray(config.Backend)) {
-    const backend = canonicalKeys(config.Backend as Record<string, unknown>, BACKEND_KEYS);
-    config.Backend = backend.object;
-    unknownBackendKeys = backend.unknown;
-  }
+  const backendKeys =
+    typeof config.Backend === "object" && config.Backend !== null && !Array.isArray(config.Backend)
+      ? canonicalKeys(config.Backend as Record<string, unknown>, BACKEND_KEYS)
+      : undefined;
+  if (backendKeys) config.Backend = backendKeys.object;
 
   if (!validate(config)) {
-    const first = validate.errors?.[0];
-    if (first?.keyword === "enum" && first.instancePath === "/Backend/Type") {
+    // Backend.Type's one constraint is its enum.
+    if (validate.errors?.[0]?.instancePath === "/Backend/Type") {
       fail(
         source,
         `Backend.Type ${JSON.stringify((config.Backend as Record<string, unknown>).Type)} is not a backend weft runs: use ${BACKEND_TYPES.join(", ")}`,
@@ -228,12 +227,13 @@ export function parseNetworkConfig(text: string, validate: CompiledValidator, so
   if (!enableIPv6 && config.IPv6Network !== undefined) warnings.push("IPv6Network is ignored: EnableIPv6 is not true");
 
   let backend: BackendConfig;
-  if (config.Backend === undefined) {
+  // Past validate, Backend is either absent or an object.
+  if (!backendKeys) {
     // pkg/subnet/config.go parseBackendType; Documentation/configuration.md agrees, backends.md says vxlan.
     backend = { type: "udp", port: UDP_DEFAULT_PORT };
     warnings.push(`no Backend: using udp, as flanneld does; set "Backend": {"Type": "vxlan"} for VXLAN`);
   } else {
-    backend = backendConfig(config.Backend as Record<string, unknown>, unknownBackendKeys, warnings);
+    backend = backendConfig(backendKeys.object, backendKeys.unknown, warnings);
   }
 
   return {
