@@ -100,6 +100,12 @@ describe("parseFlags", () => {
   });
 
   it("takes strconv.ParseBool's spellings, and a later flag wins", () => {
+    for (const spelling of ["1", "t", "T", "TRUE", "true", "True"]) expect(parse([`--ip-masq=${spelling}`]).ipMasq).toBe(true);
+    for (const spelling of ["0", "f", "F", "FALSE", "false", "False"]) {
+      expect(parse([`--iptables-forward-rules=${spelling}`]).iptablesForwardRules).toBe(false);
+    }
+    for (const other of ["", "tRUE", "yes", "2"])
+      expect(message([`--ip-masq=${other}`])).toBe(`--ip-masq: expected true or false, got ${JSON.stringify(other)}`);
     expect(parse(["--ip-masq=1"]).ipMasq).toBe(true);
     expect(parse(["--ip-masq=T"]).ipMasq).toBe(true);
     expect(parse(["--ip-masq", "--ip-masq=False"]).ipMasq).toBe(false);
@@ -145,6 +151,17 @@ describe("parseFlags", () => {
   it("accepts the Kubernetes-mode flags flanneld ignores in etcd mode, and lists them", () => {
     const flags = parse(["--kube-api-url=https://k:6443", "--net-config-path=/x.json", "--kube-subnet-mgr=false"]);
     expect(flags.ignored).toEqual(["kube-api-url", "net-config-path"]);
+    const all = parse([
+      "--kube-api-url=https://k:6443",
+      "--kube-annotation-prefix=flannel.alpha.coreos.com",
+      "--kubeconfig-file=/k.conf",
+      "--net-config-path=/x.json",
+      "--set-node-network-unavailable",
+    ]);
+    expect(all).toEqual({
+      ...defaultFlags(),
+      ignored: ["kube-api-url", "kube-annotation-prefix", "kubeconfig-file", "net-config-path", "set-node-network-unavailable"],
+    });
   });
 
   it("refuses --kube-subnet-mgr, saying why", () => {
@@ -184,6 +201,8 @@ describe("parseFlags", () => {
       [["--healthz-port=-1"], '--healthz-port: expected a port number from 0 (no health server) to 65535, got "-1"'],
       [["--healthz-ip=localhost"], '--healthz-ip: expected an IP address, got "localhost"'],
       [["--public-ip=fd00::1"], '--public-ip: expected an IPv4 address, got "fd00::1"'],
+      [["--public-ip=node1"], '--public-ip: expected an IPv4 address, got "node1"'],
+      [["--public-ipv6=node1"], '--public-ipv6: expected an IPv6 address, got "node1"'],
       [["--public-ipv6=10.0.0.1"], '--public-ipv6: expected an IPv6 address, got "10.0.0.1"'],
       [["--iface-can-reach=gateway"], '--iface-can-reach: expected an IP address, got "gateway"'],
       [["--iface-regex=(eth"], '--iface-regex: expected a regular expression, got "(eth"'],
@@ -239,6 +258,7 @@ describe("parseFlags", () => {
       "iptables-resync": "a whole number of seconds, 1 or more",
       "healthz-ip": "an IP address",
       "healthz-port": "a port number from 0 (no health server) to 65535",
+      "route-resync": "a whole number of seconds from 1 to 3600 (weft: how often routes, neighbours and fdb entries are compared with the leases)",
       v: "a log level, 0 or more",
       vmodule: "a klog vmodule setting",
       log_backtrace_at: "a klog file:line",
@@ -251,6 +271,7 @@ describe("parseFlags", () => {
     for (const name of ["ip-masq", "iptables-forward-rules", "version", "help", "h", "set-node-network-unavailable"]) {
       expect(message([`--${name}=maybe`])).toBe(`--${name}: expected true or false, got "maybe"`);
     }
+    expect(message(["--cleanup=maybe"])).toBe(`--cleanup: expected true or false (weft: remove the agent's netfilter rules and exit), got "maybe"`);
     expect(message(["--kube-subnet-mgr=maybe"])).toBe('--kube-subnet-mgr: expected false: weft\'s flanneld runs in etcd mode only, got "maybe"');
   });
 
@@ -261,6 +282,10 @@ describe("parseFlags", () => {
     expect(parse(["--healthz-port=65535"]).healthzPort).toBe(65535);
     expect(parse(["--iptables-resync=2147483647"]).iptablesResyncSeconds).toBe(2147483647);
     expect(message(["--iptables-resync=2147483648"])).toBe('--iptables-resync: expected a whole number of seconds, 1 or more, got "2147483648"');
+    expect(parse(["--route-resync=1"]).routeResyncSeconds).toBe(1);
+    expect(parse(["--route-resync=3600"]).routeResyncSeconds).toBe(3600);
+    for (const bad of ["0", "3601"])
+      expect(message([`--route-resync=${bad}`])).toMatch(/^--route-resync: expected a whole number of seconds from 1 to 3600 /);
     expect(parse(["-v=2147483647"]).verbosity).toBe(2147483647);
     expect(message(["-v=2147483648"])).toBe('--v: expected a log level, 0 or more, got "2147483648"');
     for (const bad of ["x5", "5x", "", "1.5", "0x10"]) expect(message([`--healthz-port=${bad}`])).toMatch(/^--healthz-port: expected a port number/);

@@ -37,10 +37,9 @@ export interface AgentFlags {
   ignored: string[];
 }
 
-type Kind = "string" | "bool" | "int" | "list";
-
 interface FlagSpec {
-  kind: Kind;
+  /** Absent: a string. */
+  kind?: "bool" | "int" | "list";
   /** Where the value goes; undefined for the flags that are only accepted. */
   field?: keyof AgentFlags;
   /** What a valid value is, for the error message. */
@@ -56,21 +55,23 @@ const isAddress = (family: IpFamily) => (value: string) => value === "" || parse
 function isRegExp(value: string): boolean {
   try {
     new RegExp(value);
-    return true;
   } catch {
     return false;
   }
+  return true;
 }
 
 /** clientv3 takes a URL (http, https, unix, unixs) or a bare host:port. */
 function isEndpointList(value: string): boolean {
   return value.split(",").every((endpoint) => {
     if (endpoint.includes("://")) {
+      let url: URL;
       try {
-        return ["http:", "https:", "unix:", "unixs:"].includes(new URL(endpoint).protocol);
+        url = new URL(endpoint);
       } catch {
         return false;
       }
+      return ["http:", "https:", "unix:", "unixs:"].includes(url.protocol);
     }
     return /^[^\s/:]+:\d+$/.test(endpoint) || /^\[[0-9a-fA-F:.]+\]:\d+$/.test(endpoint);
   });
@@ -79,29 +80,27 @@ function isEndpointList(value: string): boolean {
 /** flanneld's flags (main.go), with its defaults. */
 const FLAGS: Record<string, FlagSpec> = {
   "etcd-endpoints": {
-    kind: "string",
     field: "etcdEndpoints",
     expected: "a comma-separated list of etcd URLs (http://host:2379, https://host:2379)",
     valid: isEndpointList,
   },
   "etcd-prefix": {
-    kind: "string",
     field: "etcdPrefix",
     expected: "an etcd key prefix starting with / (e.g. /coreos.com/network)",
     valid: (v) => v.startsWith("/"),
   },
-  "etcd-keyfile": { kind: "string", field: "etcdKeyfile", expected: "the path of the client key file for etcd" },
-  "etcd-certfile": { kind: "string", field: "etcdCertfile", expected: "the path of the client certificate file for etcd" },
-  "etcd-cafile": { kind: "string", field: "etcdCafile", expected: "the path of the CA certificate file for etcd" },
-  "etcd-username": { kind: "string", field: "etcdUsername", expected: "a user name for etcd" },
-  "etcd-password": { kind: "string", field: "etcdPassword", expected: "a password for etcd" },
+  "etcd-keyfile": { field: "etcdKeyfile", expected: "the path of the client key file for etcd" },
+  "etcd-certfile": { field: "etcdCertfile", expected: "the path of the client certificate file for etcd" },
+  "etcd-cafile": { field: "etcdCafile", expected: "the path of the CA certificate file for etcd" },
+  "etcd-username": { field: "etcdUsername", expected: "a user name for etcd" },
+  "etcd-password": { field: "etcdPassword", expected: "a password for etcd" },
   iface: { kind: "list", field: "iface", expected: "an interface name or address", valid: (v) => v !== "" },
   "iface-regex": { kind: "list", field: "ifaceRegex", expected: "a regular expression", valid: (v) => v !== "" && isRegExp(v) },
-  "iface-can-reach": { kind: "string", field: "ifaceCanReach", expected: "an IP address", valid: (v) => v === "" || parseIp(v) !== undefined },
-  "public-ip": { kind: "string", field: "publicIP", expected: "an IPv4 address", valid: isAddress(4) },
-  "public-ipv6": { kind: "string", field: "publicIPv6", expected: "an IPv6 address", valid: isAddress(6) },
+  "iface-can-reach": { field: "ifaceCanReach", expected: "an IP address", valid: (v) => v === "" || parseIp(v) !== undefined },
+  "public-ip": { field: "publicIP", expected: "an IPv4 address", valid: isAddress(4) },
+  "public-ipv6": { field: "publicIPv6", expected: "an IPv6 address", valid: isAddress(6) },
   "ip-masq": { kind: "bool", field: "ipMasq", expected: "true or false" },
-  "subnet-file": { kind: "string", field: "subnetFile", expected: "a file path", valid: (v) => v !== "" },
+  "subnet-file": { field: "subnetFile", expected: "a file path", valid: (v) => v !== "" },
   "subnet-lease-renew-margin": {
     kind: "int",
     field: "subnetLeaseRenewMarginMinutes",
@@ -110,7 +109,7 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "iptables-resync": { kind: "int", field: "iptablesResyncSeconds", expected: "a whole number of seconds, 1 or more", range: [1, 2 ** 31 - 1] },
   "iptables-forward-rules": { kind: "bool", field: "iptablesForwardRules", expected: "true or false" },
-  "healthz-ip": { kind: "string", field: "healthzIP", expected: "an IP address", valid: (v) => parseIp(v) !== undefined },
+  "healthz-ip": { field: "healthzIP", expected: "an IP address", valid: (v) => parseIp(v) !== undefined },
   "healthz-port": { kind: "int", field: "healthzPort", expected: "a port number from 0 (no health server) to 65535", range: [0, 65535] },
   "route-resync": {
     kind: "int",
@@ -120,16 +119,16 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   cleanup: { kind: "bool", field: "cleanup", expected: "true or false (weft: remove the agent's netfilter rules and exit)" },
   v: { kind: "int", field: "verbosity", expected: "a log level, 0 or more", range: [0, 2 ** 31 - 1] },
-  vmodule: { kind: "string", expected: "a klog vmodule setting" },
-  log_backtrace_at: { kind: "string", expected: "a klog file:line" },
+  vmodule: { expected: "a klog vmodule setting" },
+  log_backtrace_at: { expected: "a klog file:line" },
   version: { kind: "bool", field: "version", expected: "true or false" },
   help: { kind: "bool", field: "help", expected: "true or false" },
   h: { kind: "bool", field: "help", expected: "true or false" },
   "kube-subnet-mgr": { kind: "bool", expected: "false: weft's flanneld runs in etcd mode only" },
-  "kube-api-url": { kind: "string", expected: "a URL" },
-  "kube-annotation-prefix": { kind: "string", expected: "an annotation prefix" },
-  "kubeconfig-file": { kind: "string", expected: "a file path" },
-  "net-config-path": { kind: "string", expected: "a file path" },
+  "kube-api-url": { expected: "a URL" },
+  "kube-annotation-prefix": { expected: "an annotation prefix" },
+  "kubeconfig-file": { expected: "a file path" },
+  "net-config-path": { expected: "a file path" },
   "set-node-network-unavailable": { kind: "bool", expected: "true or false" },
 };
 
@@ -234,13 +233,14 @@ export function parseFlags(args: readonly string[], env: Readonly<Record<string,
     }
     if (arg.length < 2 || !arg.startsWith("-")) fail(JSON.stringify(arg), "flanneld takes no arguments, only flags");
     const body = arg.startsWith("--") ? arg.slice(2) : arg.slice(1);
-    if (body === "" || body.startsWith("-") || body.startsWith("=")) fail(JSON.stringify(arg), "bad flag syntax");
+    // (An empty body is "--", handled above, or "-", refused above.)
+    if (body.startsWith("-") || body.startsWith("=")) fail(JSON.stringify(arg), "bad flag syntax");
     const eq = body.indexOf("=");
-    const name = eq < 0 ? body : body.slice(0, eq);
+    const name = eq === -1 ? body : body.slice(0, eq);
     const spec = FLAGS[name];
     if (!spec) fail(`--${name}`, "unknown flag (see --help for flanneld's flags)");
     let value: string;
-    if (eq >= 0) value = body.slice(eq + 1);
+    if (eq !== -1) value = body.slice(eq + 1);
     else if (spec.kind === "bool") value = "true";
     else if (i + 1 < args.length) value = args[++i]!;
     else fail(`--${name}`, `needs a value: ${spec.expected}`);
