@@ -100,6 +100,13 @@ describe("parseNetworkConfig", () => {
     expect(config.enableNFTables).toBe(false);
   });
 
+  it("refuses a config that a validator refuses without saying why", () => {
+    const text = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } });
+    for (const validate of [() => false, Object.assign(() => false, { errors: null }), Object.assign(() => false, { errors: [] })]) {
+      expect(() => parseNetworkConfig(text, validate, KEY)).toThrow(`invalid network config ${KEY}: does not match its schema`);
+    }
+  });
+
   it("lists every ignored key in its warning", () => {
     expect(
       parse({ Network: "10.244.0.0/16", Networks: [], IPv6Networks: [], Colour: "blue", Size: 1, Backend: { Type: "host-gw" } }).warnings,
