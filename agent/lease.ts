@@ -117,8 +117,7 @@ export function parseLeaseValue(value: string, key: string): LeaseAttrs {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw decodingError(`lease ${key}: not a JSON object`);
   const fields: Partial<Record<(typeof ATTR_KEYS)[number], unknown>> = {};
   for (const [name, v] of Object.entries(raw)) {
-    const field = ATTR_KEYS.find((k) => k.toLowerCase() === name.toLowerCase());
-    if (field) fields[field] = v;
+    for (const field of ATTR_KEYS) if (field.toLowerCase() === name.toLowerCase()) fields[field] = v;
   }
   const address = (name: "PublicIP" | "PublicIPv6", family: IpFamily): string | undefined => {
     const v = fields[name];
