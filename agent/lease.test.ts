@@ -407,6 +407,21 @@ describe("edges", () => {
     }
   });
 
+  it("of a family the config does not enable: a subnet of it makes the own lease stale and the previous subnets unused, as flanneld", () => {
+    // flanneld's isIPv6SubnetConfigCompat: without EnableIPv6, only a lease or subnet.env without an IPv6 subnet fits.
+    const dualOwn: Lease = {
+      subnets: { ipv4: cidr("10.244.7.0/24"), ipv6: cidr("fd00:10:244:7::/64") },
+      attrs: { publicIP: "10.0.0.2", publicIPv6: "fd00::2", backendType: "vxlan" },
+    };
+    expect(chooseSubnet({ config: net16, leases: [dualOwn], publicIP: "10.0.0.2", random: first })).toEqual({
+      reason: "free",
+      subnets: v4("10.244.1.0/24"),
+      staleOwnLease: dualOwn,
+    });
+    const previous = { ipv4: cidr("10.244.9.0/24"), ipv6: cidr("fd00:10:244:9::/64") };
+    expect(chooseSubnet({ config: net16, leases: [], previous, random: first })).toEqual({ reason: "free", subnets: v4("10.244.1.0/24") });
+  });
+
   it("of a dual-stack previous subnet: taken in either family, it is not reused", () => {
     const dual = config({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:10:244::/56", Backend: { Type: "vxlan" } });
     const taken: Lease = {
