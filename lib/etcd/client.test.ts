@@ -1,11 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { randomInt } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { all, command, rootUser } from "../../test/helpers/prerequisites.js";
-import { createNetns, removeNetns, type TestNetns, uniqueName } from "../../test/helpers/netns.js";
+import { startEtcdMember, type EtcdMember } from "../../test/helpers/etcd-member.js";
+import type { TestNetns } from "../../test/helpers/netns.js";
 import { EtcdClient, EtcdError, type WatchEvent } from "./client.js";
 
 const needed = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"));
@@ -21,16 +20,15 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 /** One etcd member in its own namespace, reached from the test over a veth pair on a random /30. */
 describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd member"), () => {
+  let member: EtcdMember | undefined;
+  let etcd: ChildProcess | undefined;
   let ns: TestNetns | undefined;
   let dir: string | undefined;
-  let etcd: ChildProcess | undefined;
-  let hostLink: string | undefined;
   let endpoint = "";
   let tlsEndpoint = "";
   const clients: EtcdClient[] = [];
 
-  const etcdctl = (...args: string[]) =>
-    ns!.exec("etcdctl", ["--endpoints", endpoint, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 10_000 });
+  const etcdctl = (...args: string[]) => member!.etcdctl(...args);
   const client = (options: Partial<ConstructorParameters<typeof EtcdClient>[0]> = {}) => {
     const c = new EtcdClient({ endpoints: [endpoint], timeoutMs: 3000, ...options });
     clients.push(c);
@@ -38,106 +36,13 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
   };
 
   beforeAll(async () => {
-    ns = createNetns("weft-etcd-");
-    dir = mkdtempSync(join(tmpdir(), "weft-etcd-"));
-    hostLink = uniqueName("we", 15);
-    const block = randomInt(1, 16_000) * 4;
-    const address = (n: number) => `169.254.${Math.floor((block + n) / 256)}.${(block + n) % 256}`;
-    execFileSync("ip", ["link", "add", hostLink, "type", "veth", "peer", "name", "eth0", "netns", ns.name]);
-    execFileSync("ip", ["address", "add", `${address(1)}/30`, "dev", hostLink]);
-    execFileSync("ip", ["link", "set", hostLink, "up"]);
-    ns.exec("ip", ["address", "add", `${address(2)}/30`, "dev", "eth0"]);
-    ns.exec("ip", ["link", "set", "eth0", "up"]);
-    endpoint = `http://${address(2)}:2379`;
-    tlsEndpoint = `https://${address(2)}:2378`;
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-    openssl(
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=test CA",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-    );
-    for (const [name, extra] of [
-      ["server", `subjectAltName=IP:${address(2)}`],
-      ["client", "extendedKeyUsage=clientAuth"],
-    ] as const) {
-      openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        `/CN=${name}`,
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.csr`,
-      );
-      writeFileSync(join(dir, `${name}.ext`), `${extra}\n`);
-      openssl(
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        `${name}.pem`,
-        "-extfile",
-        `${name}.ext`,
-      );
-    }
-    etcd = spawn(
-      "ip",
-      [
-        ...["netns", "exec", ns.name, "etcd", "--name", "m1", "--data-dir", join(dir, "data")],
-        ...["--listen-client-urls", `${endpoint},${tlsEndpoint}`, "--advertise-client-urls", `${endpoint},${tlsEndpoint}`],
-        ...["--cert-file", join(dir, "server.pem"), "--key-file", join(dir, "server.key")],
-        ...["--client-cert-auth", "--trusted-ca-file", join(dir, "ca.pem")],
-        ...["--auth-token-ttl", "1"],
-        ...["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"],
-        ...["--initial-cluster", "m1=http://127.0.0.1:2380"],
-      ],
-      { stdio: "ignore" },
-    );
-    await until("etcd to answer", () => {
-      try {
-        etcdctl("endpoint", "health");
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    member = await startEtcdMember({ tls: true, etcdArgs: ["--auth-token-ttl", "1"] });
+    ({ process: etcd, ns, dir, endpoint, tlsEndpoint } = member);
   }, 30_000);
 
   afterAll(async () => {
     for (const c of clients) c.close();
-    if (etcd?.exitCode === null) {
-      const exited = new Promise((r) => etcd!.once("exit", r));
-      etcd.kill("SIGTERM");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (etcd.exitCode === null) etcd.kill("SIGKILL");
-    }
-    if (ns) removeNetns(ns);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await member?.stop();
   }, 15_000);
 
   it("puts, ranges a prefix at a revision, and creates a key only when absent", async () => {
