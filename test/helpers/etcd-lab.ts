@@ -1,9 +1,10 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestNetns } from "./netns.js";
+import { startInNetns, type NetnsProcess } from "./netns-process.js";
 import { LAB_DIR_PREFIX, Underlay, type UnderlayHost } from "./underlay.js";
 import { waitUntil } from "./wait.js";
 
@@ -247,8 +248,7 @@ class Lab implements EtcdLab {
 
 class Member implements EtcdMember {
   initialCluster = "";
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private process: NetnsProcess | undefined;
 
   constructor(
     private readonly lab: Lab,
@@ -263,11 +263,11 @@ class Member implements EtcdMember {
   }
 
   get pid(): number | undefined {
-    return this.running ? this.child?.pid : undefined;
+    return this.running ? this.process?.pid : undefined;
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.process?.running ?? false;
   }
 
   private get logPath(): string {
@@ -291,65 +291,25 @@ class Member implements EtcdMember {
       // The v2 API too, so that a config left in the v2 store by an old flanneld can be staged.
       "--enable-v2=true",
     ];
-    const log = openSync(this.logPath, "a");
-    try {
-      // ip netns exec and setpriv exec in place, so the child's pid is etcd's; detached makes it the
-      // leader of a process group of its own, which kill() signals whole. The parent-death signal
-      // kills it with the test process, whose exit handlers vitest's SIGTERM skips.
-      const child = spawn("ip", ["netns", "exec", this.netns.name, "setpriv", "--pdeathsig", "KILL", "etcd", ...flags], {
-        detached: true,
-        stdio: ["ignore", log, log],
-        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
-      });
-      this.child = child;
-      this.exited = new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.once("error", (err) => {
-          appendFileSync(this.logPath, `etcd lab: spawn failed: ${err.message}\n`);
-          resolve();
-        });
-      });
-      if (child.pid !== undefined) this.lab.processIds.push(child.pid);
-    } finally {
-      closeSync(log);
-    }
+    this.process = startInNetns({ netns: this.netns.name, argv: ["etcd", ...flags], logPath: this.logPath, name: `etcd lab: member ${this.name}` });
+    if (this.process.pid !== undefined) this.lab.processIds.push(this.process.pid);
   }
 
   async stop(timeoutMs = EXIT_WAIT_MS): Promise<void> {
-    if (!this.running) return;
-    this.signal("SIGTERM");
-    if (!(await this.waitExit(timeoutMs))) await this.kill();
+    await this.process?.stop(timeoutMs);
   }
 
   async kill(): Promise<void> {
-    if (!this.running) return;
-    this.signal("SIGKILL");
-    if (!(await this.waitExit(EXIT_WAIT_MS))) throw new Error(`etcd lab: member ${this.name} (pid ${this.child?.pid}) did not exit on SIGKILL`);
+    await this.process?.kill();
   }
 
   /** To the whole process group; nothing when the process is gone. */
   signal(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined || !this.running) return;
-    try {
-      process.kill(-pid, signal);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-    }
+    this.process?.signal(signal);
   }
 
   log(): string {
     return existsSync(this.logPath) ? readFileSync(this.logPath, "utf8") : "";
-  }
-
-  private async waitExit(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    try {
-      return await Promise.race([this.exited.then(() => true as const), timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
 
