@@ -1,9 +1,10 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { driverAdd, driverDel, type DriverCall } from "./cni-driver.js";
 import { createEtcdLab, type EtcdLab, type LabNode } from "./etcd-lab.js";
+import { startInNetns, type NetnsProcess } from "./netns-process.js";
 import { createNetns, removeNetns, type TestNetns } from "./netns.js";
 import { waitUntil } from "./wait.js";
 
@@ -89,8 +90,7 @@ interface IpRoute {
 }
 
 export class AgentNode {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private process: NetnsProcess | undefined;
   private starts = 0;
 
   constructor(
@@ -152,16 +152,21 @@ export class AgentNode {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.process?.running ?? false;
   }
 
   get pid(): number | undefined {
-    return this.running ? this.child?.pid : undefined;
+    return this.running ? this.process?.pid : undefined;
   }
 
   /** The exit code of the agent's last run, or undefined while it runs or before it ran. */
   get exitCode(): number | null | undefined {
-    return this.child && !this.running ? this.child.exitCode : undefined;
+    return this.process && !this.running ? this.process.exitCode : undefined;
+  }
+
+  /** How the last run ended: its exit code or signal, "-" before it ran. */
+  private get ending(): string {
+    return String(this.process?.exitCode ?? this.process?.signalCode ?? "-");
   }
 
   flags(extra: string[] = []): string[] {
@@ -185,48 +190,24 @@ export class AgentNode {
     if (!existsSync(FLANNELD)) throw new Error(`agent lab: ${FLANNELD} does not exist (node scripts/build.mjs builds it)`);
     this.starts++;
     appendFileSync(this.logPath, `=== agent lab: start ${this.starts} at ${new Date().toISOString()}\n`);
-    const log = openSync(this.logPath, "a");
-    try {
-      // As the etcd members: ip netns exec and setpriv exec in place, so the pid is the agent's and
-      // leads a process group of its own; the parent-death signal kills it with the test process.
-      const child = spawn(
-        "ip",
-        ["netns", "exec", this.netns.name, "setpriv", "--pdeathsig", "KILL", process.execPath, FLANNELD, ...this.flags(extraFlags)],
-        {
-          detached: true,
-          stdio: ["ignore", log, log],
-          env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
-        },
-      );
-      this.child = child;
-      this.exited = new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.once("error", (err) => {
-          appendFileSync(this.logPath, `agent lab: spawn failed: ${err.message}\n`);
-          resolve();
-        });
-      });
-    } finally {
-      closeSync(log);
-    }
+    this.process = startInNetns({
+      netns: this.netns.name,
+      argv: [process.execPath, FLANNELD, ...this.flags(extraFlags)],
+      logPath: this.logPath,
+      name: `agent lab: the agent of ${this.name}`,
+    });
   }
 
   /** SIGTERM, then SIGKILL past `timeoutMs`; resolves to the exit code (null when killed). */
   async stop(timeoutMs = EXIT_WAIT_MS): Promise<number | null | undefined> {
     if (!this.running) return this.exitCode;
-    this.signal("SIGTERM");
-    if (!(await this.waitExit(timeoutMs))) {
-      await this.kill();
+    if (!(await this.process?.stop(timeoutMs)))
       throw new Error(`agent lab: the agent of ${this.name} did not exit within ${timeoutMs} ms of SIGTERM (killed)\n${this.logTail()}`);
-    }
     return this.exitCode;
   }
 
   async kill(): Promise<void> {
-    if (!this.running) return;
-    this.signal("SIGKILL");
-    if (!(await this.waitExit(EXIT_WAIT_MS)))
-      throw new Error(`agent lab: the agent of ${this.name} (pid ${this.child?.pid}) did not exit on SIGKILL`);
+    await this.process?.kill();
   }
 
   async restart(extraFlags: string[] = []): Promise<void> {
@@ -235,29 +216,9 @@ export class AgentNode {
     await this.waitReady();
   }
 
-  private signal(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined || !this.running) return;
-    try {
-      process.kill(-pid, signal);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-    }
-  }
-
-  private async waitExit(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    try {
-      return await Promise.race([this.exited.then(() => true as const), timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   /** Exits with the agent when it exits within `timeoutMs`: its exit code; undefined when still running. */
   async waitForExit(timeoutMs: number): Promise<number | null | undefined> {
-    await this.waitExit(timeoutMs);
+    await this.process?.waitExit(timeoutMs);
     return this.exitCode;
   }
 
@@ -266,7 +227,7 @@ export class AgentNode {
   }
 
   logTail(lines = 40): string {
-    return `--- agent log of ${this.name} (${this.running ? "running" : `exited ${this.child?.exitCode ?? this.child?.signalCode ?? "-"}`}), last ${lines} lines:\n${tail(this.log(), lines)}`;
+    return `--- agent log of ${this.name} (${this.running ? "running" : `exited ${this.ending}`}), last ${lines} lines:\n${tail(this.log(), lines)}`;
   }
 
   /**
@@ -294,7 +255,7 @@ export class AgentNode {
   async waitReady(timeoutMs = READY_WAIT_MS): Promise<void> {
     try {
       await waitUntil(`the agent of ${this.name} ready (/readyz 200)`, timeoutMs, async () => {
-        if (!this.running) throw new Error(`the agent exited (${this.child?.exitCode ?? this.child?.signalCode})`);
+        if (!this.running) throw new Error(`the agent exited (${this.ending})`);
         return (await this.readyz()) === 200 ? true : undefined;
       });
     } catch (err) {
