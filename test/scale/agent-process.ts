@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { startInNetns, type NetnsProcess } from "../helpers/netns-process.js";
 
 /**
  * The node agent under test, as a process in its node's namespace, and what the benchmark reads of
@@ -49,8 +49,7 @@ export function parseMetrics(text: string): Record<string, number> {
 }
 
 export class AgentProcess {
-  private child: ChildProcess | undefined;
-  private exited: Promise<number | null> = Promise.resolve(null);
+  private process: NetnsProcess | undefined;
 
   constructor(
     private readonly options: AgentOptions,
@@ -59,32 +58,18 @@ export class AgentProcess {
   ) {}
 
   get pid(): number {
-    const pid = this.child?.pid;
+    const pid = this.process?.pid;
     if (pid === undefined) throw new Error("agent: not started");
     return pid;
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.process?.running ?? false;
   }
 
   start(): void {
-    const log = openSync(this.options.logFile, "a");
-    try {
-      // ip netns exec and setpriv exec in place, so the pid is the agent's; it dies with the benchmark.
-      const child = spawn(
-        "ip",
-        ["netns", "exec", this.options.netns, "setpriv", "--pdeathsig", "KILL", this.options.node, this.options.flanneld, ...this.options.args],
-        { detached: true, stdio: ["ignore", log, log], env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...this.options.env } },
-      );
-      this.child = child;
-      this.exited = new Promise((resolve) => {
-        child.once("exit", (code) => resolve(code));
-        child.once("error", () => resolve(null));
-      });
-    } finally {
-      closeSync(log);
-    }
+    const { netns, node, flanneld, args, logFile, env } = this.options;
+    this.process = startInNetns({ netns, argv: [node, flanneld, ...args], logPath: logFile, env, name: `agent in ${netns}` });
   }
 
   async metrics(): Promise<Record<string, number>> {
@@ -111,29 +96,14 @@ export class AgentProcess {
     throw new Error(`agent: not ready within ${timeoutMs} ms (/readyz: ${last}):\n${this.logTail(30)}`);
   }
 
-  /** SIGTERM, then SIGKILL to its process group if it has not exited within `timeoutMs`. */
+  /** SIGTERM, then SIGKILL to its process group if it has not exited within `timeoutMs`; the exit code (null when killed). */
   async stop(timeoutMs = 10_000): Promise<number | null> {
-    if (!this.running) return this.child?.exitCode ?? null;
-    this.signal("SIGTERM");
-    const code = await Promise.race([this.exited, sleep(timeoutMs, undefined, { ref: false }).then(() => "timeout" as const)]);
-    if (code !== "timeout") return code;
-    this.signal("SIGKILL");
-    await Promise.race([this.exited, sleep(timeoutMs, undefined, { ref: false })]);
-    return null;
+    if (!this.process) return null;
+    return (await this.process.stop(timeoutMs)) ? this.process.exitCode : null;
   }
 
   kill(): void {
-    this.signal("SIGKILL");
-  }
-
-  private signal(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined || !this.running) return;
-    try {
-      process.kill(-pid, signal);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-    }
+    this.process?.signal("SIGKILL");
   }
 
   logTail(lines: number): string {
