@@ -9,7 +9,7 @@ import type { Logger } from "../../agent/log.js";
 import { AgentMetrics } from "../../agent/metrics.js";
 import { agentNetworkConfigSchema } from "../../agent/network-config.schema.js";
 import { parseNetworkConfig } from "../../agent/network-config.js";
-import { SubnetRegistry } from "../../agent/subnet-registry.js";
+import { SubnetRegistry, type LeaseEvent } from "../../agent/subnet-registry.js";
 import { startEtcdMember, type EtcdMember } from "../helpers/etcd-member.js";
 import { uniqueName } from "../helpers/netns.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
@@ -54,7 +54,8 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
   function setup(prefix = `/${uniqueName("weft-")}/network`) {
     const client = new EtcdClient({ endpoints: [member!.endpoint], timeoutMs: 3000 });
     clients.push(client);
-    const registry = new SubnetRegistry(client, prefix, new AgentMetrics());
+    const metrics = new AgentMetrics();
+    const registry = new SubnetRegistry(client, prefix, metrics);
     const keeper = (options: Partial<LeaseKeeperOptions> = {}) => {
       const log = collectingLog();
       const k = new LeaseKeeper({ registry, config: NETWORK, renewMarginMinutes: 60, ...options, log });
@@ -63,7 +64,7 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
     };
     const get = (key: string) => etcdctl("get", key, "--print-value-only").trimEnd();
     const leaseOf = (key: string) => BigInt(etcdctl("get", key, "-w", "json").match(/"lease":(\d+)/)?.[1] ?? "0");
-    return { client, registry, keeper, prefix, get, leaseOf };
+    return { client, registry, metrics, keeper, prefix, get, leaseOf };
   }
   const etcdLeaseCount = () =>
     etcdctl("lease", "list")
@@ -219,4 +220,40 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
     expect(leaseOf(lease.key)).toBe(id);
     expect((await registry.timeToLive(String(id))).ttl).toBeGreaterThan(0);
   }, 30_000);
+
+  it("lists and watches leases, telling unreadable keys apart, and counts every request", async () => {
+    const { registry, metrics, prefix } = setup();
+    const value = '{"PublicIP":"192.168.64.11","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}';
+    etcdctl("put", `${prefix}/config`, '{"Network":"10.5.0.0/16"}');
+    etcdctl("put", `${prefix}/subnets/10.5.4.0-24`, value);
+    etcdctl("put", `${prefix}/subnets/not-a-subnet`, value);
+    etcdctl("put", `${prefix}/subnets/10.5.5.0-24`, "{not json");
+    expect(await registry.config()).toBe('{"Network":"10.5.0.0/16"}');
+    const listed = await registry.list();
+    expect(listed.leases.map((l) => [l.key, l.lease.attrs.publicIP, l.etcdLease])).toEqual([[`${prefix}/subnets/10.5.4.0-24`, "192.168.64.11", "0"]]);
+    expect(listed.unreadable.map((u) => u.key).sort()).toEqual([`${prefix}/subnets/10.5.5.0-24`, `${prefix}/subnets/not-a-subnet`]);
+    expect(listed.unreadable.find((u) => u.key.endsWith("not-a-subnet"))!.problem).toBe("the key does not name a subnet (<ip>-<length>)");
+    expect(metrics.etcdRequests).toBe(2);
+
+    const events: LeaseEvent[] = [];
+    const watch = registry.watch(listed.revision + 1, (e) => events.push(e));
+    try {
+      etcdctl("put", `${prefix}/subnets/10.5.6.0-24`, value);
+      etcdctl("put", `${prefix}/subnets/10.5.6.0-25`, "[]");
+      etcdctl("del", `${prefix}/subnets/10.5.4.0-24`);
+      etcdctl("put", `${prefix}/config`, "{}");
+      await waitUntil("three lease events", 5000, () => (events.filter((e) => "revision" in e).length >= 3 ? true : undefined), 50);
+      const seen = events.filter((e) => "revision" in e);
+      expect(seen.map((e) => e.type)).toEqual(["put", "unreadable", "delete"]);
+      expect(seen[0]!.type === "put" && [seen[0].stored.key, seen[0].stored.lease.attrs.publicIP]).toEqual([
+        `${prefix}/subnets/10.5.6.0-24`,
+        "192.168.64.11",
+      ]);
+      expect(seen[2]!.type === "delete" && seen[2].key).toBe(`${prefix}/subnets/10.5.4.0-24`);
+      expect(events.some((e) => e.type === "watching")).toBe(true);
+      expect(metrics.etcdRequests).toBe(3);
+    } finally {
+      watch.close();
+    }
+  });
 });
