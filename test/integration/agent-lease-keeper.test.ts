@@ -221,6 +221,24 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
     expect((await registry.timeToLive(String(id))).ttl).toBeGreaterThan(0);
   }, 30_000);
 
+  it("stops renewing an etcd lease that was revoked, and renews the new one after reacquiring", async () => {
+    const { keeper, leaseOf } = setup();
+    const k = keeper({ ttlSeconds: 6, renewMarginMinutes: 0.05 });
+    const lease = await k.acquire(vxlanAttrs("192.168.64.12"));
+    const first = leaseOf(lease.key);
+    etcdctl("lease", "revoke", first.toString(16));
+    await waitUntil("the renewal to find the lease gone", 10_000, () =>
+      k.log.lines.includes(`W etcd lease ${first} is gone: the lease will be acquired again`) ? true : undefined,
+    );
+    expect(k.log.lines.filter((l) => l.includes(`renewing etcd lease ${first} failed`))).toEqual([]);
+    expect(await k.reacquire()).toEqual({ ...lease, reason: "same-subnet" });
+    const second = leaseOf(lease.key);
+    expect(second).not.toBe(first);
+    await waitUntil("the new lease renewed", 10_000, () =>
+      k.log.lines.some((l) => l.startsWith(`I renewed etcd lease ${second} `)) ? true : undefined,
+    );
+  }, 30_000);
+
   it("lists and watches leases, telling unreadable keys apart, and counts every request", async () => {
     const { registry, metrics, prefix } = setup();
     const value = '{"PublicIP":"192.168.64.11","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}';
