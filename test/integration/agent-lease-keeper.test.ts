@@ -142,6 +142,17 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
     expect(leaseOf(key)).toBe(0n);
   });
 
+  it("deletes this node's lease when it no longer fits the network config, and acquires one that does", async () => {
+    const { keeper, prefix } = setup();
+    const outside = `${prefix}/subnets/10.9.1.0-24`;
+    etcdctl("put", outside, '{"PublicIP":"192.168.64.13","PublicIPv6":null,"BackendType":"vxlan","BackendData":null}');
+    const k = keeper({ random: () => 0 });
+    const lease = await k.acquire(vxlanAttrs("192.168.64.13"));
+    expect(lease).toEqual({ key: `${prefix}/subnets/10.5.1.0-24`, subnets: { ipv4: parseCidr("10.5.1.0/24") }, reason: "free" });
+    expect(etcdctl("get", outside).trim()).toBe("");
+    expect(k.log.lines).toContain(`I deleting this node's lease ${outside}: it does not fit the network config any more`);
+  });
+
   it("reuses the previous subnet when it is free, not when another lease overlaps it", async () => {
     const { keeper, prefix } = setup();
     const previous = { ipv4: parseCidr("10.5.42.0/24") };
