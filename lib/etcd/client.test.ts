@@ -1,10 +1,11 @@
-import { type ChildProcess, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { all, command, rootUser } from "../../test/helpers/prerequisites.js";
 import { startEtcdMember, type EtcdMember } from "../../test/helpers/etcd-member.js";
 import type { TestNetns } from "../../test/helpers/netns.js";
+import type { NetnsProcess } from "../../test/helpers/netns-process.js";
 import { EtcdClient, EtcdError, type WatchEvent } from "./client.js";
 
 const needed = all(rootUser(), command("etcd", "etcd-server"), command("etcdctl", "etcd-client"));
@@ -21,7 +22,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 /** One etcd member in its own namespace, reached from the test over a veth pair on a random /30. */
 describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd member"), () => {
   let member: EtcdMember | undefined;
-  let etcd: ChildProcess | undefined;
+  let etcd: NetnsProcess | undefined;
   let ns: TestNetns | undefined;
   let dir: string | undefined;
   let endpoint = "";
@@ -153,10 +154,10 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
     const watch = c.watchPrefix("/restart/", start, (e) => events.push(e));
     try {
       await until("the first event", () => events.length >= 1);
-      etcd!.kill("SIGSTOP");
+      etcd!.signal("SIGSTOP");
       ns!.exec("ip", ["link", "set", "eth0", "down"]);
       await until("the watch to notice", () => events.some((e) => e.type === "reconnecting"), 60_000);
-      etcd!.kill("SIGCONT");
+      etcd!.signal("SIGCONT");
       ns!.exec("ip", ["link", "set", "eth0", "up"]);
       etcdctl("put", "/restart/b", "2");
       await until("the event after reconnecting", () => events.some((e) => e.type === "put" && e.kv.key === "/restart/b"), 20_000);
@@ -167,7 +168,7 @@ describe.skipIf(needed.skip)(needed.title("etcd client against a real etcd membe
     } finally {
       watch.close();
       keepAlive.close();
-      etcd!.kill("SIGCONT");
+      etcd!.signal("SIGCONT");
       ns!.exec("ip", ["link", "set", "eth0", "up"]);
     }
   }, 90_000);

@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNetns, removeNetns, type TestNetns, uniqueName } from "./netns.js";
+import { startInNetns, type NetnsProcess } from "./netns-process.js";
 import { waitUntil } from "./wait.js";
 
 /**
@@ -14,9 +15,9 @@ import { waitUntil } from "./wait.js";
  */
 export interface EtcdMember {
   ns: TestNetns;
-  /** The member's data, its log and, with tls, the certificates. */
+  /** The member's data, its log (etcd.log) and, with tls, the certificates. */
   dir: string;
-  process: ChildProcess;
+  process: NetnsProcess;
   endpoint: string;
   /** https://…:2378, with `tls` only. */
   tlsEndpoint: string;
@@ -30,15 +31,11 @@ export async function startEtcdMember(options: { tls?: boolean; etcdArgs?: strin
   const ns = createNetns("weft-etcd-");
   const dir = mkdtempSync(join(tmpdir(), "weft-etcd-"));
   const hostLink = uniqueName("we", 15);
-  let etcd: ChildProcess | undefined;
+  let etcd: NetnsProcess | undefined;
   const stop = async () => {
-    if (etcd?.exitCode === null && etcd.signalCode === null) {
-      const exited = new Promise((r) => etcd!.once("exit", r));
-      etcd.kill("SIGCONT");
-      etcd.kill("SIGTERM");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (etcd.exitCode === null && etcd.signalCode === null) etcd.kill("SIGKILL");
-    }
+    // A test may have stopped it (SIGSTOP) to make it unreachable.
+    etcd?.signal("SIGCONT");
+    await etcd?.stop(5000);
     // The host end of the veth pair goes with the namespace's end.
     removeNetns(ns);
     rmSync(dir, { recursive: true, force: true });
@@ -60,18 +57,19 @@ export async function startEtcdMember(options: { tls?: boolean; etcdArgs?: strin
       tlsArgs.push(...["--cert-file", join(dir, "server.pem"), "--key-file", join(dir, "server.key")]);
       tlsArgs.push(...["--client-cert-auth", "--trusted-ca-file", join(dir, "ca.pem")]);
     }
-    etcd = spawn(
-      "ip",
-      [
-        ...["netns", "exec", ns.name, "etcd", "--name", "m1", "--data-dir", join(dir, "data")],
+    etcd = startInNetns({
+      netns: ns.name,
+      name: "etcd member m1",
+      logPath: join(dir, "etcd.log"),
+      argv: [
+        ...["etcd", "--name", "m1", "--data-dir", join(dir, "data")],
         ...["--listen-client-urls", urls, "--advertise-client-urls", urls],
         ...tlsArgs,
         ...["--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380"],
         ...["--initial-cluster", "m1=http://127.0.0.1:2380"],
         ...(options.etcdArgs ?? []),
       ],
-      { stdio: "ignore" },
-    );
+    });
     const etcdctl = (...args: string[]) =>
       ns.exec("etcdctl", ["--endpoints", endpoint, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, timeout: 10_000 });
     await waitUntil("etcd to answer", 30_000, () => (etcdctl("endpoint", "health"), true), 50);
