@@ -54,6 +54,8 @@ export class LeaseKeeper {
   private renewTimer?: NodeJS.Timeout;
   private stopped = false;
   own?: AcquiredLease;
+  /** This node's key is a reservation (an operator put it without an etcd lease): it stays one. */
+  private reservation = false;
   attrs?: LeaseAttrs;
 
   constructor(private readonly o: LeaseKeeperOptions) {}
@@ -98,13 +100,15 @@ export class LeaseKeeper {
       if (choice.reason === "own-lease") {
         const mine = stored(choice.lease)!;
         // A reservation (a key an operator put without an etcd lease) stays one: it never expires.
-        const etcdLease = mine.etcdLease === "0" ? "0" : await this.ensureEtcdLease();
+        this.reservation = mine.etcdLease === "0";
+        const etcdLease = this.reservation ? "0" : await this.ensureEtcdLease();
         await this.o.registry.put(key, value, etcdLease);
         if (mine.etcdLease !== "0" && mine.etcdLease !== etcdLease) await this.revokeQuietly(mine.etcdLease);
         return this.acquired({ key, subnets: choice.subnets, reason: "own-lease" });
       }
       const etcdLease = await this.ensureEtcdLease();
       const { created } = await this.o.registry.create(key, value, etcdLease);
+      if (created) this.reservation = false;
       if (created) return this.acquired({ key, subnets: choice.subnets, reason: choice.reason });
       this.o.log.warn(`another node created ${key} first (attempt ${attempt}): choosing again`);
       if (attempt >= RACE_ATTEMPTS) this.o.log.warn(`lost ${attempt} races for a subnet in a row: many nodes are starting at once, still trying`);
@@ -144,7 +148,10 @@ export class LeaseKeeper {
     const own = this.own!;
     const etcdLease = await this.ensureEtcdLease();
     const { created } = await this.o.registry.create(own.key, formatLeaseValue(this.attrs!), etcdLease);
-    if (created) return this.acquired({ ...own, reason: "same-subnet" });
+    if (created) {
+      this.reservation = false;
+      return this.acquired({ ...own, reason: "same-subnet" });
+    }
     this.o.log.warn(`${own.key} was taken by another node meanwhile: acquiring a new subnet`);
     return this.acquire(this.attrs!);
   }
@@ -153,7 +160,7 @@ export class LeaseKeeper {
   async update(attrs: LeaseAttrs): Promise<void> {
     this.attrs = attrs;
     const own = this.own!;
-    await this.o.registry.put(own.key, formatLeaseValue(attrs), await this.ensureEtcdLease());
+    await this.o.registry.put(own.key, formatLeaseValue(attrs), this.reservation ? "0" : await this.ensureEtcdLease());
   }
 
   /** Whether `value` is what this node wrote. */

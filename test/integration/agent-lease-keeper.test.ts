@@ -131,7 +131,7 @@ describe.skipIf(needed.skip)(needed.title("LeaseKeeper and SubnetRegistry agains
   // Bug (see /tmp/helpers/H5-agent-bugs.md): update() puts the value on an etcd lease even when the
   // key is a reservation, so a new public address (or a value written back over an operator's edit)
   // turns the reservation into a lease that expires in 24 h. Marked `fails` until update() keeps "0".
-  it.fails("keeps a reservation without an etcd lease when its value is updated (a new public address)", async () => {
+  it("keeps a reservation without an etcd lease when its value is updated (a new public address)", async () => {
     const { keeper, prefix, leaseOf } = setup();
     const key = `${prefix}/subnets/10.5.78.0-24`;
     etcdctl("put", key, '{"PublicIP":"192.168.64.16"}');
