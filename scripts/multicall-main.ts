@@ -1,5 +1,5 @@
-import { isSea } from "node:sea";
 import { MAINS } from "weft-programs:mains";
+import { isSingleExecutable } from "../lib/executable/single-executable.js";
 import { PROGRAM_TYPES } from "../plugins/registry.js";
 import { chooseProgram } from "./multicall.js";
 
@@ -8,7 +8,7 @@ import { chooseProgram } from "./multicall.js";
  * program's main module runs it when evaluated, and only the chosen one is evaluated (MAINS, made by
  * scripts/standalone.mjs from the registry, imports each lazily), so start-up pays for one program.
  */
-const choice = chooseProgram({ sea: isSea(), argv: process.argv, argv0: process.argv0, execPath: process.execPath });
+const choice = chooseProgram({ sea: isSingleExecutable(), argv: process.argv, argv0: process.argv0, execPath: process.execPath });
 const main = choice && MAINS[choice.type];
 if (choice && main) {
   // The program reads its arguments from process.argv when its main module is evaluated.

@@ -2,7 +2,7 @@ import { basename } from "node:path";
 import { isProgramType, type ProgramType } from "../plugins/registry.js";
 
 export interface Invocation {
-  /** The node:sea form: the executable is the program, there is no script path. */
+  /** A single executable (Node.js SEA or Bun-compiled): the executable is the program, there is no script path. */
   sea: boolean;
   argv: readonly string[];
   /** The argv[0] the caller passed (process.argv0): a symlink's name survives here. */
@@ -30,7 +30,8 @@ export function chooseProgram(inv: Invocation): Choice | undefined {
     const base = basename(name);
     if (isProgramType(base)) return { type: base, argv: [...inv.argv] };
   }
-  // node:sea keeps argv[1] for argv[0] as given, so the first argument is argv[2] in both forms.
+  // A single executable keeps argv[1] for argv[0] as given (node:sea) or for its embedded script (Bun),
+  // so the first argument is argv[2] in every form.
   const explicit = inv.argv[2];
   if (explicit === undefined || !isProgramType(explicit)) return undefined;
   return { type: explicit, argv: [...inv.argv.slice(0, 2), ...inv.argv.slice(3)] };

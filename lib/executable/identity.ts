@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { basename } from "node:path";
-import { nodeSea } from "../node/builtins.js";
 import { readWeftBanner } from "./banner.js";
+import { isSingleExecutable } from "./single-executable.js";
 
 // Which program of which build an executable is: a script form by its banner (banner.ts), the
 // single executable, which is every program, by its inode.
@@ -13,7 +13,7 @@ import { readWeftBanner } from "./banner.js";
  */
 function isThisStandaloneExecutable(path: string): boolean {
   try {
-    if (!(nodeSea()?.isSea() ?? false)) return false;
+    if (!isSingleExecutable()) return false;
     const self = statSync(process.execPath);
     const delegate = statSync(path);
     return self.dev === delegate.dev && self.ino === delegate.ino;

@@ -1,14 +1,14 @@
 // weft's own native code: the few system calls Node.js does not expose.
 //   setns(fd, nstype)        enter the namespace behind fd on the calling (main) thread
 //   flock(fd, op)            flock(2), op = LOCK_SH | LOCK_EX | LOCK_UN, optionally | LOCK_NB
-//   flockAsync(fd, op)       the same on a libuv worker thread, as a promise, so a blocking wait
+//   flockAsync(fd, op)       the same on a worker thread (N-API async work), as a promise, so a blocking wait
 //                            never stalls the event loop (and a caller can time it out)
 //   pollFd(fd, events)       poll(2) one descriptor until it is ready (POLLIN 1, POLLOUT 4) or hung
 //                            up: how a plugin handed a non-blocking stdin or stdout waits for it
 //   netlinkSocket(protocol)  a netlink socket (fd) in the calling thread's network namespace
 //   netlinkJoin(fd, group)   joins a multicast group (RTNLGRP_*) on it
 //   wakeFd()                 an eventfd: a write to it ends a netlinkReceive waiting on it
-//   netlinkReceive(fd, wake, timeoutMs)  on a libuv worker thread, waits (at most timeoutMs) for
+//   netlinkReceive(fd, wake, timeoutMs)  on a worker thread (N-API async work), waits (at most timeoutMs) for
 //                            notifications and resolves with all that are queued (empty when the
 //                            time ran out, null when woken); rejects ENOBUFS when the kernel dropped
 //                            some because the socket's buffer was full. Bounded, because Node's exit
@@ -23,7 +23,7 @@
 //                            the number) in the calling thread's network namespace: { fd, name }
 //   udpOpen(address, port)   a non-blocking IPv4 UDP socket bound to address:port in the calling
 //                            thread's namespace, its buffers 4 MiB (forced, as root may): its fd
-//   carrierReceive(tunFd, udpFd, wake, timeoutMs, maxBytes)  on a libuv worker thread, waits (at most
+//   carrierReceive(tunFd, udpFd, wake, timeoutMs, maxBytes)  on a worker thread (N-API async work), waits (at most
 //                            timeoutMs) until the TUN or the socket has something, then reads both in
 //                            turn until neither has more or about maxBytes are read; each packet or
 //                            datagram behind an 8-byte header: u16 length (little endian), u8 kind (0
@@ -56,11 +56,156 @@
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <node_api.h>
-#include <uv.h>
+
+/**
+ * The symbolic name of an errno value, as Node's errors carry it in .code ("ENOENT"). Not libuv's
+ * uv_err_name: the addon calls N-API only, so it loads under any runtime that implements N-API.
+ * EOPNOTSUPP is ENOTSUP on Linux and EWOULDBLOCK is EAGAIN: one name each, as libuv gives.
+ */
+static const char *errno_name(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ESRCH: return "ESRCH";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    case E2BIG: return "E2BIG";
+    case ENOEXEC: return "ENOEXEC";
+    case EBADF: return "EBADF";
+    case ECHILD: return "ECHILD";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case ENOTBLK: return "ENOTBLK";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EXDEV: return "EXDEV";
+    case ENODEV: return "ENODEV";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case ENFILE: return "ENFILE";
+    case EMFILE: return "EMFILE";
+    case ENOTTY: return "ENOTTY";
+    case ETXTBSY: return "ETXTBSY";
+    case EFBIG: return "EFBIG";
+    case ENOSPC: return "ENOSPC";
+    case ESPIPE: return "ESPIPE";
+    case EROFS: return "EROFS";
+    case EMLINK: return "EMLINK";
+    case EPIPE: return "EPIPE";
+    case EDOM: return "EDOM";
+    case ERANGE: return "ERANGE";
+    case EDEADLK: return "EDEADLK";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENOLCK: return "ENOLCK";
+    case ENOSYS: return "ENOSYS";
+    case ENOTEMPTY: return "ENOTEMPTY";
+    case ELOOP: return "ELOOP";
+    case ENOMSG: return "ENOMSG";
+    case EIDRM: return "EIDRM";
+    case ECHRNG: return "ECHRNG";
+    case EL2NSYNC: return "EL2NSYNC";
+    case EL3HLT: return "EL3HLT";
+    case EL3RST: return "EL3RST";
+    case ELNRNG: return "ELNRNG";
+    case EUNATCH: return "EUNATCH";
+    case ENOCSI: return "ENOCSI";
+    case EL2HLT: return "EL2HLT";
+    case EBADE: return "EBADE";
+    case EBADR: return "EBADR";
+    case EXFULL: return "EXFULL";
+    case ENOANO: return "ENOANO";
+    case EBADRQC: return "EBADRQC";
+    case EBADSLT: return "EBADSLT";
+    case EBFONT: return "EBFONT";
+    case ENOSTR: return "ENOSTR";
+    case ENODATA: return "ENODATA";
+    case ETIME: return "ETIME";
+    case ENOSR: return "ENOSR";
+    case ENONET: return "ENONET";
+    case ENOPKG: return "ENOPKG";
+    case EREMOTE: return "EREMOTE";
+    case ENOLINK: return "ENOLINK";
+    case EADV: return "EADV";
+    case ESRMNT: return "ESRMNT";
+    case ECOMM: return "ECOMM";
+    case EPROTO: return "EPROTO";
+    case EMULTIHOP: return "EMULTIHOP";
+    case EDOTDOT: return "EDOTDOT";
+    case EBADMSG: return "EBADMSG";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ENOTUNIQ: return "ENOTUNIQ";
+    case EBADFD: return "EBADFD";
+    case EREMCHG: return "EREMCHG";
+    case ELIBACC: return "ELIBACC";
+    case ELIBBAD: return "ELIBBAD";
+    case ELIBSCN: return "ELIBSCN";
+    case ELIBMAX: return "ELIBMAX";
+    case ELIBEXEC: return "ELIBEXEC";
+    case EILSEQ: return "EILSEQ";
+    case ERESTART: return "ERESTART";
+    case ESTRPIPE: return "ESTRPIPE";
+    case EUSERS: return "EUSERS";
+    case ENOTSOCK: return "ENOTSOCK";
+    case EDESTADDRREQ: return "EDESTADDRREQ";
+    case EMSGSIZE: return "EMSGSIZE";
+    case EPROTOTYPE: return "EPROTOTYPE";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+    case ENOTSUP: return "ENOTSUP";
+    case EPFNOSUPPORT: return "EPFNOSUPPORT";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENETDOWN: return "ENETDOWN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case ENETRESET: return "ENETRESET";
+    case ECONNABORTED: return "ECONNABORTED";
+    case ECONNRESET: return "ECONNRESET";
+    case ENOBUFS: return "ENOBUFS";
+    case EISCONN: return "EISCONN";
+    case ENOTCONN: return "ENOTCONN";
+    case ESHUTDOWN: return "ESHUTDOWN";
+    case ETOOMANYREFS: return "ETOOMANYREFS";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EHOSTDOWN: return "EHOSTDOWN";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case EALREADY: return "EALREADY";
+    case EINPROGRESS: return "EINPROGRESS";
+    case ESTALE: return "ESTALE";
+    case EUCLEAN: return "EUCLEAN";
+    case ENOTNAM: return "ENOTNAM";
+    case ENAVAIL: return "ENAVAIL";
+    case EISNAM: return "EISNAM";
+    case EREMOTEIO: return "EREMOTEIO";
+    case EDQUOT: return "EDQUOT";
+    case ENOMEDIUM: return "ENOMEDIUM";
+    case EMEDIUMTYPE: return "EMEDIUMTYPE";
+    case ECANCELED: return "ECANCELED";
+    case ENOKEY: return "ENOKEY";
+    case EKEYEXPIRED: return "EKEYEXPIRED";
+    case EKEYREVOKED: return "EKEYREVOKED";
+    case EKEYREJECTED: return "EKEYREJECTED";
+    case EOWNERDEAD: return "EOWNERDEAD";
+    case ENOTRECOVERABLE: return "ENOTRECOVERABLE";
+    case ERFKILL: return "ERFKILL";
+    case EHWPOISON: return "EHWPOISON";
+    default: return NULL;
+  }
+}
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  char msg[160];
-  const char *code = uv_err_name(-err);
+  char msg[160], unknown[40];
+  const char *code = errno_name(err);
+  if (code == NULL) {
+    snprintf(unknown, sizeof unknown, "Unknown system error %d", -err);
+    code = unknown;
+  }
   snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
   napi_value error, errno_value, syscall_value, code_value, message;
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
@@ -82,7 +227,7 @@ static void reject_errno(napi_env env, napi_deferred deferred, int err, const ch
   napi_reject_deferred(env, deferred, exception);
 }
 
-/** Runs execute on a libuv worker thread and complete back on the main thread: the promise complete settles. */
+/** Runs execute on a worker thread (N-API async work) and complete back on the main thread: the promise complete settles. */
 static napi_value queue_job(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete,
                             void *job, napi_deferred *deferred, napi_async_work *work) {
   napi_value promise, resource_name;
