@@ -85,7 +85,7 @@ module.exports = {
   ],
   options: {
     doNotFollow: { path: "node_modules" },
-    exclude: { path: "^(node_modules|gen|bin|build|dist|coverage|reports|\\.node|\\.stryker-tmp|conformance/\\.work|conformance/reference)/" },
+    exclude: { path: "^(node_modules|gen|bin|build|dist|coverage|reports|\\.node|\\.bun|\\.stryker-tmp|conformance/\\.work|conformance/reference)/" },
     tsConfig: { fileName: "tsconfig.json" },
     tsPreCompilationDeps: true,
     // Virtual modules of the esbuild build (the embedded addon, the programs' entry points).

@@ -89,8 +89,11 @@ mutation: build
 clean:
 	rm -rf bin gen build dist
 
-# --- standalone: one Node.js single executable serving every program, no Node.js needed
-# on the node; dist/standalone/weft plus its five CNI names as hard links. See scripts/standalone.mjs.
+# --- standalone: one single executable serving every program, no Node.js needed on the node;
+# dist/standalone/weft plus every program's name as hard links. RUNTIME=node (default: a Node.js
+# single executable) or RUNTIME=bun (compiled by the Bun of scripts/project-bun; BASELINE=1 for x64
+# CPUs without AVX2). See scripts/standalone.mjs.
+RUNTIME ?= node
 .PHONY: standalone
 standalone: build
-	node scripts/standalone.mjs
+	node scripts/standalone.mjs --runtime $(RUNTIME) $(if $(filter 1,$(BASELINE)),--baseline)

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
-// Builds weft's standalone executable: the multi-call bundle (scripts/multicall-main.ts) as a Node.js
-// single executable application, i.e. a copy of this node binary with the bundle injected
-// (postject), left as <out>/weft plus every program's name (the CNI plugins and flanneld) as hard links to it. Needs
-// `node scripts/build.mjs` first (gen/validators.js, build/native/weft.node).
-//   node scripts/standalone.mjs [--out DIR] [--no-code-cache] [--no-strip] [--script-only]
+// Builds weft's standalone executable: the multi-call bundle (scripts/multicall-main.ts) as one file
+// that needs nothing on the node, left as <out>/weft plus every program's name (the CNI plugins and
+// flanneld) as hard links to it. Two runtimes:
+//   node  a Node.js single executable application: a copy of this node binary with the bundle
+//         injected (postject), started through scripts/loader.ts and its code cache (the default)
+//   bun   the same bundle compiled by Bun (bun build --compile --bytecode, the Bun of
+//         scripts/project-bun): Bun's runtime with the bundle and its bytecode inside
+// Needs `node scripts/build.mjs` first (gen/validators.js, build/native/weft.node).
+//   node scripts/standalone.mjs [--out DIR] [--runtime node|bun] [--baseline] [--no-code-cache]
+//                               [--no-strip] [--script-only]
 //     --out DIR        where weft and its names go (default dist/standalone)
-//     --no-code-cache  leave V8's code cache of the main script (the loader) out of the blob
-//     --no-strip       keep the node binary's symbols and debug info (13 MB of Node 20's 99 MB)
+//     --runtime R      node (default) or bun
+//     --baseline       bun: Bun's build for x64 CPUs without AVX2 (@oven/bun-linux-x64-baseline)
+//     --no-code-cache  node: leave V8's code cache of the main script (the loader) out of the blob
+//     --no-strip       node: keep the node binary's symbols and debug info (13 MB of Node 20's 99 MB)
 //     --script-only    only the multi-call bundle, <out>/weft.cjs: the script form, no SEA
 //
-// Native addons ride as SEA assets, not as base64 in the bundle: the bytes stay out of the script
+// In the Node.js form, native addons ride as SEA assets, not as base64 in the bundle: the bytes stay out of the script
 // V8 parses at every start, and are read (zero-copy, from the executable's mapping) only on the
 // first run on a node, when lib/native/native.ts writes them to its root-owned cache.
 import { execFileSync } from "node:child_process";
@@ -124,7 +131,7 @@ async function bundle(outfile, version, form) {
   const code = built.outputFiles[0].text;
   const id = `${version}+${form}.${createHash("sha256").update(code).digest("hex").slice(0, 12)}`;
   // A SEA main script is compiled as a function body: no #! line there.
-  const banner = form === "sea" ? `${bannerLine(id, "weft")}\n` : `#!/usr/bin/env node\n${bannerLine(id, "weft")}\n`;
+  const banner = form === "script" ? `#!/usr/bin/env node\n${bannerLine(id, "weft")}\n` : `${bannerLine(id, "weft")}\n`;
   writeFileSync(outfile, banner + code.replaceAll(VERSION_PLACEHOLDER, id));
   return id;
 }
@@ -169,7 +176,77 @@ function publish(built, out) {
   }
 }
 
-export async function buildStandalone({ out = join(root, "dist/standalone"), codeCache = true, strip = true, scriptOnly = false } = {}) {
+/** The Node.js single executable in work/: returns its path. */
+async function nodeExecutable(work, version, { codeCache, strip }) {
+  const bundled = join(work, "weft.cjs");
+  const id = await bundle(bundled, version, "sea");
+  const bundleBytes = readFileSync(bundled);
+  if (bundleBytes.some((byte) => byte > 0x7f)) throw new Error("the bundle is not plain ASCII");
+  const main = join(work, "main.cjs");
+  writeFileSync(main, seaMain(bundleBytes, id));
+  const addons = Object.fromEntries(Object.entries(addonPaths(root)).map(([name, path]) => [`${name}.node`, path]));
+  const config = {
+    main,
+    output: join(work, "weft.blob"),
+    disableExperimentalSEAWarning: true,
+    useCodeCache: codeCache,
+    assets: { bundle: bundled, ...addons },
+  };
+  writeFileSync(join(work, "sea-config.json"), JSON.stringify(config, null, 2));
+  // The blob must come from the very node binary it is injected into (the code cache is V8's).
+  execFileSync(process.execPath, ["--experimental-sea-config", join(work, "sea-config.json")], { stdio: ["ignore", "ignore", "inherit"] });
+  const exe = join(work, "weft");
+  copyFileSync(process.execPath, exe);
+  chmodSync(exe, 0o755);
+  // Addons resolve napi_* through the dynamic symbol table, which strip keeps.
+  if (strip) execFileSync("strip", ["--strip-all", exe], { stdio: "inherit" });
+  const { inject } = await import("postject");
+  await inject(exe, "NODE_SEA_BLOB", readFileSync(config.output), { sentinelFuse: SEA_FUSE });
+  return exe;
+}
+
+/**
+ * The Bun-compiled executable in work/: returns its path. The bundle is the script form's (the
+ * addons inside it, written to weft's cache on a node's first run as in every form); Bun compiles it
+ * to bytecode ahead of time, so there is no loader and no code cache of weft's own to keep. The
+ * executable is Bun's runtime of scripts/project-bun, named by --compile-executable-path, so the build
+ * never downloads one.
+ */
+async function bunExecutable(work, version, { baseline }) {
+  const bun = execFileSync("bash", [join(root, "scripts/project-bun"), ...(baseline ? ["--baseline"] : [])], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  }).trim();
+  const bundled = join(work, "weft.cjs");
+  await bundle(bundled, version, "bun");
+  const exe = join(work, "weft");
+  execFileSync(
+    bun,
+    [
+      "build",
+      "--compile",
+      "--bytecode",
+      "--format=cjs",
+      `--target=bun-linux-x64${baseline ? "-baseline" : ""}`,
+      `--compile-executable-path=${bun}`,
+      "--outfile",
+      exe,
+      bundled,
+    ],
+    { cwd: work, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, BUN_INSTALL_CACHE_DIR: join(work, "bun-cache") } },
+  );
+  return exe;
+}
+
+export async function buildStandalone({
+  out = join(root, "dist/standalone"),
+  runtime = "node",
+  baseline = false,
+  codeCache = true,
+  strip = true,
+  scriptOnly = false,
+} = {}) {
+  if (runtime !== "node" && runtime !== "bun") throw new Error(`--runtime ${runtime}: the runtimes are node and bun`);
   for (const needed of ["gen/validators.js", "build/native/weft.node"]) {
     try {
       readFileSync(join(root, needed));
@@ -190,30 +267,7 @@ export async function buildStandalone({ out = join(root, "dist/standalone"), cod
   }
   const work = mkdtempSync(join(root, "build/.standalone-"));
   try {
-    const bundled = join(work, "weft.cjs");
-    const id = await bundle(bundled, version, "sea");
-    const bundleBytes = readFileSync(bundled);
-    if (bundleBytes.some((byte) => byte > 0x7f)) throw new Error("the bundle is not plain ASCII");
-    const main = join(work, "main.cjs");
-    writeFileSync(main, seaMain(bundleBytes, id));
-    const addons = Object.fromEntries(Object.entries(addonPaths(root)).map(([name, path]) => [`${name}.node`, path]));
-    const config = {
-      main,
-      output: join(work, "weft.blob"),
-      disableExperimentalSEAWarning: true,
-      useCodeCache: codeCache,
-      assets: { bundle: bundled, ...addons },
-    };
-    writeFileSync(join(work, "sea-config.json"), JSON.stringify(config, null, 2));
-    // The blob must come from the very node binary it is injected into (the code cache is V8's).
-    execFileSync(process.execPath, ["--experimental-sea-config", join(work, "sea-config.json")], { stdio: ["ignore", "ignore", "inherit"] });
-    const exe = join(work, "weft");
-    copyFileSync(process.execPath, exe);
-    chmodSync(exe, 0o755);
-    // Addons resolve napi_* through the dynamic symbol table, which strip keeps.
-    if (strip) execFileSync("strip", ["--strip-all", exe], { stdio: "inherit" });
-    const { inject } = await import("postject");
-    await inject(exe, "NODE_SEA_BLOB", readFileSync(config.output), { sentinelFuse: SEA_FUSE });
+    const exe = runtime === "bun" ? await bunExecutable(work, version, { baseline }) : await nodeExecutable(work, version, { codeCache, strip });
     // Smoke test before publishing: the executable answers VERSION for a type named explicitly.
     const answer = execFileSync(exe, [TYPES[0]], {
       env: { CNI_COMMAND: "VERSION", PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: join(work, "cache") },
@@ -230,11 +284,20 @@ export async function buildStandalone({ out = join(root, "dist/standalone"), cod
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
-    options: { out: { type: "string" }, "no-code-cache": { type: "boolean" }, "no-strip": { type: "boolean" }, "script-only": { type: "boolean" } },
+    options: {
+      out: { type: "string" },
+      runtime: { type: "string" },
+      baseline: { type: "boolean" },
+      "no-code-cache": { type: "boolean" },
+      "no-strip": { type: "boolean" },
+      "script-only": { type: "boolean" },
+    },
   });
   const started = Date.now();
   const { executable } = await buildStandalone({
     out: values.out ? resolve(values.out) : undefined,
+    runtime: values.runtime ?? process.env.WEFT_STANDALONE_RUNTIME ?? "node",
+    baseline: values.baseline,
     codeCache: !values["no-code-cache"],
     strip: !values["no-strip"],
     scriptOnly: values["script-only"],
