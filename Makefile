@@ -67,12 +67,15 @@ check: build lint
 conformance: build
 	bash conformance/run
 
-# The plugins' start-up against the Go reference (scripts/bench.mjs), then the node agent at scale
+# The plugins' start-up against the Go reference (scripts/bench.mjs), in the three forms side by side
+# (bin/ on Node.js, the Node.js single executable, the Bun-compiled one), then the node agent at scale
 # (scripts/bench-agent.mjs: 1,000 then 5,000 leases, a joining node, churn; build/bench-agent.json).
 # `make bench-agent` runs the second alone; BENCH_AGENT_ARGS passes it flags, e.g. "--sizes 20,40
 # --churn-rate 10 --churn-seconds 2" for a quick run.
 bench: build
-	node scripts/bench.mjs
+	node scripts/standalone.mjs --out build/bench/node
+	node scripts/standalone.mjs --runtime bun --out build/bench/bun
+	node scripts/bench.mjs --form script=bin --form node=build/bench/node --form bun=build/bench/bun
 	node scripts/bench-agent.mjs $(BENCH_AGENT_ARGS)
 
 .PHONY: bench-agent

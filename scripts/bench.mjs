@@ -3,18 +3,24 @@
 // (the conformance suite's driver), the way a kubelet's runtime runs plugins: a clean environment with
 // PATH and the CNI_ variables only. Never run by the tests: `make bench`.
 //
-//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json] [--no-parts] [--bin bin]
+//   node scripts/bench.mjs [--rounds 30] [--parallel 64] [--json build/bench.json] [--no-parts]
+//                          [--form LABEL=DIR ...] [--bin DIR]
+//
+// --form names a set of weft's executables to measure, side by side with the others and the Go
+// reference in the same run: `--form script=bin --form node=dist/node --form bun=dist/bun` (a
+// standalone form is a directory holding its `weft`); `--bin DIR` alone is one form. Default: bin/.
 //
 // For each plugin set it makes a node network namespace of its own, and per round a pod namespace:
 // ADD, CHECK and DEL of the network list are timed one by one (median and p95). Then N pods are added
-// at once and deleted at once. Bare `node -e 0` is the floor. For weft also its four processes of a pod
-// executed directly, without the driver, and the kernel's own time to delete a veth pair (the part of
-// every DEL no plugin can save). Then each plugin on its own against its Go
+// at once and deleted at once, and the peak RSS of each plugin process is taken. Bare `node -e 0` is
+// the floor, and each form's VERSION its own start-up. For the first form also its four processes of
+// a pod executed directly, without the driver, and the kernel's own time to delete a veth pair (the
+// part of every DEL no plugin can save). Then each plugin of the first form on its own against its Go
 // counterpart (host-local alone, bridge + host-local as flannel renders it, portmap with a mapping) and
 // the flannel chain with weft's delegates executed instead of run in-process (--no-parts skips these).
 // Everything it makes is removed at the end.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,8 +35,19 @@ const arg = (name, fallback) => {
 const ROUNDS = Number(arg("rounds", 30));
 const PARALLEL = Number(arg("parallel", 64));
 const JSON_OUT = resolve(root, arg("json", "build/bench.json"));
-// Which weft executables: bin/ (script form) or dist/standalone (make standalone).
-const WEFT_BIN = resolve(root, arg("bin", "bin"));
+/** The weft forms to measure, in order: [label, directory]. */
+function forms() {
+  const given = process.argv.flatMap((a, i) => (a === "--form" ? [process.argv[i + 1] ?? ""] : []));
+  if (given.length === 0) {
+    const dir = resolve(root, arg("bin", "bin"));
+    return [[readWeftBanner(join(dir, "flannel")) ? "script" : "standalone", dir]];
+  }
+  return given.map((spec) => {
+    const m = /^([a-z][a-z0-9]{0,15})=(.+)$/.exec(spec);
+    if (!m) throw new Error(`--form ${spec}: expected LABEL=DIR, the label lower-case letters and digits`);
+    return [m[1], resolve(root, m[2])];
+  });
+}
 const REF_BIN = "/usr/lib/cni";
 const PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -142,14 +159,14 @@ function executingBinDir(weftBin) {
   return dir;
 }
 
-function prepare(name, binDir, conflistOf, capArgs) {
+function prepare(name, binDir, conflistOf, capArgs, kind = name.startsWith("ref") ? "ref" : "part") {
   const dir = join(work, name);
   mkdirSync(join(dir, "conf"), { recursive: true });
   writeFileSync(join(dir, "subnet.env"), "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
   writeFileSync(join(dir, "conf/10-bench.conflist"), JSON.stringify(conflistOf(dir), null, 2));
   const node = `${tag}-${name}`;
   addNetns(node);
-  return { name, dir, node, binDir, capArgs };
+  return { name, dir, node, binDir, capArgs, kind };
 }
 
 function driverEnv(set) {
@@ -272,6 +289,18 @@ function floor() {
   return samples;
 }
 
+/** An executable answering VERSION, from spawn to exit: its start-up. */
+function versionTimes(executable) {
+  const samples = [];
+  for (let i = 0; i < ROUNDS + 2; i++) {
+    const started = process.hrtime.bigint();
+    const out = spawnSync(executable, [], { env: { PATH: PATH_ENV, CNI_COMMAND: "VERSION" }, input: "{}" });
+    if (out.status !== 0) throw new Error(`${executable} VERSION failed: ${out.stdout}${out.stderr}`);
+    if (i >= 2) samples.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return samples;
+}
+
 /**
  * weft's own share: the four plugin processes of one pod's ADD and DEL, each executed directly as
  * libcni executes it (same environment, stdin and prevResult), timed from spawn to exit without the
@@ -341,44 +370,63 @@ async function inner(setFile) {
   const { set, driver } = JSON.parse(readFileSync(setFile, "utf8"));
   const times = sequential(set, driver);
   const result = { ADD: stats(times.ADD), CHECK: { ...stats(times.CHECK), failures: times.checkFailures }, DEL: stats(times.DEL) };
-  if (set.name === "weft") {
+  if (set.first) {
     result.direct = direct(set);
     result.vethDeleteMs = vethDelete();
   }
-  if (set.name === "weft" || set.name === "ref") {
+  if (set.kind === "form" || set.name === "ref") {
     result.parallel = await parallel(set, driver);
-    result.peakMemoryMiB = peakMemory(set, driver, set.name === "weft" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]);
+    result.peakMemoryMiB = peakMemory(set, driver, set.kind === "form" ? ["flannel", "portmap"] : ["bridge", "host-local", "portmap"]);
   }
   writeFileSync(`${setFile}.result`, JSON.stringify(result));
+}
+
+/** A form's plugins in a directory of the bench's own: the standalone one file under every name (hard links), as scripts/install leaves it. */
+function copyForm(label, from) {
+  const dir = join(work, `bin-${label}`);
+  mkdirSync(dir);
+  const standalone = !readWeftBanner(join(from, "flannel"));
+  for (const type of PLUGIN_TYPES) {
+    if (standalone && type !== PLUGIN_TYPES[0]) linkSync(join(dir, PLUGIN_TYPES[0]), join(dir, type));
+    else copyFileSync(join(from, type), join(dir, type));
+  }
+  spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(dir, t))]);
+  return { label, dir, standalone, bytes: statSync(join(dir, "flannel")).size };
 }
 
 async function main() {
   work = mkdtempSync(join(tmpdir(), "weft-bench-"));
   const driver = buildDriver();
-  const weftBin = join(work, "weft-bin");
-  mkdirSync(weftBin);
-  // The standalone form is one file under five names, as scripts/install leaves it: one copy, hard links.
-  const standalone = !readWeftBanner(join(WEFT_BIN, "flannel"));
-  for (const type of PLUGIN_TYPES) {
-    if (standalone && type !== PLUGIN_TYPES[0]) linkSync(join(weftBin, PLUGIN_TYPES[0]), join(weftBin, type));
-    else copyFileSync(join(WEFT_BIN, type), join(weftBin, type));
-  }
-  spawnSync("chmod", ["755", ...PLUGIN_TYPES.map((t) => join(weftBin, t))]);
+  const copies = forms().map(([label, from]) => copyForm(label, from));
+  const first = copies[0].dir;
 
-  const sets = [prepare("weft", weftBin, weftConflist), prepare("ref", REF_BIN, referenceConflist)];
+  const sets = [...copies.map((c) => prepare(`form-${c.label}`, c.dir, weftConflist, undefined, "form")), prepare("ref", REF_BIN, referenceConflist)];
+  sets[0].first = true;
   if (!process.argv.includes("--no-parts")) {
     // Only the script form carries the banner that in-process delegation is decided by.
-    if (readWeftBanner(join(weftBin, "flannel"))) sets.push(prepare("weft-exec", executingBinDir(weftBin), weftConflist));
+    if (readWeftBanner(join(first, "flannel"))) sets.push(prepare("weft-exec", executingBinDir(first), weftConflist));
     sets.push(
-      prepare("weft-mapped", weftBin, weftConflist, PORT_MAPPING),
+      prepare("weft-mapped", first, weftConflist, PORT_MAPPING),
       prepare("ref-mapped", REF_BIN, referenceConflist, PORT_MAPPING),
-      prepare("weft-bridge", weftBin, bridgeConflist),
+      prepare("weft-bridge", first, bridgeConflist),
       prepare("ref-bridge", REF_BIN, bridgeConflist),
-      prepare("weft-host-local", weftBin, hostLocalConflist),
+      prepare("weft-host-local", first, hostLocalConflist),
       prepare("ref-host-local", REF_BIN, hostLocalConflist),
     );
   }
-  const results = { machine: machine(), rounds: ROUNDS, floor: stats(floor()), sets: {} };
+  const results = {
+    machine: machine(),
+    rounds: ROUNDS,
+    floor: stats(floor()),
+    forms: copies.map((c) => ({
+      label: c.label,
+      standalone: c.standalone,
+      executableBytes: c.bytes,
+      version: stats(versionTimes(join(c.dir, "loopback"))),
+    })),
+    refVersion: stats(versionTimes(join(REF_BIN, "loopback"))),
+    sets: {},
+  };
   for (const set of sets) {
     const setFile = join(work, `${set.name}.json`);
     writeFileSync(setFile, JSON.stringify({ set, driver }));
@@ -423,45 +471,57 @@ function machine() {
 }
 
 function report(r) {
-  const weft = r.sets.weft;
+  const forms = r.forms.map((f) => ({ ...f, set: r.sets[`form-${f.label}`] }));
+  const weft = forms[0].set;
   const ref = r.sets.ref;
   const processes = 2; // flannel (bridge and host-local in-process) and portmap
-  const line = (label, w, g) => console.log(`| ${label.padEnd(26)} | ${String(w).padStart(14)} | ${String(g).padStart(14)} |`);
+  const columns = [...forms.map((f) => `weft ${f.label}`), "Go reference"];
+  const width = 16;
+  const line = (label, cells) => console.log(`| ${label.padEnd(30)} | ${cells.map((c) => String(c).padStart(width)).join(" | ")} |`);
+  const ratio = (w, g) => `${(w / g).toFixed(2)}x`;
   console.log(`machine: ${r.machine.cpu}, ${r.machine.cores} cores, Node.js ${r.machine.node}, kernel ${r.machine.kernel}`);
   console.log(`rounds: ${r.rounds}; times in ms, median / p95, each a whole libcni driver process run inside the node namespace\n`);
-  console.log(`| ${"".padEnd(26)} | ${"weft".padStart(14)} | ${"Go reference".padStart(14)} |`);
-  console.log(`|${"-".repeat(28)}|${"-".repeat(16)}|${"-".repeat(16)}|`);
-  for (const verb of ["ADD", "CHECK", "DEL"])
-    line(verb, `${weft[verb].median} / ${weft[verb].p95}`, `${ref[verb].failures ? "(failed) " : ""}${ref[verb].median} / ${ref[verb].p95}`);
-  line(`${r.sets.weft.parallel.pods} pods ADD at once (wall)`, weft.parallel.addWallMs, ref.parallel.addWallMs);
-  line(
-    "  failures / distinct IPs",
-    `${weft.parallel.addFailures} / ${weft.parallel.distinctAddresses}`,
+  line("", columns);
+  console.log(`|${"-".repeat(32)}|${columns.map(() => "-".repeat(width + 2)).join("|")}|`);
+  const refCell = (s) => `${s.failures ? "(failed) " : ""}${s.median} / ${s.p95}`;
+  line("VERSION (start-up, loopback)", [...forms.map((f) => `${f.version.median} / ${f.version.p95}`), refCell(r.refVersion)]);
+  for (const verb of ["ADD", "CHECK", "DEL"]) line(verb, [...forms.map((f) => refCell(f.set[verb])), refCell(ref[verb])]);
+  const addDel = (s) => round(s.ADD.median + s.DEL.median);
+  line("ADD + DEL (medians)", [...forms.map((f) => `${addDel(f.set)} = ${ratio(addDel(f.set), addDel(ref))}`), addDel(ref)]);
+  const pods = weft.parallel.pods;
+  line(`${pods} pods ADD at once (wall)`, [
+    ...forms.map((f) => `${f.set.parallel.addWallMs} = ${ratio(f.set.parallel.addWallMs, ref.parallel.addWallMs)}`),
+    ref.parallel.addWallMs,
+  ]);
+  line("  failures / distinct IPs", [
+    ...forms.map((f) => `${f.set.parallel.addFailures} / ${f.set.parallel.distinctAddresses}`),
     `${ref.parallel.addFailures} / ${ref.parallel.distinctAddresses}`,
-  );
-  line(`${r.sets.weft.parallel.pods} pods DEL at once (wall)`, weft.parallel.delWallMs, ref.parallel.delWallMs);
-  line("  failures", weft.parallel.delFailures, ref.parallel.delFailures);
-  line("peak RSS per process (MiB)", JSON.stringify(weft.peakMemoryMiB), JSON.stringify(ref.peakMemoryMiB));
+  ]);
+  line(`${pods} pods DEL at once (wall)`, [...forms.map((f) => f.set.parallel.delWallMs), ref.parallel.delWallMs]);
+  line("  failures", [...forms.map((f) => f.set.parallel.delFailures), ref.parallel.delFailures]);
+  const rss = (m) =>
+    Object.entries(m)
+      .map(([k, v]) => `${k.replace("host-local", "h-l")} ${v}`)
+      .join(", ");
+  line("peak RSS per process (MiB)", [...forms.map((f) => rss(f.set.peakMemoryMiB)), rss(ref.peakMemoryMiB)]);
+  line("executable (MB)", [...forms.map((f) => `${(f.executableBytes / 1e6).toFixed(1)}${f.standalone ? " (all)" : " + node"}`), "-"]);
   const floorMs = r.floor.median;
-  const addDel = weft.ADD.median + weft.DEL.median;
-  const refAddDel = ref.ADD.median + ref.DEL.median;
   console.log(
-    `\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} Node processes per verb, so its floor for ADD + DEL is ${round(4 * floorMs)} ms`,
+    `\nnode -e 0 (floor): ${floorMs} ms median; weft starts ${processes} processes per verb, so Node's floor for ADD + DEL is ${round(4 * floorMs)} ms`,
   );
-  console.log(
-    `weft ADD + DEL: ${round(addDel)} ms = ${(addDel / (4 * floorMs)).toFixed(2)}x its floor; the Go reference: ${round(refAddDel)} ms; weft/reference = ${(addDel / refAddDel).toFixed(2)}x`,
-  );
+  const addDel0 = weft.ADD.median + weft.DEL.median;
   if (weft.direct) {
+    console.log(`\nthe ${forms[0].label} form in detail:`);
     const d = weft.direct;
     const own = Object.values(d).reduce((sum, s) => sum + s.median, 0);
     const kernel = weft.vethDeleteMs.median;
     console.log(
-      `\nweft's processes executed directly, no driver (median / p95 ms): ${Object.entries(d)
+      `weft's processes executed directly, no driver (median / p95 ms): ${Object.entries(d)
         .map(([k, s]) => `${k} ${s.median} / ${s.p95}`)
         .join(", ")}`,
     );
     console.log(
-      `  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel - own)} ms to ADD + DEL`,
+      `  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel0 - own)} ms to ADD + DEL`,
     );
     console.log(
       `  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; floor + that = ${round(4 * floorMs + kernel)} ms, weft's processes = ${(own / (4 * floorMs + kernel)).toFixed(2)}x it`,
