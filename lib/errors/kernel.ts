@@ -1,4 +1,4 @@
-import { getSystemErrorName } from "node:util";
+import { errnoName } from "./errno.js";
 
 /**
  * A refusal from the kernel, with its errno name ("EEXIST", "ENODEV", ...) so callers can act on
@@ -34,35 +34,10 @@ function describeErrno(code: string): string {
   return text ? `${code} (${text})` : code;
 }
 
-/**
- * The errnos a netlink request answers with in the ordinary course of a verb (Linux x86-64 and
- * arm64 share them): most ADDs meet ENODEV and EEXIST, and naming them from here spares the process
- * the 0.3 ms util's getSystemErrorName takes to build its table on first use.
- */
-const COMMON_ERRNOS: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  3: "ESRCH",
-  16: "EBUSY",
-  17: "EEXIST",
-  19: "ENODEV",
-  22: "EINVAL",
-  95: "ENOTSUP",
-  99: "EADDRNOTAVAIL",
-};
-
 /** errno (positive) -> KernelError for the operation. */
 export function kernelError(errno: number, operation: string): KernelError {
   const positive = Math.abs(errno);
-  let code = COMMON_ERRNOS[positive];
-  if (code === undefined) {
-    try {
-      code = getSystemErrorName(-positive);
-    } catch {
-      code = `errno ${positive}`;
-    }
-  }
-  return new KernelError(code, positive, operation);
+  return new KernelError(errnoName(positive), positive, operation);
 }
 
 /** True when err is a kernel refusal with one of the codes. */
