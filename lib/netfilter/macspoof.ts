@@ -1,4 +1,4 @@
-import { sha256Hex } from "../node/builtins.js";
+import { sha256Hex } from "../node/hashes.js";
 import { findTool, nftDeleteWhere, nftRules, run, within, type NftContext } from "./nft.js";
 
 /**

@@ -1,4 +1,4 @@
-import { sha256Hex, sha512Hex } from "../node/builtins.js";
+import { sha256Hex, sha512Hex } from "../node/hashes.js";
 import { formatCidr, formatIp, networkOf, parseCidr } from "../ip/ip.js";
 import {
   defaultBackend,

@@ -1,4 +1,4 @@
-import { sha256Hex, sha512Hex } from "../../lib/node/builtins.js";
+import { sha256Hex, sha512Hex } from "../../lib/node/hashes.js";
 import type { IpFamily } from "../../lib/ip/ip.js";
 import { valueAfter, type NatTable } from "../../lib/netfilter/netfilter.js";
 import type { PodAddress, PortMapping, PortmapSettings } from "./config.js";

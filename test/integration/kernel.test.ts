@@ -542,7 +542,7 @@ describe("masquerade", () => {
       ].join("\n"),
     });
     // The old key is sha256-based: compute it the way the old release did.
-    const { sha256Hex } = await import("../../lib/node/builtins.js");
+    const { sha256Hex } = await import("../../lib/node/hashes.js");
     const key = `weft ${sha256Hex(a.network).slice(0, 16)}-${sha256Hex(`${a.ifName}:${a.containerId}`).slice(0, 16)}`;
     ns.exec("nft", [
       "add",
