@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { fromJSON } from "@grpc/proto-loader";
 import { etcdRpcDescriptor } from "./rpc-descriptor.js";
@@ -146,6 +147,30 @@ function target(endpoints: readonly string[]): { target: string; secure: boolean
   return { target: `dns:${hosts[0]}`, secure };
 }
 
+/** What grpc-js's secure connector holds: the options it hands tls.connect. */
+interface SecureConnector {
+  connectionOptions?: { servername?: string };
+}
+
+/**
+ * TLS credentials that send no server name (SNI) to an endpoint given by IP address, as Go's etcd
+ * client does. grpc-js sends the endpoint's host whatever it is, which RFC 6066 forbids for an
+ * address: Node.js warns (DEP0123) and Bun refuses the connection. The certificate is still checked
+ * against the address (tls.connect falls back to the host). grpc-js 1.14's connector keeps its
+ * tls.connect options in `connectionOptions`; the TLS tests fail if that changes.
+ */
+function withoutIpServerName(credentials: grpc.ChannelCredentials): grpc.ChannelCredentials {
+  const internal = credentials as unknown as { _createSecureConnector: (...args: unknown[]) => SecureConnector };
+  const create = internal._createSecureConnector.bind(credentials);
+  internal._createSecureConnector = (...args: unknown[]) => {
+    const connector = create(...args);
+    const servername = connector.connectionOptions?.servername;
+    if (servername !== undefined && isIP(servername) !== 0) delete connector.connectionOptions!.servername;
+    return connector;
+  };
+  return credentials;
+}
+
 /**
  * A small etcd v3 client over @grpc/grpc-js: the operations flannel's subnet manager needs, each a
  * Promise with a deadline. Lease ids are decimal strings (int64), revisions numbers.
@@ -163,7 +188,7 @@ export class EtcdClient {
   constructor(private readonly options: EtcdClientOptions) {
     const { target: address, secure } = target(options.endpoints);
     const credentials = secure
-      ? grpc.credentials.createSsl(options.tls?.ca ?? null, options.tls?.key ?? null, options.tls?.cert ?? null)
+      ? withoutIpServerName(grpc.credentials.createSsl(options.tls?.ca ?? null, options.tls?.key ?? null, options.tls?.cert ?? null))
       : grpc.credentials.createInsecure();
     this.channel = new grpc.Channel(address, credentials, {
       "grpc.keepalive_time_ms": options.pingMs ?? 30_000,
