@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
-import { AGENTS, buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
+import { AGENTS, buildStandalone, ROOT, STANDALONE_RUNTIME, tempDir, TYPES, version } from "./distribution-helpers.js";
 
 // The standalone executable: the multi-call dispatch by name, and a pod that gets its network from
 // it through libcni (the conformance driver) in a mount namespace where no node binary exists.
@@ -43,12 +43,19 @@ describe("the standalone multi-call executable", () => {
     expect(bare(join(SA, type)).stderr).toContain(`weft CNI plugin ${type}\n`);
   });
 
-  it("carries the Node.js the build ran on: under make check, the project's pinned LTS", () => {
-    const embedded = /node\.js\/v(\d+\.\d+\.\d+)/.exec(readFileSync(join(SA, "weft")).toString("latin1"))?.[1];
-    expect(embedded).toBe(process.versions.node);
+  it(`carries the runtime the build ran on: ${STANDALONE_RUNTIME === "bun" ? "the Bun scripts/project-bun pins, and no Node.js" : "under make check, the project's pinned Node.js LTS"}`, () => {
+    const bytes = readFileSync(join(SA, "weft")).toString("latin1");
+    const nodeVersion = /node\.js\/v(\d+\.\d+\.\d+)/.exec(bytes)?.[1];
+    if (STANDALONE_RUNTIME === "bun") {
+      const pinned = /^BUN_VERSION=(\S+)/m.exec(readFileSync(join(ROOT, "scripts/project-bun"), "utf8"))?.[1];
+      expect(/Bun v(\d+\.\d+\.\d+) \(Linux x64/.exec(bytes)?.[1]).toBe(pinned);
+      expect(nodeVersion).toBeUndefined();
+      return;
+    }
+    expect(nodeVersion).toBe(process.versions.node);
     if (process.env.WEFT_REQUIRE_PREREQUISITES === "1") {
       const pinned = /^NODE_VERSION=(\S+)/m.exec(readFileSync(join(ROOT, "scripts/project-node"), "utf8"))?.[1];
-      expect(embedded).toBe(pinned);
+      expect(nodeVersion).toBe(pinned);
     }
   });
 
@@ -75,7 +82,8 @@ describe("the standalone multi-call executable", () => {
       expect(agent(join(SA, "weft"), ["flanneld", "--help"]).stdout).toBe(usage().stdout);
       const version = agent(join(SA, "weft"), ["flanneld", "--version"]);
       expect(version).toMatchObject({ status: 0, stdout: agent(join(SA, "flanneld"), ["--version"]).stdout });
-      expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\+sea\.[0-9a-f]{12}\n$/);
+      // The build id names the form: sea for the Node.js single executable, bun for Bun's.
+      expect(version.stdout).toMatch(new RegExp(`^\\d+\\.\\d+\\.\\d+\\+${STANDALONE_RUNTIME === "bun" ? "bun" : "sea"}\\.[0-9a-f]{12}\\n$`));
       for (const path of [join(SA, "flanneld"), join(SA, "weft")]) {
         const bad = agent(path, [...(path.endsWith("weft") ? ["flanneld"] : []), "--ip-masq", "--no-such-flag"]);
         expect(bad.status).toBe(2);
@@ -86,23 +94,43 @@ describe("the standalone multi-call executable", () => {
 });
 
 describe("the standalone executable's code cache", () => {
-  it("keeps one per name and verb, written only by a run that succeeded, beside the unpacked bundle", () => {
-    const cache = join(tmp.dir, "codecache");
-    const run = (name: string, env: Record<string, string>, input: string) =>
-      spawnSync(join(SA, name), [], { env: { PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: cache, ...env }, encoding: "utf8", input });
-    const files = () =>
-      (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !/\.node(\.verified)?$/.test(f)).sort();
-    const failed = run(
-      "portmap",
-      { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA },
-      "not json",
-    );
-    expect(failed.status).toBe(1);
-    expect(files().filter((f) => f.endsWith(".jscache"))).toEqual([]);
-    expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
-    expect(run("loopback", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
-    expect(files()).toEqual(["bundle.js", "bundle.js.verified", "loopback.VERSION.jscache", "portmap.VERSION.jscache"]);
-  });
+  const cache = join(tmp.dir, "codecache");
+  const run = (name: string, env: Record<string, string>, input: string) =>
+    spawnSync(join(SA, name), [], { env: { PATH: "/usr/bin:/bin", WEFT_CACHE_DIR: cache, ...env }, encoding: "utf8", input });
+  const files = () =>
+    (existsSync(cache) ? readdirSync(cache).flatMap((d) => readdirSync(join(cache, d))) : []).filter((f) => !/\.node(\.verified)?$/.test(f)).sort();
+
+  if (STANDALONE_RUNTIME === "node") {
+    it("keeps one per name and verb, written only by a run that succeeded, beside the unpacked bundle", () => {
+      const failed = run(
+        "portmap",
+        { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: SA },
+        "not json",
+      );
+      expect(failed.status).toBe(1);
+      expect(files().filter((f) => f.endsWith(".jscache"))).toEqual([]);
+      expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
+      expect(run("loopback", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
+      expect(files()).toEqual(["bundle.js", "bundle.js.verified", "loopback.VERSION.jscache", "portmap.VERSION.jscache"]);
+    });
+  } else {
+    const needs = rootUser();
+    it.skipIf(needs.skip)(needs.title("has none under Bun, whose bytecode is compiled in: the cache holds the native addon alone"), () => {
+      expect(run("portmap", { CNI_COMMAND: "VERSION" }, "{}").status).toBe(0);
+      // An ADD loads the native addon: in a namespace of the test's own.
+      const ns = `${PFX}cc`;
+      execFileSync("ip", ["netns", "add", ns]);
+      try {
+        const netns = { CNI_CONTAINERID: "c", CNI_NETNS: `/var/run/netns/${ns}`, CNI_IFNAME: "lo", CNI_PATH: SA };
+        const added = run("loopback", { CNI_COMMAND: "ADD", ...netns }, '{"cniVersion":"1.0.0","name":"n","type":"loopback"}');
+        expect(added.status, added.stdout + added.stderr).toBe(0);
+      } finally {
+        spawnSync("ip", ["netns", "del", ns]);
+      }
+      expect(files()).toEqual([]);
+      expect(readdirSync(cache).flatMap((d) => readdirSync(join(cache, d)))).toEqual(["weft.node", "weft.node.verified"]);
+    });
+  }
 });
 
 describe("one process per pod in the standalone form", () => {
