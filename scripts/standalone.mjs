@@ -106,6 +106,22 @@ function lazyBuiltins() {
   };
 }
 
+/**
+ * esbuild plugin for the Bun form: lib/node/hashes.ts becomes lib/node/hashes-bun.ts, on Bun's
+ * native hasher. Same functions, same digests (the Bun run of the suite compares them with Go's
+ * chain names).
+ */
+function bunHashes() {
+  return {
+    name: "weft-bun-hashes",
+    setup(build) {
+      build.onResolve({ filter: /\/node\/hashes\.js$/ }, (args) => ({
+        path: join(args.resolveDir, args.path.replace(/hashes\.js$/, "hashes-bun.ts")),
+      }));
+    },
+  };
+}
+
 const VERSION_PLACEHOLDER = "@@WEFT_VERSION@@";
 
 /**
@@ -125,7 +141,12 @@ async function bundle(outfile, version, form) {
     define: { WEFT_VERSION: JSON.stringify(VERSION_PLACEHOLDER) },
     write: false,
     outfile: "weft.cjs",
-    plugins: [lazyBuiltins(), programMains(), form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root)],
+    plugins: [
+      lazyBuiltins(),
+      programMains(),
+      form === "sea" ? seaNativeAddons() : esbuildNativeAddons(root),
+      ...(form === "bun" ? [bunHashes()] : []),
+    ],
     logLevel: "error",
   });
   const code = built.outputFiles[0].text;
