@@ -1,20 +1,21 @@
 import { execFile, spawn } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { driverAdd, driverDel, type DriverCall } from "./cni-driver.js";
 import { createEtcdLab, type EtcdLab, type LabNode } from "./etcd-lab.js";
+import { pathWithTestNode, WEFT_FLANNELD } from "./executables.js";
 import { startInNetns, type NetnsProcess } from "./netns-process.js";
 import { createNetns, removeNetns, type TestNetns } from "./netns.js";
 import { waitUntil } from "./wait.js";
 
 /**
  * The cluster lab with agents: an etcd lab (etcd-lab.ts: 3 members on an underlay bridge, MTU 1500),
- * the network config in etcd, and nodes on the underlay, each running weft's node agent (bin/flanneld)
- * in its namespace with a subnet file, a health port and a log of its own. Pods are added on a node
- * through the libcni driver and weft's plugins (cni-driver.ts), reading the subnet.env the node's
- * agent wrote. Everything lives in namespaces named weftlab-<lab id>-... and under the etcd lab's
- * dir, so an abandoned lab is swept with its etcd part, and the agents die with the test process.
+ * the network config in etcd, and nodes on the underlay, each running weft's node agent under test
+ * (WEFT_FLANNELD, executables.ts: bin/flanneld by default) in its namespace with a subnet file, a
+ * health port and a log of its own. Pods are added on a node through the libcni driver and weft's
+ * plugins (cni-driver.ts), reading the subnet.env the node's agent wrote. Everything lives in
+ * namespaces named weftlab-<lab id>-... and under the etcd lab's dir, so an abandoned lab is swept
+ * with its etcd part, and the agents die with the test process.
  */
 
 export type Backend = "vxlan" | "host-gw";
@@ -40,7 +41,6 @@ export const PREFIX = "/coreos.com/network";
 const HEALTHZ_PORT = 9471;
 const READY_WAIT_MS = 60_000;
 const EXIT_WAIT_MS = 10_000;
-const FLANNELD = fileURLToPath(new URL("../../bin/flanneld", import.meta.url));
 
 export interface Lease {
   /** e.g. 10.244.3.0/24 */
@@ -187,12 +187,13 @@ export class AgentNode {
   /** Starts the agent (not waiting for it to be ready). */
   start(extraFlags: string[] = []): void {
     if (this.running) throw new Error(`agent lab: the agent of ${this.name} is already running`);
-    if (!existsSync(FLANNELD)) throw new Error(`agent lab: ${FLANNELD} does not exist (node scripts/build.mjs builds it)`);
+    if (!existsSync(WEFT_FLANNELD)) throw new Error(`agent lab: ${WEFT_FLANNELD} does not exist (node scripts/build.mjs builds bin/flanneld)`);
     this.starts++;
     appendFileSync(this.logPath, `=== agent lab: start ${this.starts} at ${new Date().toISOString()}\n`);
     this.process = startInNetns({
       netns: this.netns.name,
-      argv: [process.execPath, FLANNELD, ...this.flags(extraFlags)],
+      argv: [WEFT_FLANNELD, ...this.flags(extraFlags)],
+      env: { PATH: pathWithTestNode() },
       logPath: this.logPath,
       name: `agent lab: the agent of ${this.name}`,
     });

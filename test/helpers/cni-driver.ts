@@ -1,26 +1,23 @@
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { pathWithTestNode, ROOT, WEFT_BIN } from "./executables.js";
 import { prerequisite, type Prerequisite } from "./prerequisites.js";
 
 /**
  * The conformance suite's libcni driver (conformance/driver: a container runtime's CNI side on
  * Debian's libcni) for tests: built once per source into a cache dir, run inside a node namespace
- * against a conf dir, a libcni cache dir and weft's bin/ as CNI_PATH, as a runtime on that node would.
+ * against a conf dir, a libcni cache dir and weft's plugins under test (WEFT_BIN, executables.ts) as
+ * CNI_PATH, as a runtime on that node would.
  */
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SOURCE = join(ROOT, "conformance/driver/main.go");
 /** Debian's Go sources (golang-github-appc-cni-dev puts libcni there), built in GOPATH mode. */
 const GOPATH = "/usr/share/gocode";
 const LIBCNI = join(GOPATH, "src/github.com/containernetworking/cni/libcni");
 const CACHE = join(ROOT, "node_modules/.cache/weft-cni-driver");
 const BUILD_TIMEOUT_MS = 240_000;
-
-/** weft's built plugins. */
-export const WEFT_BIN = join(ROOT, "bin");
 
 const haveGo = () => spawnSync("sh", ["-c", "command -v go"], { stdio: "ignore" }).status === 0;
 
@@ -76,7 +73,7 @@ export interface DriverCall {
   /** The pod's namespace path, e.g. /run/netns/<name>. */
   podNetns: string;
   ifName?: string;
-  /** Plugin dirs; default weft's bin/. */
+  /** Plugin dirs; default weft's plugins under test (WEFT_BIN). */
   cniPath?: string;
   timeoutMs?: number;
 }
@@ -112,8 +109,8 @@ export async function driverDel(call: DriverCall): Promise<void> {
 
 async function runDriver(verb: "add" | "del", call: DriverCall): Promise<string> {
   const driver = cniDriver();
-  // The plugins are node scripts (#!/usr/bin/env node): the test's own Node first on their PATH.
-  const path = [dirname(process.execPath), process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"].join(":");
+  // A script-form plugin (#!/usr/bin/env node) runs on the test's own Node.
+  const path = pathWithTestNode();
   const argv = ["netns", "exec", call.node, driver, verb, call.network, call.containerId, call.podNetns, call.ifName ?? "eth0"];
   const env = { PATH: path, NETCONFPATH: call.confDir, CNI_PATH: call.cniPath ?? WEFT_BIN, CNI_CACHE_DIR: call.cacheDir };
   return await new Promise((resolve, reject) => {

@@ -4,8 +4,10 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathWithTestNode, weftProgram } from "./executables.js";
 
-export const WEFT = join(process.cwd(), "bin", "host-local");
+/** weft's host-local under test (WEFT_BIN, executables.ts). */
+export const WEFT = weftProgram("host-local");
 export const REFERENCE = "/usr/lib/cni/host-local";
 export const referenceAvailable = existsSync(REFERENCE);
 
@@ -43,7 +45,7 @@ export function makeSandbox(): Sandbox {
 
 function environment(call: Call, extra: Record<string, string>): Record<string, string> {
   return {
-    PATH: "/usr/bin:/bin",
+    PATH: pathWithTestNode("/usr/bin:/bin"),
     CNI_COMMAND: call.command,
     CNI_CONTAINERID: call.containerId ?? "",
     CNI_NETNS: call.command === "ADD" || call.command === "CHECK" ? "/var/run/netns/weft-test" : "",

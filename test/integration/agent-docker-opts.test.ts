@@ -3,23 +3,24 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { pathWithTestNode, WEFT_FLANNELD } from "../helpers/executables.js";
 import { netnsPool } from "../helpers/netns.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
 
 // `flanneld docker-opts` as a node's Docker unit runs it (mk-docker-opts.sh's place): the executable,
 // a clean environment, files on disk, the routing table of the namespace it runs in.
 
-const FLANNELD = join(process.cwd(), "bin", "flanneld");
+const FLANNELD = WEFT_FLANNELD;
 const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 // What mk-docker-opts.sh writes for SUBNET_ENV by default.
 const DOCKER_ENV =
   'DOCKER_OPT_BIP="--bip=10.244.1.1/24"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_MTU="--mtu=1450"\n' +
   'DOCKER_OPTS=" --bip=10.244.1.1/24 --ip-masq=false --mtu=1450"\n';
-const ENV = { PATH: "/usr/local/bin:/usr/bin:/bin" };
+const ENV = { PATH: pathWithTestNode("/usr/local/bin:/usr/bin:/bin") };
 
 const needed = all(rootUser(), command("unshare", "util-linux"), command("ip", "iproute2"));
 
-describe.skipIf(needed.skip)(needed.title("bin/flanneld docker-opts"), () => {
+describe.skipIf(needed.skip)(needed.title("flanneld docker-opts"), () => {
   const pool = netnsPool();
   let dir = "";
   afterEach(() => {

@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAgentLab, NETWORK, type AgentLab } from "../helpers/agent-lab.js";
 import { cniDriverPrerequisite } from "../helpers/cni-driver.js";
+import { pathWithTestNode, WEFT_FLANNELD } from "../helpers/executables.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -62,7 +63,8 @@ describe.skipIf(needs.skip)(needs.title("the agent's --ip-masq rules with Enable
   it("are removed by flanneld --cleanup, which leaves the device and subnet.env", async () => {
     const node = lab!.node(0);
     await node.stop();
-    const out = execFileSync("ip", ["netns", "exec", node.netns.name, process.execPath, "bin/flanneld", "--cleanup"], {
+    const out = execFileSync("ip", ["netns", "exec", node.netns.name, WEFT_FLANNELD, "--cleanup"], {
+      env: { ...process.env, PATH: pathWithTestNode() },
       encoding: "utf8",
       stdio: "pipe",
     });

@@ -1,19 +1,20 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { pathWithTestNode, weftProgram } from "../helpers/executables.js";
 import { netnsPool, uniqueName, type TestNetns } from "../helpers/netns.js";
 
 /**
- * bin/bridge as a runtime runs it: a fresh process with a clean environment, the node side in a
- * namespace of its own (so cni0 and its firewall rules die with it), the pod in another. IPAM is
- * the reference host-local from /usr/lib/cni until weft's lands.
+ * weft's bridge (WEFT_BIN) as a runtime runs it: a fresh process with a clean environment, the node
+ * side in a namespace of its own (so cni0 and its firewall rules die with it), the pod in another.
+ * IPAM is the reference host-local from /usr/lib/cni until weft's lands.
  */
 
-const WEFT_BRIDGE = resolve("bin/bridge");
+const WEFT_BRIDGE = weftProgram("bridge");
 const REFERENCE_BRIDGE = "/usr/lib/cni/bridge";
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PATH = pathWithTestNode("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 
 const pool = netnsPool();
 let work: string;

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Result } from "../../lib/cni/result.js";
 import { attachmentKey, removeMasquerade } from "../../lib/netfilter/masquerade.js";
@@ -20,16 +20,18 @@ import {
   NFT_TABLE,
   TOP_DNAT_CHAIN,
 } from "../../plugins/portmap/rules.js";
+import { pathWithTestNode, WEFT_BIN } from "../helpers/executables.js";
 import { netnsPool, uniqueName, type TestNetns } from "../helpers/netns.js";
 
 /**
- * Every claim a CHECK makes, one test each: a real ADD through weft's executables (the node side in
- * a namespace of its own, so cni0 and the firewall rules die with it), a passing CHECK, then exactly
- * one thing tampered with, and CHECK must fail with code 101 and a message naming that thing.
+ * Every claim a CHECK makes, one test each: a real ADD through weft's executables (WEFT_BIN; the
+ * node side in a namespace of its own, so cni0 and the firewall rules die with it), a passing CHECK,
+ * then exactly one thing tampered with, and CHECK must fail with code 101 and a message naming that
+ * thing.
  */
 
-const BIN = resolve("bin");
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const BIN = WEFT_BIN;
+const PATH = pathWithTestNode("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 const CHECK_FAILED = 101;
 
 const pool = netnsPool();
@@ -55,7 +57,7 @@ interface Attachment {
   containerId: string;
 }
 
-/** One invocation of bin/<plugin> as a runtime makes it: a clean environment, in the node namespace. */
+/** One invocation of weft's <plugin> as a runtime makes it: a clean environment, in the node namespace. */
 function run(plugin: string, verb: string, conf: object, a: Attachment): Run {
   const env = [
     `PATH=${PATH}`,
@@ -144,7 +146,7 @@ interface BridgePod extends Attachment {
   check(): Run;
 }
 
-/** A pod added by bin/bridge, whose CHECK passes before the test tampers with it. */
+/** A pod added by weft's bridge, whose CHECK passes before the test tampers with it. */
 function bridgePod(extra: Record<string, unknown> = {}): BridgePod {
   const node = pool.create("weft-ck-node-");
   const pod = pool.create("weft-ck-pod-");
@@ -372,7 +374,7 @@ describe("bridge CHECK fails, naming it, when exactly one thing differs", () => 
 });
 
 // ---------------------------------------------------------------------------------------------
-// flannel (delegating to bin/bridge and bin/host-local)
+// flannel (delegating to weft's bridge and host-local)
 
 const SUBNET_ENV =
   "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\n" +
@@ -383,7 +385,7 @@ interface FlannelPod extends Attachment {
   check(): Run;
 }
 
-/** A pod added by bin/flannel from a dual-stack subnet.env, whose CHECK passes before the test tampers with it. */
+/** A pod added by weft's flannel from a dual-stack subnet.env, whose CHECK passes before the test tampers with it. */
 function flannelPod(): FlannelPod {
   const node = pool.create("weft-ck-node-");
   const pod = pool.create("weft-ck-pod-");
@@ -482,7 +484,7 @@ describe("loopback CHECK fails, naming it, when exactly one thing differs", () =
 });
 
 // ---------------------------------------------------------------------------------------------
-// portmap (chained after bin/bridge and bin/host-local)
+// portmap (chained after weft's bridge and host-local)
 
 interface PortmapPod extends Attachment {
   settings: PortmapSettings;
@@ -492,7 +494,7 @@ interface PortmapPod extends Attachment {
 
 const MAPPINGS = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }];
 
-/** A dual-stack pod added by bin/bridge, with port 8080 mapped by bin/portmap; CHECK passes before the test tampers. */
+/** A dual-stack pod added by weft's bridge, with port 8080 mapped by weft's portmap; CHECK passes before the test tampers. */
 function portmapPod(backend: "iptables" | "nftables"): PortmapPod {
   const node = pool.create("weft-ck-node-");
   const pod = pool.create("weft-ck-pod-");

@@ -4,15 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CNI_TYPES } from "../../plugins/registry.js";
+import { pathWithTestNode, scriptProgram, WEFT_FORM, weftProgram } from "../helpers/executables.js";
 import { command } from "../helpers/prerequisites.js";
 
 const PLUGINS = CNI_TYPES;
 const ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-/** Runs an executable the way a kubelet does: a clean environment with PATH and the CNI_ variables. */
+/**
+ * Runs an executable of the form under test (WEFT_BIN) the way a kubelet does: a clean environment
+ * with PATH and the CNI_ variables.
+ */
 function runPlugin(type: string, env: Record<string, string>, stdin: string) {
-  const out = spawnSync(join(process.cwd(), "bin", type), [], {
-    env: { PATH: "/usr/local/bin:/usr/bin:/bin", ...env },
+  const out = spawnSync(weftProgram(type), [], {
+    env: { PATH: pathWithTestNode("/usr/local/bin:/usr/bin:/bin"), ...env },
     input: stdin,
     encoding: "utf8",
   });
@@ -21,9 +25,10 @@ function runPlugin(type: string, env: Record<string, string>, stdin: string) {
 
 const ADD = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "exec-test", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/nonexistent" };
 
+// The script form's file itself: bin/ whatever the form under test.
 describe.each(PLUGINS)("bin/%s", (type) => {
   it("is one self-contained file: no require of anything but Node's own modules", () => {
-    const source = readFileSync(join(process.cwd(), "bin", type), "utf8");
+    const source = readFileSync(scriptProgram(type), "utf8");
     expect(source.startsWith("#!/usr/bin/env node\n")).toBe(true);
     // (ajv's runtime modules carry their own require call as a string: that one is text, not code.)
     const required = [...source.matchAll(/(?<!['"])\brequire\("([^"]+)"\)/g)].map((m) => m[1]);
@@ -35,10 +40,10 @@ describe.each(PLUGINS)("bin/%s", (type) => {
   it("runs from a directory with no node_modules anywhere above it", () => {
     const dir = mkdtempSync(join(tmpdir(), "weft-lonely-"));
     try {
-      copyFileSync(join(process.cwd(), "bin", type), join(dir, type));
+      copyFileSync(scriptProgram(type), join(dir, type));
       chmodSync(join(dir, type), 0o755);
       const out = spawnSync(join(dir, type), [], {
-        env: { PATH: "/usr/bin:/bin", ...ADD },
+        env: { PATH: pathWithTestNode("/usr/bin:/bin"), ...ADD },
         input: JSON.stringify({ cniVersion: "1.0.0", name: "n", type, dns: { nameservers: 1 } }),
         encoding: "utf8",
       });
@@ -48,7 +53,10 @@ describe.each(PLUGINS)("bin/%s", (type) => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
 
+// What every form does alike: the form under test.
+describe.each(PLUGINS)(`%s (${WEFT_FORM} form)`, (type) => {
   it("answers VERSION with all seven versions", () => {
     const out = runPlugin(type, { CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.1.0"}');
     expect(out.status).toBe(0);
@@ -148,14 +156,10 @@ describe("stdio handed over non-blocking", () => {
     const dir = mkdtempSync(join(tmpdir(), "weft-nonblock-"));
     try {
       const trace = join(dir, "trace");
-      const out = spawnSync(
-        "perl",
-        ["-e", nonBlockingStdin, "strace", "-f", "-qq", "-e", "trace=read,poll", "-o", trace, join(process.cwd(), "bin", "loopback")],
-        {
-          env: { PATH: "/usr/bin:/bin", CNI_COMMAND: "VERSION", CONFIG: '{"cniVersion":"1.0.0"}' },
-          encoding: "utf8",
-        },
-      );
+      const out = spawnSync("perl", ["-e", nonBlockingStdin, "strace", "-f", "-qq", "-e", "trace=read,poll", "-o", trace, weftProgram("loopback")], {
+        env: { PATH: pathWithTestNode("/usr/bin:/bin"), CNI_COMMAND: "VERSION", CONFIG: '{"cniVersion":"1.0.0"}' },
+        encoding: "utf8",
+      });
       expect(out.status, out.stderr).toBe(0);
       expect(JSON.parse(out.stdout)).toMatchObject({ cniVersion: "1.0.0", supportedVersions: ALL_VERSIONS });
       const lines = readFileSync(trace, "utf8").split("\n");

@@ -1,20 +1,25 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { pathWithTestNode, scriptProgram, WEFT_FORM, weftProgram } from "../helpers/executables.js";
 import { all, referencePlugins, rootUser } from "../helpers/prerequisites.js";
 
 /**
- * One process per pod: bin/flannel runs a delegate that is weft's own executable of the same build
- * in its own process. Until weft's bridge and host-local land, the weft delegate here is flannel
- * itself (flannel -> flannel -> reference bridge -> host-local): the outer flannel either runs the
- * inner one in-process (CNI_PATH holds an exact copy of bin/flannel) or executes it (the same file
- * with another version on its banner line, so the bundle does not claim it). Both must give the
- * same stdout, exit status, stderr and pod.
+ * One process per pod: weft's flannel runs a delegate that is weft's own executable of the same
+ * build in its own process. The weft delegate here is flannel itself (flannel -> flannel ->
+ * reference bridge -> host-local): the outer flannel (WEFT_BIN's) either runs the inner one
+ * in-process or executes it, and both must give the same stdout, exit status, stderr and pod. The
+ * script form trusts a delegate by its banner: in-process, CNI_PATH holds an exact copy of the
+ * file; executed, the same file with another version on its banner line, so the bundle does not
+ * claim it. The standalone executable trusts only itself, by inode: in-process, CNI_PATH holds a
+ * symlink to it; executed, a copy of it.
  */
 const REFERENCE_PLUGINS = "/usr/lib/cni";
-const FLANNEL = join(process.cwd(), "bin", "flannel");
+const FLANNEL = weftProgram("flannel");
+/** The probe is a banner over a body of its own: only the script form reads banners. */
+const SCRIPT_FLANNEL = scriptProgram("flannel");
 const needs = all(rootUser(), referencePlugins("bridge", "host-local"));
 
 let work: string;
@@ -37,13 +42,20 @@ type Mode = "in-process" | "exec" | "probe";
 beforeEach(() => {
   work = mkdtempSync(join(tmpdir(), "weft-flannel-inproc-"));
   namespaces = [];
-  const flannel = readFileSync(FLANNEL, "utf8");
-  const [shebang, banner] = flannel.split("\n", 2);
-  expect(banner).toMatch(/^\/\/ weft \S+ flannel$/);
   for (const mode of ["in-process", "exec", "probe"] as Mode[]) mkdirSync(join(work, mode));
-  copyFileSync(FLANNEL, join(work, "in-process", "flannel"));
-  writeFileSync(join(work, "exec", "flannel"), flannel.replace(banner!, banner!.replace(/^(\/\/ weft \S+)/, "$1-other-build")), { mode: 0o755 });
-  // weft's banner over a body that fails if anything executes it.
+  if (WEFT_FORM === "script") {
+    const flannel = readFileSync(FLANNEL, "utf8");
+    const banner = flannel.split("\n", 2)[1]!;
+    expect(banner).toMatch(/^\/\/ weft \S+ flannel$/);
+    copyFileSync(FLANNEL, join(work, "in-process", "flannel"));
+    writeFileSync(join(work, "exec", "flannel"), flannel.replace(banner, banner.replace(/^(\/\/ weft \S+)/, "$1-other-build")), { mode: 0o755 });
+  } else {
+    symlinkSync(FLANNEL, join(work, "in-process", "flannel"));
+    copyFileSync(FLANNEL, join(work, "exec", "flannel"));
+  }
+  // bin/flannel's banner over a body that fails if anything executes it.
+  const [shebang, banner] = readFileSync(SCRIPT_FLANNEL, "utf8").split("\n", 2);
+  expect(banner).toMatch(/^\/\/ weft \S+ flannel$/);
   writeFileSync(join(work, "probe", "flannel"), `${shebang}\n${banner}\nprocess.stdout.write('{"code":999,"msg":"executed"}');process.exit(1);\n`, {
     mode: 0o755,
   });
@@ -68,11 +80,14 @@ function netconf(): Record<string, unknown> {
   };
 }
 
-/** Runs bin/flannel in `nodeNs` with CNI_PATH = the mode's directory, then the reference plugins. */
+/**
+ * Runs weft's flannel in `nodeNs` with CNI_PATH = the mode's directory, then the reference plugins:
+ * the form under test, bin/flannel for the probe.
+ */
 function cni(mode: Mode, verb: string, nodeNs: string, podNs: string | undefined, env: Record<string, string> = {}, conf = netconf()) {
-  const out = spawnSync("ip", ["netns", "exec", nodeNs, FLANNEL], {
+  const out = spawnSync("ip", ["netns", "exec", nodeNs, mode === "probe" ? SCRIPT_FLANNEL : FLANNEL], {
     env: {
-      PATH: "/usr/bin:/bin",
+      PATH: pathWithTestNode("/usr/bin:/bin"),
       CNI_COMMAND: verb,
       CNI_CONTAINERID: "ctr-1",
       CNI_NETNS: podNs ? `/run/netns/${podNs}` : "",
@@ -111,7 +126,7 @@ function leftovers(): string[] {
   return dirs.flatMap((d) => (existsSync(d) ? readdirSync(d).filter((f) => f !== "lock" && !f.startsWith("last_reserved")) : []));
 }
 
-describe.skipIf(needs.skip)(needs.title("in-process delegation through bin/flannel"), () => {
+describe.skipIf(needs.skip)(needs.title(`in-process delegation through weft's flannel (${WEFT_FORM} form)`), () => {
   it("ADD, CHECK and DEL give the same outputs and the same pod in-process as executed", () => {
     const seen: Record<string, unknown>[] = [];
     for (const mode of ["exec", "in-process"] as Mode[]) {
@@ -168,7 +183,7 @@ describe.skipIf(needs.skip)(needs.title("in-process delegation through bin/flann
     expect(outputs[1]).toEqual(outputs[0]);
   });
 
-  it("really runs in-process: a weft executable of this build is never executed", () => {
+  it("really runs in-process: a weft executable of this build is never executed (bin/flannel: a banner over another body)", () => {
     const nodeNs = addNamespace("node");
     const pod = addNamespace("pod");
     const add = cni("probe", "ADD", nodeNs, pod);

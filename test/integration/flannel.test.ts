@@ -1,17 +1,19 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { pathWithTestNode, weftProgram } from "../helpers/executables.js";
 import { all, referencePlugins, rootUser } from "../helpers/prerequisites.js";
 
 /**
- * weft's flannel through its executable, with Debian's reference bridge and host-local behind it.
- * Each test has a node namespace of its own (cni0 lives and dies there), pod namespaces, and a temp
- * directory for subnet.env, flannel's dataDir and host-local's store: nothing of the host is touched.
+ * weft's flannel (WEFT_BIN) through its executable, with Debian's reference bridge and host-local
+ * behind it. Each test has a node namespace of its own (cni0 lives and dies there), pod namespaces,
+ * and a temp directory for subnet.env, flannel's dataDir and host-local's store: nothing of the host
+ * is touched.
  */
 const REFERENCE_PLUGINS = "/usr/lib/cni";
-const FLANNEL = join(process.cwd(), "bin", "flannel");
+const FLANNEL = weftProgram("flannel");
 const needs = all(rootUser(), referencePlugins("bridge", "host-local"));
 
 const SUBNET_ENV_V4 = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
@@ -40,9 +42,10 @@ beforeEach(() => {
   namespaces = [];
   nodeNs = addNamespace("node");
   ip("-n", nodeNs, "link", "set", "lo", "up");
-  // CNI_PATH as a node has it: weft's flannel first, the reference plugins after.
+  // CNI_PATH as a node has it: weft's flannel first (alone: weft's bridge and host-local stay out),
+  // the reference plugins after.
   mkdirSync(join(work, "bin"));
-  copyFileSync(FLANNEL, join(work, "bin", "flannel"));
+  symlinkSync(FLANNEL, join(work, "bin", "flannel"));
   writeFileSync(join(work, "subnet.env"), SUBNET_ENV_V4);
 });
 
@@ -75,7 +78,7 @@ interface Run {
 function cni(verb: string, containerId: string, podNs: string | undefined, conf: unknown, env: Record<string, string> = {}): Run {
   const out = spawnSync("ip", ["netns", "exec", nodeNs, join(work, "bin", "flannel")], {
     env: {
-      PATH: "/usr/bin:/bin",
+      PATH: pathWithTestNode("/usr/bin:/bin"),
       CNI_COMMAND: verb,
       CNI_CONTAINERID: containerId,
       CNI_NETNS: podNs ? `/run/netns/${podNs}` : "",
@@ -132,7 +135,7 @@ function podRoutes(podNs: string, family: "-4" | "-6"): string[] {
     .map((l) => l.replace(/ (proto kernel|metric \d+|pref medium|scope link|src \S+)/g, "").trim());
 }
 
-describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-local, through bin/flannel"), () => {
+describe.skipIf(needs.skip)(needs.title("flannel -> reference bridge -> host-local, through weft's flannel"), () => {
   it("ADD sets up the pod from subnet.env (address, MTU 1450, routes) and saves the Go plugin's delegate file; DEL undoes all of it", () => {
     const pod = addNamespace("pod");
     const add = cni("ADD", "ctr-a", pod, netconf());

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { pathWithTestNode } from "../helpers/executables.js";
 import { addressesOf, makeSandbox, run, runAsync, snapshot, WEFT, type Call, type Sandbox } from "../helpers/host-local-harness.js";
 
 let sandbox: Sandbox;
@@ -196,7 +197,7 @@ describe("host-local ADD", () => {
     const start = (i: number) => {
       const child = spawn(WEFT, [], {
         env: {
-          PATH: "/usr/bin:/bin",
+          PATH: pathWithTestNode("/usr/bin:/bin"),
           CNI_COMMAND: "ADD",
           CNI_CONTAINERID: `k${i}`,
           CNI_NETNS: "/x",

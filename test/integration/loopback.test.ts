@@ -1,13 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { pathWithTestNode, weftProgram } from "../helpers/executables.js";
 import { netnsPool } from "../helpers/netns.js";
 
-/** bin/loopback against Debian's /usr/lib/cni/loopback, each in a pod namespace of its own. */
+/** weft's loopback (WEFT_BIN) against Debian's /usr/lib/cni/loopback, each in a pod namespace of its own. */
 
-const WEFT = resolve("bin/loopback");
+const WEFT = weftProgram("loopback");
 const REF = "/usr/lib/cni/loopback";
-const PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+const PATH = pathWithTestNode("/usr/sbin:/usr/bin:/sbin:/bin");
 const pool = netnsPool();
 afterEach(() => pool.cleanup());
 

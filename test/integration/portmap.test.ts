@@ -2,21 +2,22 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_pr
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { pathWithTestNode, weftProgram } from "../helpers/executables.js";
 import { netnsPool, type TestNetns } from "../helpers/netns.js";
 
 /**
- * bin/portmap as a runtime runs it: chained after Debian's reference bridge + host-local, driven by
- * the conformance suite's libcni driver (Debian's libcni, as containerd uses it) or executed
- * directly. Each test builds a node namespace (so cni0, the nat rules and the nft tables die with
- * it), a "client" namespace wired to the node by a veth (another host), and pod namespaces with a
- * TCP server on port 80 that answers with the address it sees the connection from.
+ * weft's portmap (WEFT_BIN) as a runtime runs it: chained after Debian's reference bridge +
+ * host-local, driven by the conformance suite's libcni driver (Debian's libcni, as containerd uses
+ * it) or executed directly. Each test builds a node namespace (so cni0, the nat rules and the nft
+ * tables die with it), a "client" namespace wired to the node by a veth (another host), and pod
+ * namespaces with a TCP server on port 80 that answers with the address it sees the connection from.
  */
 
-const WEFT_PORTMAP = resolve("bin/portmap");
+const WEFT_PORTMAP = weftProgram("portmap");
 const REF = "/usr/lib/cni";
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PATH = pathWithTestNode("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 const NET = "pmnet";
 const NODE_V4 = "192.168.77.1";
 const NODE_V6 = "fd77::1";
@@ -233,7 +234,7 @@ function prevResultOf(node: Node, id: string, pod: TestNetns): Record<string, un
   return JSON.parse(drvOk(node, ["add", NET, id, pod.path, "eth0"], [])) as Record<string, unknown>;
 }
 
-/** bin/portmap (or the reference) executed directly in the node namespace. */
+/** weft's portmap (or the reference) executed directly in the node namespace. */
 function exec(node: Node, plugin: string, verb: string, conf: Record<string, unknown>, id: string, netns: string) {
   const p = spawnSync(
     "ip",

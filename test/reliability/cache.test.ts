@@ -2,8 +2,9 @@ import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pathWithTestNode, ROOT, scriptProgram } from "../helpers/executables.js";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
 import { uniqueName } from "../helpers/netns.js";
 
@@ -11,10 +12,10 @@ import { uniqueName } from "../helpers/netns.js";
  * weft's cache (lib/native/cache.ts, scripts/loader.ts, lib/native/native.ts) is only an
  * optimisation: whatever is wrong with it, a plugin runs without it, with the same result and one line
  * on stderr, and never loads what it does not trust. Each case runs bin/loopback (which carries the
- * native addon) for real, killed with its process group after HARD_TIMEOUT_MS.
+ * native addon) for real, killed with its process group after HARD_TIMEOUT_MS: the script form's
+ * loader, whatever form WEFT_BIN selects; the last case builds a Node.js single executable of its own.
  */
 
-const ROOT = resolve(".");
 const HARD_TIMEOUT_MS = 20_000;
 const need = all(rootUser(), command("gcc"), command("unshare", "util-linux"));
 const ADDON_SHA = createHash("sha256")
@@ -38,7 +39,7 @@ function run(command: string, args: string[], env: Record<string, string>, stdin
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, {
       detached: true,
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", TMPDIR: tmp, ...env },
+      env: { PATH: pathWithTestNode("/usr/sbin:/usr/bin:/sbin:/bin"), TMPDIR: tmp, ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";
@@ -76,7 +77,7 @@ function cniEnv(cache: string): Record<string, string> {
 }
 
 /** A loopback ADD with WEFT_CACHE_DIR=cache, optionally inside `unshare -m sh -c <setup>; exec ...`. */
-async function loopbackAdd(cache: string, setup?: string, exe = join(ROOT, "bin/loopback")): Promise<Run> {
+async function loopbackAdd(cache: string, setup?: string, exe = scriptProgram("loopback")): Promise<Run> {
   const tmp = mkdtempSync(join(work, "tmp-"));
   try {
     const result = setup

@@ -8,7 +8,7 @@ import { esbuildNativeAddons } from "../../scripts/native-addons.mjs";
 import { FUZZ_PLUGINS, generateCases, safePaths, type FuzzCase, type FuzzPlugin } from "./cases.js";
 import type { CaseOutcome } from "./driver.js";
 import { hex, Random, seedFromEnv } from "./random.js";
-import { createNode, ROOT, weftBuildVersion, type Node } from "./sandbox.js";
+import { createNode, PATH, ROOT, weftBuildVersion, type Node } from "./sandbox.js";
 import { record } from "./figures.js";
 
 /**
@@ -71,7 +71,9 @@ function runDriver(plugin: FuzzPlugin, cases: FuzzCase[], execDir?: string): Cas
   const input = join(node.work, "cases", `${tag}.json`);
   const output = join(node.work, "cases", `${tag}.out.json`);
   writeFileSync(input, JSON.stringify({ work: node.work, pod: node.pods[0], fixtures, cases, caseTimeoutMs: CASE_TIMEOUT_MS, execDir }));
-  const p = spawnSync("ip", ["netns", "exec", node.name, "env", `WEFT_CACHE_DIR=${node.cacheDir}`, process.execPath, driver, input, output], {
+  // The driver (this Node.js) executes the sample with the PATH it was given: the sandbox's.
+  const env = [`WEFT_CACHE_DIR=${node.cacheDir}`, `PATH=${PATH}`];
+  const p = spawnSync("ip", ["netns", "exec", node.name, "env", ...env, process.execPath, driver, input, output], {
     encoding: "utf8",
   });
   const outcomes = readFileSync(output, "utf8")
@@ -153,7 +155,7 @@ function judge(c: FuzzCase, o: CaseOutcome): Verdict {
 }
 
 describe.each(FUZZ_PLUGINS)("fuzz %s", (plugin) => {
-  it(`${CASES} hostile inputs in process, and a sample through bin/${plugin}: each a result or a CNI error, nothing left behind`, () => {
+  it(`${CASES} hostile inputs in process, and a sample through WEFT_BIN's ${plugin}: each a result or a CNI error, nothing left behind`, () => {
     const cases = generateCases(plugin, new Random(SEED).fork(plugin), CASES, {
       work: node.work,
       podNetns: `/run/netns/${node.pods[0]}`,

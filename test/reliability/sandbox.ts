@@ -1,20 +1,24 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { CNI_TYPES } from "../../plugins/registry.js";
+import { pathWithTestNode, ROOT, scriptProgram, WEFT_BIN } from "../helpers/executables.js";
 import { uniqueName } from "../helpers/netns.js";
 
 /**
  * A node for the reliability tests: a namespace standing for the node (bridges, veths, firewall
  * rules and the plugins' processes live there), pod namespaces, and a temporary directory with
- * CNI_PATH (weft's executables), data directories and subnet.env. remove() undoes all of it.
+ * CNI_PATH (weft's executables under test, WEFT_BIN), data directories and subnet.env. remove()
+ * undoes all of it.
  */
 
-export const ROOT = resolve(".");
-export const BIN = join(ROOT, "bin");
+export { ROOT };
+/** weft's executables under test (WEFT_BIN, test/helpers/executables.ts). */
+export const BIN = WEFT_BIN;
 export const REFERENCE_DIR = "/usr/lib/cni";
-export const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** The plugins' PATH: the test's own Node.js first, for the script form's #!/usr/bin/env node. */
+export const PATH = pathWithTestNode("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
 
 /** The node's flanneld lease most scenarios use: IPv4 only, VXLAN's MTU, masquerade by flanneld. */
 export const SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";
@@ -36,7 +40,7 @@ export function flannelConf(node: Node, extra: Record<string, unknown> = {}): Re
 export interface Node {
   name: string;
   work: string;
-  /** weft's executables (symlinks to bin/), then nothing else. */
+  /** weft's executables (symlinks to those in WEFT_BIN), then nothing else. */
   cniPath: string;
   cacheDir: string;
   pods: string[];
@@ -246,9 +250,13 @@ export function invokeBounded(node: Node, inv: Invocation, hardTimeoutMs = 60_00
   });
 }
 
-/** The version in a weft executable's banner (line 2): in-process delegation trusts only that build. */
+/**
+ * The version in bin/host-local's banner (line 2): in-process delegation trusts only that build, so
+ * a dispatcher built from these sources with it runs bin/'s plugins in its own process (any other
+ * form's are executed).
+ */
 export function weftBuildVersion(): string {
-  const m = /^\/\/ weft (\S+) /m.exec(readFileSync(join(BIN, "host-local"), "utf8").slice(0, 300));
+  const m = /^\/\/ weft (\S+) /m.exec(readFileSync(scriptProgram("host-local"), "utf8").slice(0, 300));
   if (!m) throw new Error("bin/host-local has no weft banner: run make");
   return m[1]!;
 }

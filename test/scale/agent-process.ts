@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startInNetns, type NetnsProcess } from "../helpers/netns-process.js";
 
@@ -8,7 +9,7 @@ import { startInNetns, type NetnsProcess } from "../helpers/netns-process.js";
  */
 
 export interface AgentOptions {
-  node: string;
+  /** The agent's executable, run as it is (a script form finds this process's Node.js first on PATH). */
   flanneld: string;
   netns: string;
   args: string[];
@@ -68,8 +69,10 @@ export class AgentProcess {
   }
 
   start(): void {
-    const { netns, node, flanneld, args, logFile, env } = this.options;
-    this.process = startInNetns({ netns, argv: [node, flanneld, ...args], logPath: logFile, env, name: `agent in ${netns}` });
+    const { netns, flanneld, args, logFile, env } = this.options;
+    // `#!/usr/bin/env node` execs node in place: the pid sampled is still the agent's.
+    const path = `${dirname(process.execPath)}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`;
+    this.process = startInNetns({ netns, argv: [flanneld, ...args], logPath: logFile, env: { PATH: path, ...env }, name: `agent in ${netns}` });
   }
 
   async metrics(): Promise<Record<string, number>> {

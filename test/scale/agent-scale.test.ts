@@ -1,20 +1,20 @@
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { ROOT, WEFT_FLANNELD } from "../helpers/executables.js";
 import { all, command, prerequisite, rootUser } from "../helpers/prerequisites.js";
 
 // The agent's scale benchmark (make bench) at tiny sizes, so that it keeps working: it must converge,
 // churn and end with the kernel holding exactly the leases' entries. Not a timed test: no figure is
-// judged, only the counts and the proof.
+// judged, only the counts and the proof. The agent is the one under test (WEFT_FLANNELD).
 
-const ROOT = resolve(import.meta.dirname, "../..");
 const needs = all(
   rootUser(),
   command("etcd", "etcd-server"),
   command("etcdctl", "etcd-client"),
-  prerequisite("bin/flanneld (make build)", existsSync(join(ROOT, "bin/flanneld"))),
+  prerequisite(`${WEFT_FLANNELD} (make build)`, existsSync(WEFT_FLANNELD)),
 );
 
 describe.skipIf(needs.skip)(needs.title("the agent's scale benchmark, tiny"), () => {
@@ -40,6 +40,8 @@ describe.skipIf(needs.skip)(needs.title("the agent's scale benchmark, tiny"), ()
       "20",
       "--json",
       json,
+      "--flanneld",
+      WEFT_FLANNELD,
     ];
     const output = await new Promise<string>((done, fail) =>
       execFile(process.execPath, args, { cwd: ROOT, timeout: 150_000, killSignal: "SIGTERM" }, (err, stdout, stderr) =>

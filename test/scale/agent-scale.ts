@@ -5,14 +5,15 @@
 //     [--cpu-prof DIR] [--route-resync S] [--logs DIR] [--changes CSV] [--no-join]
 //     [--timeout-seconds 300]
 //
-// A one-member etcd lab and one node namespace running bin/flanneld (vxlan), then, from a second node
-// namespace on the same underlay (as other nodes write), leases of fake peers: the first size written
-// at once, then as many more as make the next size (the agent keeps running: each step is an increment),
-// each time until the kernel holds every peer's route, neighbour and fdb entry; a quiet spell; then
-// lease churn at a fixed rate. Measured: convergence, lag of each change until the kernel has it
-// (ip/bridge monitors in the agent's namespace), etcd requests per lease event (the agent's /metrics),
-// the agent's CPU time and memory (/proc), and at the end the kernel's tables, dumped, compared entry
-// by entry with the leases in etcd. Everything it makes is removed at the end, also on failure or Ctrl-C.
+// A one-member etcd lab and one node namespace running the agent (--flanneld, executed as it is;
+// default bin/flanneld) with vxlan, then, from a second node namespace on the same underlay (as other
+// nodes write), leases of fake peers: the first size written at once, then as many more as make the
+// next size (the agent keeps running: each step is an increment), each time until the kernel holds
+// every peer's route, neighbour and fdb entry; a quiet spell; then lease churn at a fixed rate.
+// Measured: convergence, lag of each change until the kernel has it (ip/bridge monitors in the
+// agent's namespace), etcd requests per lease event (the agent's /metrics), the agent's CPU time and
+// memory (/proc), and at the end the kernel's tables, dumped, compared entry by entry with the leases
+// in etcd. Everything it makes is removed at the end, also on failure or Ctrl-C.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -160,7 +161,7 @@ class Inner {
     const env: Record<string, string> = {};
     if (c.cpuProfDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${c.cpuProfDir}`;
     const agent = new AgentProcess(
-      { node: process.execPath, flanneld: c.flanneld, netns, args, logFile: join(c.work, `${label}.log`), env },
+      { flanneld: c.flanneld, netns, args, logFile: join(c.work, `${label}.log`), env },
       `http://${address}:${HEALTHZ_PORT}`,
     );
     return { label, netns, agent, mirror: undefined as unknown as KernelMirror };
