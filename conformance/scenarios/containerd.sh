@@ -86,7 +86,7 @@ sc_containerd() {
   defer "rm -rf $CTR_STATE"
   mkdir -p "$SCN_DIR/c/root" "$SCN_DIR/c/ovl" "$SCN_DIR/bin" "$SCN_DIR/empty" "$SCN_DIR/ipam"
   if [ "$plugins" = weft ]; then
-    for p in $(cat "$WEFT_BIN/programs"); do cp "$WEFT_BIN/$p" "$SCN_DIR/bin/"; done
+    for p in $WEFT_PROGRAMS; do cp "$WEFT_BIN/$p" "$SCN_DIR/bin/"; done
     subnet_env "$SCN_DIR/subnet.env" 10.244.1.1/24 1450
     jq --argjson p "$(flannel_plugins "$SCN_DIR/subnet.env")" '.plugins = $p' "$ROOT/conf/10-flannel.conflist" >"$SCN_DIR/10-flannel.conflist"
   else

@@ -5,7 +5,7 @@ ALL_VERSIONS="0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0"
 
 target_plugins() {
   case $TARGET in
-    weft) tr '\n' ' ' <"$WEFT_BIN/programs" ;;
+    weft) echo "$WEFT_PROGRAMS" ;;
     *) echo "$SHARED_PLUGINS" ;;
   esac
 }
