@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/.node/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/.node
 endif
 
-.PHONY: all build install install-conf check test unit conformance bench demo typecheck lint format clean mutation
+.PHONY: all build install install-conf check check-installed test unit conformance bench demo typecheck lint format clean mutation
 
 all: build
 
@@ -63,6 +63,20 @@ format: node_modules
 # everything, ending in one "N passed, N failed" line.
 check: build lint
 	bash scripts/check
+
+# The tests that execute weft's programs once more, against the standalone executables as an operator
+# gets them: STANDALONE_DIR (default dist/standalone, built first by `make standalone`, so RUNTIME=bun
+# tests the Bun-compiled one) installed by scripts/install into a fresh directory under build/ (CNI
+# plugins and flanneld side by side, removed afterwards), then test/integration, test/reliability,
+# test/scale and the conformance suite with WEFT_BIN set to it (scripts/check --installed), ending in
+# the same "total: N passed, N failed, N skipped" line. The unit tests run once, in make check.
+# STANDALONE_DIR=DIR tests a build made elsewhere, as it is (not rebuilt).
+STANDALONE_DIR ?= dist/standalone
+check-installed: $(if $(filter dist/standalone,$(STANDALONE_DIR)),standalone,build)
+	@mkdir -p build
+	@dir=$$(mktemp -d "$(CURDIR)/build/check-installed.XXXXXX") && trap 'rm -rf "$$dir"' EXIT && \
+	  sh scripts/install --from "$(STANDALONE_DIR)" --bin-dir "$$dir/bin" --agent-dir "$$dir/bin" --no-conf && \
+	  bash scripts/check --installed "$$dir/bin"
 
 conformance: build
 	bash conformance/run
