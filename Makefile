@@ -76,7 +76,7 @@ check-installed: $(if $(filter dist/standalone,$(STANDALONE_DIR)),standalone,bui
 	@mkdir -p build
 	@dir=$$(mktemp -d "$(CURDIR)/build/check-installed.XXXXXX") && trap 'rm -rf "$$dir"' EXIT && \
 	  sh scripts/install --from "$(STANDALONE_DIR)" --bin-dir "$$dir/bin" --agent-dir "$$dir/bin" --no-conf && \
-	  bash scripts/check --installed "$$dir/bin"
+	  WEFT_STANDALONE_RUNTIME=$(RUNTIME) bash scripts/check --installed "$$dir/bin"
 
 conformance: build
 	bash conformance/run
