@@ -21,7 +21,19 @@ const nodeGlobals = Object.fromEntries(
 
 export default tseslint.config(
   {
-    ignores: ["bin/", "gen/", "dist/", "build/", "coverage/", "reports/", ".node/", ".bun/", ".stryker-tmp/", "conformance/.work/", "conformance/reference/"],
+    ignores: [
+      "bin/",
+      "gen/",
+      "dist/",
+      "build/",
+      "coverage/",
+      "reports/",
+      ".node/",
+      ".bun/",
+      ".stryker-tmp/",
+      "conformance/.work/",
+      "conformance/reference/",
+    ],
   },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
