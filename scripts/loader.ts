@@ -14,9 +14,8 @@
 // A code cache is written only by a run that succeeded: it holds the functions its run compiled, and
 // a failed run (the first ADDs of a node often fail, before flannel has written subnet.env) compiles
 // only its error path, which would leave every later ADD compiling the rest (about 10 ms, measured).
-// A build's first run on a node also removes the cache's entries nothing has changed for 30 days
-// (other builds' bundles and addons; one still in use is unpacked again by its next run), so
-// upgrades do not pile up.
+// A build's first run on a node also removes the cache's stale entries (WeftCache.pruneOnFirstRun);
+// the Bun form, which has no loader, does so when it first writes its addon (lib/native/native.ts).
 //
 // It runs as the executable's CommonJS main script: `require`, `module`, `__filename` and
 // `__dirname` are that script's.
@@ -27,8 +26,6 @@ import { weftCache } from "../lib/native/cache.js";
 declare const STANDALONE: boolean;
 declare const BUNDLE_SHA256: string;
 declare const PLUGIN_TYPE: string;
-
-const STALE_MS = 30 * 24 * 3600 * 1000;
 
 const cache = weftCache();
 const verb = /^[A-Z]{1,8}$/.test(process.env.CNI_COMMAND || "") ? process.env.CNI_COMMAND! : "NONE";
@@ -75,7 +72,7 @@ function bundleSource(dir: string | null): string {
 }
 
 const dir = cache.dir(BUNDLE_SHA256);
-if (dir && cache.created(BUNDLE_SHA256)) cache.prune(BUNDLE_SHA256, STALE_MS);
+if (dir) cache.pruneOnFirstRun(BUNDLE_SHA256);
 const source = bundleSource(dir);
 const codeCacheFile = `${dir}/${STANDALONE ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
 const cached = cache.usable() ? cache.read(codeCacheFile) : undefined;

@@ -28,8 +28,6 @@ export interface WeftCache {
   usable(): boolean;
   /** <root>/<name>, created 0700 when missing and checked with the chain above it; null when not usable. */
   dir(name: string): string | null;
-  /** Whether this run created <root>/<name> (a build's first run on this node). */
-  created(name: string): boolean;
   /** An fd open for reading on file, never through a symlink at its end. */
   openFile(file: string): number;
   /** An fd on a file of the cache; undefined when it does not exist, null after a warning. */
@@ -52,8 +50,12 @@ export interface WeftCache {
   write(file: string, data: Uint8Array, mode?: number): boolean;
   /** Removes a file found not to match its hash, so that the next run writes it again. */
   discard(file: string): void;
-  /** Removes the <sha256> directories nothing has changed for maxAgeMs, except keep. */
-  prune(keep: string, maxAgeMs: number): void;
+  /**
+   * When this run created <root>/<name> (a build's first run on this node), removes the other
+   * <sha256> directories nothing has changed for STALE_ENTRY_MS: other builds' bundles and addons,
+   * so that upgrades do not pile up (one still in use is written again by its next run).
+   */
+  pruneOnFirstRun(name: string): void;
 }
 
 // In a CommonJS bundle `require` is Node's own; under vitest (ESM) one is made for this module.
@@ -62,6 +64,8 @@ const load: NodeJS.Require = typeof require === "function" ? require : createReq
 const KEY = Symbol.for("weft.cache");
 
 export const DEFAULT_CACHE_DIR = "/var/cache/weft";
+
+export const STALE_ENTRY_MS = 30 * 24 * 3600 * 1000;
 
 class Untrusted extends Error {}
 
@@ -144,7 +148,6 @@ export function weftCache(): WeftCache {
         return null;
       }
     },
-    created: (name) => created.has(`${root}/${name}`),
     // (Node opens every file close-on-exec.)
     openFile: (file) => fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW),
     open(file) {
@@ -232,13 +235,14 @@ export function weftCache(): WeftCache {
         // another run replaced it first
       }
     },
-    prune(keep, maxAgeMs) {
+    pruneOnFirstRun(keep) {
+      if (!created.has(`${root}/${keep}`)) return;
       try {
         for (const name of fs.readdirSync(root)) {
           if (!/^[0-9a-f]{64}$/.test(name) || name === keep) continue;
           try {
             const st = fs.lstatSync(`${root}/${name}`);
-            if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > maxAgeMs)
+            if (st.isDirectory() && st.uid === uid && Date.now() - st.mtimeMs > STALE_ENTRY_MS)
               fs.rmSync(`${root}/${name}`, { recursive: true, force: true });
           } catch {
             // another run removed it first, or it is not ours to remove

@@ -33,12 +33,13 @@ function dlopenFd<T>(fd: number, module: { exports: T }): void {
 function loadFromCache<T>(cache: WeftCache, addon: EmbeddedAddon, module: { exports: T }): boolean {
   const dir = cache.dir(addon.sha256);
   if (dir === null) return false;
+  cache.pruneOnFirstRun(addon.sha256);
   const file = `${dir}/${addon.name}.node`;
   let verified = cache.openVerified(file, addon.sha256);
   if (verified === undefined) {
     if (!cache.write(file, addon.bytes(), 0o500)) return false;
     verified = cache.openVerified(file, addon.sha256);
-    // A newer build's first run may have pruned this entry as stale just now (scripts/loader.ts).
+    // A newer build's first run may have pruned this entry as stale just now (pruneOnFirstRun).
     if (verified === undefined) cache.warn(`${file} vanished after it was written`);
   }
   if (!verified) return false;

@@ -69,6 +69,16 @@ function formOf(dir: string): WeftForm {
  */
 export const WEFT_FORM: WeftForm = formOf(WEFT_BIN);
 
+export type WeftRuntime = "node" | "bun";
+
+/**
+ * The runtime the executables under test run on: the script form and the Node.js single executable
+ * on Node.js; a standalone set built with Bun when WEFT_STANDALONE_RUNTIME=bun says so (as
+ * `make check-installed RUNTIME=bun` does). Only the cache's expectations differ: the Bun form
+ * carries its bytecode and has no loader.
+ */
+export const WEFT_RUNTIME: WeftRuntime = WEFT_FORM === "standalone" && process.env.WEFT_STANDALONE_RUNTIME === "bun" ? "bun" : "node";
+
 /** The directory of the Node.js running the tests. */
 export const TEST_NODE_DIR = dirname(process.execPath);
 

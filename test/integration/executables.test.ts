@@ -1,10 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CNI_TYPES } from "../../plugins/registry.js";
-import { pathWithTestNode, scriptProgram, WEFT_FORM, weftProgram } from "../helpers/executables.js";
+import { pathWithTestNode, scriptProgram, WEFT_FORM, WEFT_RUNTIME, weftProgram } from "../helpers/executables.js";
+import { createNetns, removeNetns } from "../helpers/netns.js";
 import { command } from "../helpers/prerequisites.js";
 
 const PLUGINS = CNI_TYPES;
@@ -22,6 +23,8 @@ function runPlugin(type: string, env: Record<string, string>, stdin: string) {
   });
   return { status: out.status, stdout: out.stdout, stderr: out.stderr };
 }
+
+const codeCacheFiles = (cache: string) => readdirSync(cache).flatMap((dir) => readdirSync(join(cache, dir)).filter((f) => f.endsWith(".jscache")));
 
 const ADD = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "exec-test", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/nonexistent" };
 
@@ -63,17 +66,20 @@ describe.each(PLUGINS)(`%s (${WEFT_FORM} form)`, (type) => {
     expect(JSON.parse(out.stdout)).toEqual({ cniVersion: "1.1.0", supportedVersions: ALL_VERSIONS });
   });
 
-  it("keeps a V8 code cache of a verb only from a run of it that succeeded", () => {
+  const codeCache =
+    WEFT_RUNTIME === "bun"
+      ? "writes no code cache: its bytecode is in the executable"
+      : "keeps a V8 code cache of a verb only from a run of it that succeeded";
+  it(codeCache, () => {
     const cache = mkdtempSync(join(tmpdir(), "weft-codecache-"));
     try {
-      const cacheFiles = () => readdirSync(cache).flatMap((dir) => readdirSync(join(cache, dir)).filter((f) => f.endsWith(".jscache")));
       // A failed first run compiles only its error path: a cache of it would slow every later run.
       const failed = runPlugin(type, { ...ADD, WEFT_CACHE_DIR: cache }, "this is not json");
       expect(failed.status).toBe(1);
-      expect(cacheFiles()).toEqual([]);
+      expect(codeCacheFiles(cache)).toEqual([]);
       const answered = runPlugin(type, { CNI_COMMAND: "VERSION", WEFT_CACHE_DIR: cache }, '{"cniVersion":"1.1.0"}');
       expect(answered.status).toBe(0);
-      expect(cacheFiles()).toEqual([`${type}.VERSION.jscache`]);
+      expect(codeCacheFiles(cache)).toEqual(WEFT_RUNTIME === "bun" ? [] : [`${type}.VERSION.jscache`]);
     } finally {
       rmSync(cache, { recursive: true, force: true });
     }
@@ -109,29 +115,68 @@ describe.each(PLUGINS)(`%s (${WEFT_FORM} form)`, (type) => {
 });
 
 describe("the cache under WEFT_CACHE_DIR", () => {
-  it("loses, at a build's first run, the entries nothing changed for 30 days, and only those", () => {
+  const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 3600 * 1000);
+  const plant = (cache: string, name: string, days: number) => {
+    mkdirSync(join(cache, name), { mode: 0o700 });
+    writeFileSync(join(cache, name, "bundle.js"), "");
+    utimesSync(join(cache, name), daysAgo(days), daysAgo(days));
+  };
+  const version = (cache: string) => runPlugin("loopback", { CNI_COMMAND: "VERSION", WEFT_CACHE_DIR: cache }, '{"cniVersion":"1.1.0"}');
+
+  const bundlePrune =
+    WEFT_RUNTIME === "bun"
+      ? "prunes nothing at a run that writes no addon: the Bun form has no bundle entry"
+      : "loses, at a bundle's first run, the entries nothing changed for 30 days, and only those";
+  it(bundlePrune, () => {
     const cache = mkdtempSync(join(tmpdir(), "weft-prune-"));
     try {
-      const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 3600 * 1000);
-      const entry = (name: string, days: number) => {
-        mkdirSync(join(cache, name), { mode: 0o700 });
-        writeFileSync(join(cache, name, "bundle.js"), "");
-        utimesSync(join(cache, name), daysAgo(days), daysAgo(days));
-      };
-      entry("a".repeat(64), 40);
-      entry("b".repeat(64), 1);
-      entry("not-weft", 40);
-      const run = () => runPlugin("loopback", { CNI_COMMAND: "VERSION", WEFT_CACHE_DIR: cache }, '{"cniVersion":"1.1.0"}');
-      expect(run().status).toBe(0);
+      plant(cache, "a".repeat(64), 40);
+      plant(cache, "b".repeat(64), 1);
+      plant(cache, "not-weft", 40);
+      // VERSION loads no addon: in the Node.js forms, this is the loader's bundle entry alone.
+      expect(version(cache).status).toBe(0);
       const after = readdirSync(cache);
-      expect(after).not.toContain("a".repeat(64));
+      if (WEFT_RUNTIME === "bun") expect(after).toContain("a".repeat(64));
+      else expect(after).not.toContain("a".repeat(64));
       expect(after).toContain("b".repeat(64));
       expect(after).toContain("not-weft");
       // Only a first run prunes: the build's own entry exists now.
-      entry("c".repeat(64), 40);
-      expect(run().status).toBe(0);
+      plant(cache, "c".repeat(64), 40);
+      expect(version(cache).status).toBe(0);
       expect(readdirSync(cache)).toContain("c".repeat(64));
     } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
+
+  it("loses, when an addon is first written, the entries nothing changed for 30 days, and only those", () => {
+    const cache = mkdtempSync(join(tmpdir(), "weft-prune-"));
+    const ns = createNetns("weft-prune-");
+    try {
+      const add = () =>
+        runPlugin(
+          "loopback",
+          { ...ADD, CNI_NETNS: ns.path, CNI_IFNAME: "lo", WEFT_CACHE_DIR: cache },
+          JSON.stringify({ cniVersion: "1.0.0", name: "lo", type: "loopback" }),
+        );
+      // The Node.js forms' loader makes (and prunes at) the bundle's entry first: the addon's is then the new one.
+      expect(version(cache).status).toBe(0);
+      plant(cache, "a".repeat(64), 40);
+      plant(cache, "b".repeat(64), 1);
+      plant(cache, "not-weft", 40);
+      const first = add();
+      expect(first.stderr).toBe("");
+      expect(first.status).toBe(0);
+      const after = readdirSync(cache);
+      expect(after.some((name) => existsSync(join(cache, name, "weft.node")))).toBe(true);
+      expect(after).not.toContain("a".repeat(64));
+      expect(after).toContain("b".repeat(64));
+      expect(after).toContain("not-weft");
+      plant(cache, "c".repeat(64), 40);
+      expect(add().status).toBe(0);
+      expect(readdirSync(cache)).toContain("c".repeat(64));
+    } finally {
+      removeNetns(ns);
       rmSync(cache, { recursive: true, force: true });
     }
   });
