@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/.node/bin:$(PATH)
 export npm_config_nodedir := $(CURDIR)/.node
 endif
 
-.PHONY: all build install install-conf check check-installed test unit conformance bench demo typecheck lint format clean mutation
+.PHONY: all build install install-conf check check-installed check-all test unit conformance bench demo typecheck lint format clean mutation
 
 all: build
 
@@ -59,8 +59,8 @@ lint: build
 format: node_modules
 	npx prettier --write .
 
-# README's test command and CI's: the lint first (a failure stops here, before the tests), then
-# everything, ending in one "N passed, N failed" line.
+# The lint first (a failure stops here, before the tests), then everything, ending in one
+# "N passed, N failed" line.
 check: build lint
 	bash scripts/check
 
@@ -77,6 +77,14 @@ check-installed: $(if $(filter dist/standalone,$(STANDALONE_DIR)),standalone,bui
 	@dir=$$(mktemp -d "$(CURDIR)/build/check-installed.XXXXXX") && trap 'rm -rf "$$dir"' EXIT && \
 	  sh scripts/install --from "$(STANDALONE_DIR)" --bin-dir "$$dir/bin" --agent-dir "$$dir/bin" --no-conf && \
 	  WEFT_STANDALONE_RUNTIME=$(RUNTIME) bash scripts/check --installed "$$dir/bin"
+
+# README's test command and CI's: make check, then the same tests once more against each standalone
+# executable as scripts/install installs it, the Node.js single executable and the Bun-compiled one.
+check-all: check
+	node scripts/standalone.mjs --out build/standalone-node
+	$(MAKE) check-installed STANDALONE_DIR=build/standalone-node RUNTIME=node
+	node scripts/standalone.mjs --runtime bun --out build/standalone-bun
+	$(MAKE) check-installed STANDALONE_DIR=build/standalone-bun RUNTIME=bun
 
 conformance: build
 	bash conformance/run
