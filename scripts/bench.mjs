@@ -520,11 +520,13 @@ function report(r) {
         .map(([k, s]) => `${k} ${s.median} / ${s.p95}`)
         .join(", ")}`,
     );
+    // The form's own floor is its VERSION: the runtime's start-up and weft's least work.
+    const start = forms[0].version.median;
     console.log(
-      `  sum ${round(own)} ms = ${(own / (4 * floorMs)).toFixed(2)}x the floor; the driver and libcni add ${round(addDel0 - own)} ms to ADD + DEL`,
+      `  sum ${round(own)} ms = ${(own / (4 * start)).toFixed(2)}x 4 of its VERSION (${start} ms each); the driver and libcni add ${round(addDel0 - own)} ms to ADD + DEL`,
     );
     console.log(
-      `  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; floor + that = ${round(4 * floorMs + kernel)} ms, weft's processes = ${(own / (4 * floorMs + kernel)).toFixed(2)}x it`,
+      `  the kernel deleting a veth pair (inside RTM_DELLINK): ${kernel} ms; 4 VERSIONs + that = ${round(4 * start + kernel)} ms, weft's processes = ${(own / (4 * start + kernel)).toFixed(2)}x it`,
     );
   }
   const parts = [
