@@ -72,7 +72,7 @@ function bundleSource(dir: string | null): string {
 }
 
 const dir = cache.dir(BUNDLE_SHA256);
-if (dir) cache.pruneOnFirstRun(BUNDLE_SHA256);
+cache.pruneOnFirstRun(BUNDLE_SHA256);
 const source = bundleSource(dir);
 const codeCacheFile = `${dir}/${STANDALONE ? invokedAs() : PLUGIN_TYPE}.${verb}.jscache`;
 const cached = cache.usable() ? cache.read(codeCacheFile) : undefined;

@@ -72,12 +72,18 @@ export const WEFT_FORM: WeftForm = formOf(WEFT_BIN);
 export type WeftRuntime = "node" | "bun";
 
 /**
- * The runtime the executables under test run on: the script form and the Node.js single executable
- * on Node.js; a standalone set built with Bun when WEFT_STANDALONE_RUNTIME=bun says so (as
- * `make check-installed RUNTIME=bun` does). Only the cache's expectations differ: the Bun form
- * carries its bytecode and has no loader.
+ * WEFT_STANDALONE_RUNTIME: the runtime of a standalone set, `node` (default) or `bun`. The runtime
+ * the distribution tests build their standalone executable on (scripts/standalone.mjs reads it too),
+ * and that of WEFT_BIN when it is a standalone set (`make check-installed RUNTIME=bun` sets both).
  */
-export const WEFT_RUNTIME: WeftRuntime = WEFT_FORM === "standalone" && process.env.WEFT_STANDALONE_RUNTIME === "bun" ? "bun" : "node";
+export const STANDALONE_RUNTIME: WeftRuntime = process.env.WEFT_STANDALONE_RUNTIME === "bun" ? "bun" : "node";
+
+/**
+ * The runtime the executables under test run on: the script form runs on Node.js, a standalone set
+ * on STANDALONE_RUNTIME. Only the cache's expectations differ: the Bun form carries its bytecode and
+ * has no loader.
+ */
+export const WEFT_RUNTIME: WeftRuntime = WEFT_FORM === "standalone" ? STANDALONE_RUNTIME : "node";
 
 /** The directory of the Node.js running the tests. */
 export const TEST_NODE_DIR = dirname(process.execPath);

@@ -19,12 +19,6 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/**
- * The runtime the standalone executable is built on (scripts/standalone.mjs reads the same variable):
- * node, the default, or bun.
- */
-export const STANDALONE_RUNTIME = process.env.WEFT_STANDALONE_RUNTIME === "bun" ? "bun" : "node";
-
 /** Builds the standalone executable and its five names into `out` (about 4 s: bundle, blob, postject). */
 export async function buildStandalone(out: string, ...flags: string[]): Promise<void> {
   await run(process.execPath, [join(ROOT, "scripts/standalone.mjs"), "--out", out, ...flags], { cwd: ROOT, maxBuffer: 16 << 20 });

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { all, command, rootUser } from "../helpers/prerequisites.js";
-import { AGENTS, buildStandalone, ROOT, STANDALONE_RUNTIME, tempDir, TYPES, version } from "./distribution-helpers.js";
+import { STANDALONE_RUNTIME } from "../helpers/executables.js";
+import { AGENTS, buildStandalone, ROOT, tempDir, TYPES, version } from "./distribution-helpers.js";
 
 // The standalone executable: the multi-call dispatch by name, and a pod that gets its network from
 // it through libcni (the conformance driver) in a mount namespace where no node binary exists.
